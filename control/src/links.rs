@@ -1,0 +1,111 @@
+//! Facts about this node's network interfaces that the datapath needs (ifindex, MAC, MTU), read
+//! through `ioctl` on a socket: that answers for the caller's network namespace, whatever
+//! `/sys` shows, so the agent works under `ip netns exec`, `nsenter` or a plain `setns`.
+
+use std::{ffi::CString, io, os::fd::AsRawFd, os::fd::FromRawFd, os::fd::OwnedFd};
+
+use thiserror::Error;
+
+/// What the datapath needs to know of one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error("interface {0:?}: no such interface in this network namespace")]
+    NotFound(String),
+    #[error("interface {name:?}: {source}")]
+    Io {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("interface name {0:?} is not a valid interface name")]
+    BadName(String),
+}
+
+/// Where the datapath learns about interfaces; a trait so the compiler can be tested without
+/// real interfaces.
+pub trait Links {
+    fn link(&self, name: &str) -> Result<Link, LinkError>;
+}
+
+/// The interfaces of the caller's network namespace.
+pub struct KernelLinks {
+    socket: OwnedFd,
+}
+
+impl KernelLinks {
+    pub fn open() -> io::Result<KernelLinks> {
+        // SAFETY: plain socket(2) call; the result is checked before it is wrapped.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a freshly created, valid descriptor that nothing else owns.
+        Ok(KernelLinks { socket: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Runs `request` on an `ifreq` naming `name`.
+    fn ioctl(&self, name: &str, request: libc::Ioctl) -> Result<libc::ifreq, LinkError> {
+        let c_name = CString::new(name).map_err(|_| LinkError::BadName(name.to_owned()))?;
+        let bytes = c_name.as_bytes_with_nul();
+        if bytes.len() > libc::IFNAMSIZ {
+            return Err(LinkError::BadName(name.to_owned()));
+        }
+        // SAFETY: `ifreq` is a plain C struct for which all zeros is valid.
+        let mut ifreq: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, &src) in ifreq.ifr_name.iter_mut().zip(bytes) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: `ifreq` is a valid, initialised `ifreq` with a NUL-terminated name; the
+        // SIOCGIF* requests used here only write into it.
+        let rc = unsafe { libc::ioctl(self.socket.as_raw_fd(), request, &mut ifreq) };
+        if rc < 0 {
+            let source = io::Error::last_os_error();
+            return Err(match source.raw_os_error() {
+                Some(libc::ENODEV) => LinkError::NotFound(name.to_owned()),
+                _ => LinkError::Io { name: name.to_owned(), source },
+            });
+        }
+        Ok(ifreq)
+    }
+}
+
+impl Links for KernelLinks {
+    fn link(&self, name: &str) -> Result<Link, LinkError> {
+        // SAFETY (for the union reads below): each ioctl filled the union member its request
+        // is defined to fill (SIOCGIFINDEX: ifru_ifindex, SIOCGIFHWADDR: ifru_hwaddr,
+        // SIOCGIFMTU: ifru_mtu).
+        let ifindex = unsafe { self.ioctl(name, libc::SIOCGIFINDEX)?.ifr_ifru.ifru_ifindex };
+        // SAFETY: see above.
+        let hwaddr = unsafe { self.ioctl(name, libc::SIOCGIFHWADDR)?.ifr_ifru.ifru_hwaddr };
+        // SAFETY: see above.
+        let mtu = unsafe { self.ioctl(name, libc::SIOCGIFMTU)?.ifr_ifru.ifru_mtu };
+        let mut mac = [0u8; 6];
+        for (dst, &src) in mac.iter_mut().zip(hwaddr.sa_data.iter()) {
+            *dst = src as u8;
+        }
+        Ok(Link { ifindex: ifindex as u32, mac, mtu: mtu as u32 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_found_and_unknown_names_are_named() {
+        let links = KernelLinks::open().unwrap();
+        let lo = links.link("lo").unwrap();
+        assert_eq!(lo.mac, [0; 6]);
+        assert!(lo.ifindex >= 1 && lo.mtu >= 1500);
+        let error = links.link("nonexistent0").unwrap_err();
+        assert_eq!(error.to_string(), "interface \"nonexistent0\": no such interface in this network namespace");
+        assert!(matches!(links.link("a-name-longer-than-ifnamsiz"), Err(LinkError::BadName(_))));
+    }
+}

@@ -1,0 +1,543 @@
+//! The cluster state: the contract between whoever describes the cluster (a file today, etcd or
+//! the Kubernetes API later) and the agent on every node. Schema version 1 is defined by
+//! `shared/contract/cluster-state.example.yaml`; this module is its only reader.
+//!
+//! Owns: loading a state from YAML (`ClusterState::from_yaml_str`, `ClusterState::from_path`),
+//! the typed model (`model`, `values`), the semantic rules a state must satisfy (`validate`),
+//! and the few look-ups the agent needs. A `ClusterState` returned by a loader has passed every
+//! rule. Errors name the YAML path of the offending value, e.g.
+//! `pods[3].interfaces[0].ip: 10.9.0.5 is outside network std (10.244.0.0/16)`.
+//!
+//! Loading never panics, whatever the input. The schema is IPv4-only for now.
+
+#![deny(unsafe_code)]
+
+mod model;
+mod validate;
+mod values;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_path_to_error::Segment;
+use thiserror::Error;
+
+pub use model::{
+    AddressPair, ClusterState, Direction, Network, Node, Pod, PodInterface, Protocol, Rule,
+    SecurityGroup,
+};
+pub use values::{MacAddr, PortRange, SchemaVersion, ValueError};
+
+/// Why a cluster state could not be loaded.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not YAML of schema version 1: bad syntax, an unknown or missing field, a value
+    /// of the wrong type or form. `path` is the YAML path (`pods[0].interfaces[1].ip`), or `.`
+    /// for the document itself; `message` ends with the line and column when known.
+    #[error("{}", format_parse_error(path, message))]
+    Parse { path: String, message: String },
+    /// The document parsed but breaks semantic rules; every broken rule is listed.
+    #[error("{}", format_violations(.0))]
+    Invalid(Vec<Violation>),
+}
+
+/// One broken rule of a parsed state, at a YAML path such as `pods[3].interfaces[0].ip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The path of the document itself.
+const ROOT_PATH: &str = ".";
+
+fn format_parse_error(path: &str, message: &str) -> String {
+    if path == ROOT_PATH {
+        message.to_owned()
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+fn format_violations(violations: &[Violation]) -> String {
+    let listed: Vec<String> = violations.iter().map(Violation::to_string).collect();
+    format!("invalid cluster state: {}", listed.join("; "))
+}
+
+impl ClusterState {
+    /// Parses and validates a YAML document of schema version 1.
+    pub fn from_yaml_str(yaml: &str) -> Result<ClusterState, StateError> {
+        let state = parse(yaml)?;
+        state.validate()?;
+        Ok(state)
+    }
+
+    /// Reads, parses and validates a YAML file of schema version 1.
+    pub fn from_path(path: &Path) -> Result<ClusterState, StateError> {
+        let yaml = std::fs::read_to_string(path).map_err(|source| StateError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        ClusterState::from_yaml_str(&yaml)
+    }
+
+    /// Checks every semantic rule; `Err(StateError::Invalid)` lists all that are broken, in
+    /// document order. The loaders call this; a state built another way should too.
+    pub fn validate(&self) -> Result<(), StateError> {
+        let violations = validate::violations(self);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(StateError::Invalid(violations))
+        }
+    }
+
+    /// The network plane called `name`.
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|network| network.name == name)
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|node| node.name == name)
+    }
+
+    /// The security group called `name`.
+    pub fn security_group(&self, name: &str) -> Option<&SecurityGroup> {
+        self.security_groups.iter().find(|group| group.name == name)
+    }
+
+    /// Every interface of every pod scheduled on `node`, with its pod, in document order.
+    pub fn interfaces_on_node<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> impl Iterator<Item = (&'a Pod, &'a PodInterface)> + 'a {
+        self.pods
+            .iter()
+            .filter(move |pod| pod.node == node)
+            .flat_map(|pod| pod.interfaces.iter().map(move |interface| (pod, interface)))
+    }
+
+    /// The number of pod interfaces in the cluster.
+    pub fn interface_count(&self) -> usize {
+        self.pods.iter().map(|pod| pod.interfaces.len()).sum()
+    }
+}
+
+/// Parses without the semantic checks.
+fn parse(yaml: &str) -> Result<ClusterState, StateError> {
+    let deserializer = serde_norway::Deserializer::from_str(yaml);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = yaml_path(error.path());
+        let message = error.into_inner().to_string();
+        StateError::Parse {
+            message: strip_yaml_path(&message, &path).to_owned(),
+            path,
+        }
+    })
+}
+
+/// The path as `pods[0].interfaces[1].ip`, cut before a segment `serde_path_to_error` could not
+/// name (its `?`, e.g. a key cut short by a syntax error); `.` for the document itself.
+fn yaml_path(path: &serde_path_to_error::Path) -> String {
+    let mut text = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => text.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Segment::Unknown => break,
+        }
+    }
+    if text.is_empty() {
+        ROOT_PATH.to_owned()
+    } else {
+        text
+    }
+}
+
+/// serde_norway starts its messages with its own, coarser path (`networks[1]: unknown field
+/// ...` where `serde_path_to_error` says `networks[1].fast_paht`); drop it, the finer path is
+/// shown instead. It is recognised as a leading `P: ` where `P` is `path` or an ancestor of it.
+fn strip_yaml_path<'m>(message: &'m str, path: &str) -> &'m str {
+    let Some((prefix, rest)) = message.split_once(": ") else {
+        return message;
+    };
+    let is_ancestor = path
+        .strip_prefix(prefix)
+        .is_some_and(|tail| tail.is_empty() || tail.starts_with(['.', '[']));
+    if is_ancestor {
+        rest
+    } else {
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CONTRACT_PATH: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/contract/cluster-state.example.yaml"
+    );
+    const TWO_NODE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/two-node.yaml");
+
+    /// A valid document to break one line at a time.
+    const SMALL: &str = "\
+version: 1
+networks:
+  - name: std
+    vni: 100
+    cidr: 10.244.0.0/16
+    gateway: 10.244.0.1
+nodes:
+  - name: node-a
+    underlay_interface: eth0
+    underlay_ip: 192.168.77.1
+security_groups:
+  - name: web
+    rules:
+      - direction: ingress
+        protocol: tcp
+        ports: \"80\"
+pods:
+  - name: web-0
+    node: node-a
+    interfaces:
+      - network: std
+        host_interface: vweb0
+        ip: 10.244.1.2
+        mac: \"02:00:0a:f4:01:02\"
+        security_groups: [web]
+        allowed_address_pairs:
+          - ip: 10.244.1.100
+";
+
+    /// `SMALL` with the first occurrence of `from` replaced by `to`.
+    fn small_with(from: &str, to: &str) -> String {
+        assert!(SMALL.contains(from), "{from:?} is not in SMALL");
+        SMALL.replacen(from, to, 1)
+    }
+
+    /// The `path: message` text of the parse error `yaml` must produce.
+    fn parse_error(yaml: &str) -> String {
+        match ClusterState::from_yaml_str(yaml) {
+            Err(error @ StateError::Parse { .. }) => error.to_string(),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn contract_example_loads() {
+        let state = ClusterState::from_path(Path::new(CONTRACT_PATH)).unwrap();
+        assert_eq!(state.version, SchemaVersion::V1);
+        let names = |items: Vec<&str>| items.join(",");
+        assert_eq!(
+            names(state.networks.iter().map(|n| n.name.as_str()).collect()),
+            "std,media"
+        );
+        assert_eq!(state.networks[0].mtu, Some(1450));
+        assert!(!state.networks[0].fast_path);
+        assert_eq!(state.networks[1].mtu, None);
+        assert!(state.networks[1].fast_path);
+        assert_eq!(state.nodes[1].underlay_ip, Ipv4Addr::new(192, 168, 77, 2));
+
+        let upf = &state.security_groups[0];
+        assert_eq!(upf.rules[0].direction, Direction::Ingress);
+        assert_eq!(upf.rules[0].protocol, Protocol::Udp);
+        assert_eq!(upf.rules[0].ports, Some("2152".parse().unwrap()));
+        assert_eq!(upf.rules[0].remote_group.as_deref(), Some("smf"));
+        assert_eq!(upf.rules[1].protocol, Protocol::Any);
+        assert_eq!(upf.rules[1].ports, None);
+
+        let upf_std = &state.pods[0].interfaces[0];
+        assert_eq!(upf_std.mac, MacAddr([0x02, 0x00, 0x0a, 0xf4, 0x01, 0x02]));
+        assert_eq!(upf_std.security_groups, ["upf"]);
+        assert!(upf_std.port_security);
+        let pair = &upf_std.allowed_address_pairs[0];
+        assert_eq!(pair.ip, "10.244.1.100/32".parse().unwrap());
+        assert_eq!(pair.mac, Some("02:00:0a:f4:01:64".parse().unwrap()));
+
+        let upf_media = &state.pods[0].interfaces[1];
+        assert!(upf_media.security_groups.is_empty());
+        assert!(upf_media.port_security, "port_security defaults to true");
+        assert!(upf_media.allowed_address_pairs.is_empty());
+        assert_eq!(state.interface_count(), 3);
+    }
+
+    #[test]
+    fn two_node_example_loads() {
+        let state = ClusterState::from_path(Path::new(TWO_NODE_PATH)).unwrap();
+        assert_eq!(
+            (
+                state.networks.len(),
+                state.nodes.len(),
+                state.security_groups.len(),
+                state.pods.len(),
+                state.interface_count()
+            ),
+            (3, 2, 3, 4, 10)
+        );
+        let media = state.network("media").unwrap();
+        assert_eq!((media.vni, media.fast_path), (300, true));
+        let probe = state.pods.iter().find(|pod| pod.name == "probe-0").unwrap();
+        assert_eq!(probe.namespace, "default");
+        assert!(!probe.interfaces[1].port_security);
+    }
+
+    #[test]
+    fn namespace_defaults_to_default() {
+        let state = ClusterState::from_yaml_str(SMALL).unwrap();
+        assert_eq!(state.pods[0].namespace, "default");
+    }
+
+    #[test]
+    fn lookups_by_name() {
+        let state = ClusterState::from_path(Path::new(CONTRACT_PATH)).unwrap();
+        assert_eq!(state.network("media").unwrap().vni, 300);
+        assert!(state.network("control").is_none());
+        assert_eq!(
+            state.node("node-b").unwrap().underlay_ip,
+            Ipv4Addr::new(192, 168, 77, 2)
+        );
+        assert!(state.node("node-c").is_none());
+        assert_eq!(state.security_group("smf").unwrap().rules.len(), 1);
+        assert!(state.security_group("amf").is_none());
+    }
+
+    #[test]
+    fn interfaces_on_node_lists_its_pods_interfaces_in_order() {
+        let state = ClusterState::from_path(Path::new(TWO_NODE_PATH)).unwrap();
+        let on_node_b: Vec<String> = state
+            .interfaces_on_node("node-b")
+            .map(|(pod, interface)| format!("{}:{}", pod.name, interface.host_interface))
+            .collect();
+        assert_eq!(
+            on_node_b,
+            [
+                "upf-1:vupf1s",
+                "upf-1:vupf1m",
+                "probe-0:vprobe0s",
+                "probe-0:vprobe0m"
+            ]
+        );
+        assert_eq!(state.interfaces_on_node("node-c").count(), 0);
+    }
+
+    #[test]
+    fn version_other_than_1_is_rejected() {
+        assert_eq!(
+            parse_error(&small_with("version: 1", "version: 2")),
+            "version: unsupported schema version 2: this ctpath reads version 1 at line 1 column 10"
+        );
+    }
+
+    #[test]
+    fn missing_field_names_its_parent() {
+        assert_eq!(
+            parse_error(&small_with("    underlay_ip: 192.168.77.1\n", "")),
+            "nodes[0]: missing field `underlay_ip` at line 8 column 5"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_path() {
+        assert_eq!(
+            parse_error(&small_with("    gateway:", "    gatway:")),
+            "networks[0].gatway: unknown field `gatway`, expected one of `name`, `vni`, `cidr`, \
+             `gateway`, `mtu`, `fast_path` at line 6 column 5"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_section_is_rejected() {
+        assert_eq!(
+            parse_error(&format!("{SMALL}conntrack:\n  udp_timeout: 30\n")),
+            "conntrack: unknown field `conntrack`, expected one of `version`, `networks`, \
+             `nodes`, `security_groups`, `pods` at line 28 column 1"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_rejected_with_its_path() {
+        assert_eq!(
+            parse_error(&small_with("vni: 100", "vni: hundred")),
+            "networks[0].vni: invalid type: string \"hundred\", expected u32 at line 4 column 10"
+        );
+    }
+
+    #[test]
+    fn bad_ip_is_rejected_with_its_path() {
+        assert_eq!(
+            parse_error(&small_with("ip: 10.244.1.2", "ip: 10.244.1")),
+            "pods[0].interfaces[0].ip: invalid IPv4 address syntax at line 23 column 13"
+        );
+    }
+
+    #[test]
+    fn ipv6_address_is_rejected() {
+        assert_eq!(
+            parse_error(&small_with("gateway: 10.244.0.1", "gateway: fd00::1")),
+            "networks[0].gateway: invalid IPv4 address syntax at line 6 column 14"
+        );
+    }
+
+    #[test]
+    fn bad_cidr_is_rejected_with_its_path() {
+        assert_eq!(
+            parse_error(&small_with("cidr: 10.244.0.0/16", "cidr: 10.244.0.0/33")),
+            "networks[0].cidr: invalid IP address syntax at line 5 column 11"
+        );
+    }
+
+    #[test]
+    fn bad_mac_is_rejected_with_its_path() {
+        assert_eq!(
+            parse_error(&small_with("\"02:00:0a:f4:01:02\"", "\"02:00:0a:f4:01\"")),
+            "pods[0].interfaces[0].mac: invalid MAC address \"02:00:0a:f4:01\": expected six hex \
+             octets like \"02:00:0a:f4:01:02\" at line 24 column 14"
+        );
+    }
+
+    #[test]
+    fn bad_allowed_address_pair_ip_is_rejected_with_its_path() {
+        assert_eq!(
+            parse_error(&small_with("- ip: 10.244.1.100", "- ip: 10.244.1.100/40")),
+            "pods[0].interfaces[0].allowed_address_pairs[0].ip: invalid IPv4 address or CIDR \
+             \"10.244.1.100/40\" at line 27 column 17"
+        );
+    }
+
+    #[test]
+    fn port_range_syntax_error() {
+        assert_eq!(
+            parse_error(&small_with("ports: \"80\"", "ports: \"http\"")),
+            "security_groups[0].rules[0].ports: invalid port range \"http\": expected \"N\" or \
+             \"N-M\" at line 16 column 16"
+        );
+    }
+
+    #[test]
+    fn port_zero_is_rejected() {
+        assert_eq!(
+            parse_error(&small_with("ports: \"80\"", "ports: \"0-80\"")),
+            "security_groups[0].rules[0].ports: invalid port range \"0-80\": ports are 1 to 65535 \
+             at line 16 column 16"
+        );
+    }
+
+    #[test]
+    fn port_range_with_first_above_last_is_rejected() {
+        assert_eq!(
+            parse_error(&small_with("ports: \"80\"", "ports: \"8080-80\"")),
+            "security_groups[0].rules[0].ports: invalid port range \"8080-80\": first port is \
+             greater than last port at line 16 column 16"
+        );
+    }
+
+    #[test]
+    fn ports_may_be_a_plain_integer() {
+        let state = ClusterState::from_yaml_str(&small_with("ports: \"80\"", "ports: 80")).unwrap();
+        assert_eq!(
+            state.security_groups[0].rules[0].ports,
+            Some("80".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn unknown_direction_is_rejected_with_its_path() {
+        assert_eq!(
+            parse_error(&small_with("direction: ingress", "direction: inbound")),
+            "security_groups[0].rules[0].direction: unknown variant `inbound`, expected \
+             `ingress` or `egress` at line 14 column 20"
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_error_names_where_parsing_stopped() {
+        assert_eq!(
+            parse_error(&small_with("name: std", "name: \"std")),
+            "networks[0]: did not find expected key at line 16 column 17, while parsing a block \
+             mapping at line 3 column 5"
+        );
+    }
+
+    #[test]
+    fn empty_document_is_rejected() {
+        assert_eq!(parse_error(""), "missing field `version`");
+    }
+
+    #[test]
+    fn unreadable_file_names_the_file() {
+        let error = ClusterState::from_path(Path::new("/nonexistent/state.yaml")).unwrap_err();
+        assert!(matches!(error, StateError::Io { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "/nonexistent/state.yaml: cannot read: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn loading_reports_every_violation() {
+        let yaml = small_with("ip: 10.244.1.2", "ip: 10.245.1.2");
+        let yaml = yaml.replacen("[web]", "[web, db]", 1);
+        let error = ClusterState::from_yaml_str(&yaml).unwrap_err();
+        let StateError::Invalid(violations) = &error else {
+            panic!("expected violations, got {error:?}");
+        };
+        assert_eq!(
+            violations,
+            &[
+                Violation {
+                    path: "pods[0].interfaces[0].ip".to_owned(),
+                    message: "10.245.1.2 is outside network std (10.244.0.0/16)".to_owned(),
+                },
+                Violation {
+                    path: "pods[0].interfaces[0].security_groups[1]".to_owned(),
+                    message: "unknown security group db".to_owned(),
+                },
+            ]
+        );
+        assert_eq!(
+            error.to_string(),
+            "invalid cluster state: pods[0].interfaces[0].ip: 10.245.1.2 is outside network std \
+             (10.244.0.0/16); pods[0].interfaces[0].security_groups[1]: unknown security group db"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn loading_a_damaged_document_never_panics(
+            at in 0..SMALL.len(),
+            cut in 0..16usize,
+            insert in "\\PC{0,8}",
+        ) {
+            // SMALL is ASCII, so every index is a char boundary.
+            let end = (at + cut).min(SMALL.len());
+            let yaml = format!("{}{insert}{}", &SMALL[..at], &SMALL[end..]);
+            let _ = ClusterState::from_yaml_str(&yaml);
+        }
+    }
+}

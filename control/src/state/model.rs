@@ -1,0 +1,157 @@
+//! The typed form of cluster-state schema version 1, exactly as the contract file
+//! `shared/contract/cluster-state.example.yaml` writes it.
+//!
+//! Owns: the shape of the document (which fields exist, which are optional and their defaults).
+//! Every struct denies unknown fields, so a typo is an error rather than a silently ignored
+//! setting. Cross-references and value ranges are checked by `validate`, not here.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+use super::values::{deserialize_address_or_cidr, MacAddr, PortRange, SchemaVersion};
+
+/// The whole cluster as the agent on every node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterState {
+    pub version: SchemaVersion,
+    pub networks: Vec<Network>,
+    pub nodes: Vec<Node>,
+    pub security_groups: Vec<SecurityGroup>,
+    pub pods: Vec<Pod>,
+}
+
+/// A network plane: one VXLAN segment with its own address space, isolated from the others.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    /// VXLAN network identifier, 1 to 2^24 - 1.
+    pub vni: u32,
+    pub cidr: Ipv4Net,
+    /// Answered by ARP on every node; pods may route through it.
+    pub gateway: Ipv4Addr,
+    /// Pod-side MTU; absent means the agent derives it (underlay MTU minus 50).
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    /// Forwarded by the AF_XDP forwarder instead of the XDP programs alone.
+    #[serde(default)]
+    pub fast_path: bool,
+}
+
+/// A Kubernetes node running the ctpath agent; its underlay address is its VTEP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    /// The interface, inside the node, that carries VXLAN traffic.
+    pub underlay_interface: String,
+    pub underlay_ip: Ipv4Addr,
+}
+
+/// A named set of allow rules; an interface with no group listed is not filtered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroup {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+/// One allow rule of a security group.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub direction: Direction,
+    pub protocol: Protocol,
+    /// tcp and udp only; absent means all ports.
+    #[serde(default)]
+    pub ports: Option<PortRange>,
+    /// The peer is any interface in this group. At most one of `remote_group` and `remote_cidr`;
+    /// neither means anywhere.
+    #[serde(default)]
+    pub remote_group: Option<String>,
+    #[serde(default)]
+    pub remote_cidr: Option<Ipv4Net>,
+}
+
+/// Traffic direction, seen from the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// The IP protocol a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    Any,
+}
+
+impl Protocol {
+    /// The name used in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+            Protocol::Any => "any",
+        }
+    }
+}
+
+/// A pod and its interfaces, one per network plane it is attached to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pod {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The node the pod runs on.
+    pub node: String,
+    pub interfaces: Vec<PodInterface>,
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+/// One interface of a pod: a veth pair whose host side is `host_interface` on the pod's node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodInterface {
+    pub network: String,
+    pub host_interface: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Anti-spoofing: the pod may send only from its own (or an allowed pair's) IP and MAC.
+    #[serde(default = "port_security_default")]
+    pub port_security: bool,
+    #[serde(default)]
+    pub allowed_address_pairs: Vec<AddressPair>,
+}
+
+fn port_security_default() -> bool {
+    true
+}
+
+/// An extra source the pod may use besides its own IP and MAC (a VIP, a VRRP address).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPair {
+    /// Written as an address (`10.244.1.100`, a /32) or a CIDR. Any prefix is accepted, inside
+    /// the interface's network or not, as OpenStack does.
+    #[serde(deserialize_with = "deserialize_address_or_cidr")]
+    pub ip: Ipv4Net,
+    /// Absent means the interface's own MAC.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+}

@@ -1,0 +1,1043 @@
+//! Semantic checks of a parsed cluster state: uniqueness, cross-references and value ranges that
+//! the schema's types cannot express.
+//!
+//! Owns: the list of rules a state must satisfy before the agent acts on it. Every broken rule
+//! becomes one `Violation` naming the YAML path of the offending value; all of them are collected
+//! in document order, none stops the others. Nothing here panics.
+//!
+//! Decisions worth knowing:
+//! - The same IP (or MAC) on two different networks is allowed: planes are isolated.
+//! - `mtu` must lie in 576..=9000: 576 is the smallest datagram every IPv4 host must accept, 9000
+//!   the common jumbo-frame size; whether it fits the actual underlay is the agent's check.
+//! - `allowed_address_pairs[].ip` may be any CIDR, inside the interface's network or not (VIPs
+//!   often are not), as OpenStack allows; only its syntax is checked, by the parser. A pair's MAC
+//!   must be unicast like any other, but may repeat (VRRP shares one virtual MAC between pods).
+//! - Interface names follow the kernel's `dev_valid_name`: 1 to 15 bytes (IFNAMSIZ less the NUL),
+//!   not `.` or `..`, no `/`, `:` or whitespace.
+//! - A network's `cidr` must be written as its network address (`10.244.0.0/16`, not
+//!   `10.244.1.0/16`), so that the written form and the meaning agree.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::net::Ipv4Addr;
+
+use super::model::{ClusterState, Network, Node, Pod, PodInterface, Protocol};
+use super::values::MacAddr;
+use super::Violation;
+
+/// The largest VNI: VXLAN carries 24 bits.
+const MAX_VNI: u32 = (1 << 24) - 1;
+/// Accepted pod-side MTUs.
+const MTU_RANGE: std::ops::RangeInclusive<u16> = 576..=9000;
+/// Longest interface name: IFNAMSIZ (16) less the terminating NUL.
+const MAX_INTERFACE_NAME_BYTES: usize = 15;
+
+/// Every rule `state` breaks, in document order; empty when the state is valid.
+pub(super) fn violations(state: &ClusterState) -> Vec<Violation> {
+    let mut report = Report::default();
+    check_networks(state, &mut report);
+    check_nodes(state, &mut report);
+    check_security_groups(state, &mut report);
+    check_pods(state, &mut report);
+    report.violations
+}
+
+#[derive(Default)]
+struct Report {
+    violations: Vec<Violation>,
+}
+
+impl Report {
+    fn add(&mut self, path: impl Display, message: impl Display) {
+        self.violations.push(Violation {
+            path: path.to_string(),
+            message: message.to_string(),
+        });
+    }
+}
+
+/// Names the first element of `items` with each key, by index.
+fn first_index_by<'a, T, K: std::hash::Hash + Eq>(
+    items: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> HashMap<K, usize> {
+    let mut first = HashMap::new();
+    for (index, item) in items.iter().enumerate() {
+        first.entry(key(item)).or_insert(index);
+    }
+    first
+}
+
+fn check_networks(state: &ClusterState, report: &mut Report) {
+    let first_by_name = first_index_by(&state.networks, |network| network.name.as_str());
+    let first_by_vni = first_index_by(&state.networks, |network| network.vni);
+    for (n, network) in state.networks.iter().enumerate() {
+        let path = format!("networks[{n}]");
+        let first = first_by_name[network.name.as_str()];
+        if first != n {
+            report.add(
+                format!("{path}.name"),
+                format!(
+                    "duplicate network name {} (first at networks[{first}])",
+                    network.name
+                ),
+            );
+        }
+
+        if network.vni == 0 {
+            report.add(format!("{path}.vni"), "VNI 0 is reserved");
+        } else if network.vni > MAX_VNI {
+            report.add(
+                format!("{path}.vni"),
+                format!(
+                    "VNI {} does not fit in 24 bits (max {MAX_VNI})",
+                    network.vni
+                ),
+            );
+        }
+        let first = first_by_vni[&network.vni];
+        if first != n {
+            report.add(
+                format!("{path}.vni"),
+                format!(
+                    "duplicate VNI {} (already used by network {})",
+                    network.vni, state.networks[first].name
+                ),
+            );
+        }
+
+        let cidr = network.cidr;
+        if cidr.addr() != cidr.network() {
+            report.add(
+                format!("{path}.cidr"),
+                format!("{cidr} has host bits set; did you mean {}?", cidr.trunc()),
+            );
+        }
+
+        let gateway = network.gateway;
+        let gateway_problem = if !cidr.contains(&gateway) {
+            Some(format!("{gateway} is outside {}", cidr.trunc()))
+        } else if gateway == cidr.network() {
+            Some(format!(
+                "{gateway} is the network address of {}",
+                cidr.trunc()
+            ))
+        } else if gateway == cidr.broadcast() {
+            Some(format!(
+                "{gateway} is the broadcast address of {}",
+                cidr.trunc()
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = gateway_problem {
+            report.add(format!("{path}.gateway"), problem);
+        }
+
+        if let Some(mtu) = network.mtu {
+            if !MTU_RANGE.contains(&mtu) {
+                report.add(
+                    format!("{path}.mtu"),
+                    format!(
+                        "{mtu} is outside {}..={}",
+                        MTU_RANGE.start(),
+                        MTU_RANGE.end()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_nodes(state: &ClusterState, report: &mut Report) {
+    let first_by_name = first_index_by(&state.nodes, |node| node.name.as_str());
+    let first_by_ip = first_index_by(&state.nodes, |node| node.underlay_ip);
+    for (n, node) in state.nodes.iter().enumerate() {
+        let path = format!("nodes[{n}]");
+        let first = first_by_name[node.name.as_str()];
+        if first != n {
+            report.add(
+                format!("{path}.name"),
+                format!(
+                    "duplicate node name {} (first at nodes[{first}])",
+                    node.name
+                ),
+            );
+        }
+        if let Err(problem) = check_interface_name(&node.underlay_interface) {
+            report.add(format!("{path}.underlay_interface"), problem);
+        }
+        let first = first_by_ip[&node.underlay_ip];
+        if first != n {
+            report.add(
+                format!("{path}.underlay_ip"),
+                format!(
+                    "{} is already used by node {} (nodes[{first}])",
+                    node.underlay_ip, state.nodes[first].name
+                ),
+            );
+        }
+    }
+}
+
+fn check_security_groups(state: &ClusterState, report: &mut Report) {
+    let first_by_name = first_index_by(&state.security_groups, |group| group.name.as_str());
+    for (g, group) in state.security_groups.iter().enumerate() {
+        let path = format!("security_groups[{g}]");
+        let first = first_by_name[group.name.as_str()];
+        if first != g {
+            report.add(
+                format!("{path}.name"),
+                format!(
+                    "duplicate security group name {} (first at security_groups[{first}])",
+                    group.name
+                ),
+            );
+        }
+        for (r, rule) in group.rules.iter().enumerate() {
+            let path = format!("{path}.rules[{r}]");
+            if rule.ports.is_some() && !matches!(rule.protocol, Protocol::Tcp | Protocol::Udp) {
+                report.add(
+                    format!("{path}.ports"),
+                    format!(
+                        "ports are only allowed with protocol tcp or udp, not {}",
+                        rule.protocol.as_str()
+                    ),
+                );
+            }
+            if rule.remote_group.is_some() && rule.remote_cidr.is_some() {
+                report.add(
+                    &path,
+                    "has both remote_group and remote_cidr; set at most one",
+                );
+            }
+            if let Some(remote) = &rule.remote_group {
+                if !first_by_name.contains_key(remote.as_str()) {
+                    report.add(
+                        format!("{path}.remote_group"),
+                        format!("unknown security group {remote}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_pods(state: &ClusterState, report: &mut Report) {
+    let mut checks = PodChecks {
+        state,
+        networks: first_index_by(&state.networks, |network| network.name.as_str()),
+        nodes: first_index_by(&state.nodes, |node| node.name.as_str()),
+        groups: first_index_by(&state.security_groups, |group| group.name.as_str()),
+        ip_owners: HashMap::new(),
+        mac_owners: HashMap::new(),
+        host_interface_owners: HashMap::new(),
+    };
+    let first_by_name = first_index_by(&state.pods, |pod| (&pod.namespace, &pod.name));
+    for (p, pod) in state.pods.iter().enumerate() {
+        let first = first_by_name[&(&pod.namespace, &pod.name)];
+        if first != p {
+            report.add(
+                format!("pods[{p}].name"),
+                format!(
+                    "duplicate pod {}/{} (first at pods[{first}])",
+                    pod.namespace, pod.name
+                ),
+            );
+        }
+        checks.check_pod(p, pod, report);
+    }
+}
+
+/// Look-ups by name, and the first claimant of each address and interface name that must be
+/// unique, gathered while the pods are checked in order.
+struct PodChecks<'s> {
+    state: &'s ClusterState,
+    networks: HashMap<&'s str, usize>,
+    nodes: HashMap<&'s str, usize>,
+    groups: HashMap<&'s str, usize>,
+    /// Per network: IP to `owner`.
+    ip_owners: HashMap<(&'s str, Ipv4Addr), String>,
+    /// Per network: MAC to `owner`.
+    mac_owners: HashMap<(&'s str, MacAddr), String>,
+    /// Per node: host interface name to `owner`.
+    host_interface_owners: HashMap<(&'s str, &'s str), String>,
+}
+
+/// Where something was first claimed: `telco/upf-0 (pods[0].interfaces[1])`.
+fn owner(pod: &Pod, p: usize, i: usize) -> String {
+    format!("{}/{} (pods[{p}].interfaces[{i}])", pod.namespace, pod.name)
+}
+
+impl<'s> PodChecks<'s> {
+    fn check_pod(&mut self, p: usize, pod: &'s Pod, report: &mut Report) {
+        let state = self.state;
+        let node = self.nodes.get(pod.node.as_str()).map(|&n| &state.nodes[n]);
+        if node.is_none() {
+            report.add(
+                format!("pods[{p}].node"),
+                format!("unknown node {}", pod.node),
+            );
+        }
+        let mut first_interface_by_network: HashMap<&str, usize> = HashMap::new();
+        for (i, interface) in pod.interfaces.iter().enumerate() {
+            let path = format!("pods[{p}].interfaces[{i}]");
+            if let Some(&first) = first_interface_by_network.get(interface.network.as_str()) {
+                report.add(
+                    format!("{path}.network"),
+                    format!(
+                        "pod {}/{} already has an interface on network {} (interfaces[{first}])",
+                        pod.namespace, pod.name, interface.network
+                    ),
+                );
+            } else {
+                first_interface_by_network.insert(&interface.network, i);
+            }
+            self.check_interface(&path, owner(pod, p, i), pod, node, interface, report);
+        }
+    }
+
+    /// The checks of one interface, in the order its fields are written.
+    fn check_interface(
+        &mut self,
+        path: &str,
+        owner: String,
+        pod: &'s Pod,
+        node: Option<&Node>,
+        interface: &'s PodInterface,
+        report: &mut Report,
+    ) {
+        let state = self.state;
+        let network = match self.networks.get(interface.network.as_str()) {
+            Some(&n) => Some(&state.networks[n]),
+            None => {
+                report.add(
+                    format!("{path}.network"),
+                    format!("unknown network {}", interface.network),
+                );
+                None
+            }
+        };
+
+        let host_interface = interface.host_interface.as_str();
+        if let Err(problem) = check_interface_name(host_interface) {
+            report.add(format!("{path}.host_interface"), problem);
+        }
+        if let Some(node) = node.filter(|node| node.underlay_interface == host_interface) {
+            report.add(
+                format!("{path}.host_interface"),
+                format!(
+                    "{host_interface} is the underlay interface of node {}",
+                    node.name
+                ),
+            );
+        }
+        let key = (pod.node.as_str(), host_interface);
+        if let Some(first) = self.host_interface_owners.get(&key) {
+            report.add(
+                format!("{path}.host_interface"),
+                format!(
+                    "{host_interface} is already used on node {} by {first}",
+                    pod.node
+                ),
+            );
+        } else {
+            self.host_interface_owners.insert(key, owner.clone());
+        }
+
+        if let Some(network) = network {
+            if let Err(problem) = check_pod_ip(interface.ip, network) {
+                report.add(format!("{path}.ip"), problem);
+            }
+            let key = (network.name.as_str(), interface.ip);
+            if let Some(first) = self.ip_owners.get(&key) {
+                report.add(
+                    format!("{path}.ip"),
+                    format!(
+                        "{} is already used on network {} by {first}",
+                        interface.ip, network.name
+                    ),
+                );
+            } else {
+                self.ip_owners.insert(key, owner.clone());
+            }
+        }
+
+        if let Err(problem) = check_unicast_mac(interface.mac) {
+            report.add(format!("{path}.mac"), problem);
+        }
+        if let Some(network) = network {
+            let key = (network.name.as_str(), interface.mac);
+            if let Some(first) = self.mac_owners.get(&key) {
+                report.add(
+                    format!("{path}.mac"),
+                    format!(
+                        "{} is already used on network {} by {first}",
+                        interface.mac, network.name
+                    ),
+                );
+            } else {
+                self.mac_owners.insert(key, owner);
+            }
+        }
+
+        for (s, group) in interface.security_groups.iter().enumerate() {
+            if !self.groups.contains_key(group.as_str()) {
+                report.add(
+                    format!("{path}.security_groups[{s}]"),
+                    format!("unknown security group {group}"),
+                );
+            }
+        }
+
+        for (a, pair) in interface.allowed_address_pairs.iter().enumerate() {
+            if let Some(Err(problem)) = pair.mac.map(check_unicast_mac) {
+                report.add(format!("{path}.allowed_address_pairs[{a}].mac"), problem);
+            }
+        }
+    }
+}
+
+/// A pod address must be a host address of its network other than the gateway.
+fn check_pod_ip(ip: Ipv4Addr, network: &Network) -> Result<(), String> {
+    let cidr = network.cidr.trunc();
+    let name = &network.name;
+    if !cidr.contains(&ip) {
+        Err(format!("{ip} is outside network {name} ({cidr})"))
+    } else if ip == cidr.network() {
+        Err(format!(
+            "{ip} is the network address of network {name} ({cidr})"
+        ))
+    } else if ip == cidr.broadcast() {
+        Err(format!(
+            "{ip} is the broadcast address of network {name} ({cidr})"
+        ))
+    } else if ip == network.gateway {
+        Err(format!("{ip} is the gateway of network {name}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A MAC a pod sends from must be a unicast, non-zero address.
+fn check_unicast_mac(mac: MacAddr) -> Result<(), String> {
+    if mac.is_broadcast() {
+        Err(format!("{mac} is the broadcast address"))
+    } else if mac.is_multicast() {
+        Err(format!(
+            "{mac} is a multicast address (low bit of the first octet set)"
+        ))
+    } else if mac.is_zero() {
+        Err(format!("{mac} is the all-zero address"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The kernel's `dev_valid_name`.
+fn check_interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("interface name is empty".to_owned())
+    } else if name.len() > MAX_INTERFACE_NAME_BYTES {
+        Err(format!(
+            "{name} is {} bytes, longer than the {MAX_INTERFACE_NAME_BYTES} that IFNAMSIZ allows",
+            name.len()
+        ))
+    } else if name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.contains(char::is_whitespace)
+    {
+        Err(format!(
+            "{name:?} is not a valid interface name (no '/', ':' or whitespace; not . or ..)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, ClusterState, StateError};
+    use super::*;
+
+    /// The contract example, self-contained so these tests do not move when the file does.
+    const BASE: &str = r#"
+version: 1
+networks:
+  - { name: std, vni: 100, cidr: 10.244.0.0/16, gateway: 10.244.0.1, mtu: 1450 }
+  - { name: media, vni: 300, cidr: 10.250.0.0/16, gateway: 10.250.0.1, fast_path: true }
+nodes:
+  - { name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }
+  - { name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }
+security_groups:
+  - name: upf
+    rules:
+      - { direction: ingress, protocol: udp, ports: "2152", remote_group: smf }
+      - { direction: egress, protocol: any }
+  - name: smf
+    rules:
+      - { direction: egress, protocol: udp, ports: "2152", remote_group: upf }
+pods:
+  - name: upf-0
+    namespace: telco
+    node: node-a
+    interfaces:
+      - network: std
+        host_interface: vupf0s
+        ip: 10.244.1.2
+        mac: "02:00:0a:f4:01:02"
+        security_groups: [upf]
+        allowed_address_pairs: [{ ip: 10.244.1.100/32, mac: "02:00:0a:f4:01:64" }]
+      - { network: media, host_interface: vupf0m, ip: 10.250.1.2, mac: "02:00:0a:fa:01:02" }
+  - name: smf-0
+    namespace: telco
+    node: node-b
+    interfaces:
+      - network: std
+        host_interface: vsmf0s
+        ip: 10.244.2.2
+        mac: "02:00:0a:f4:02:02"
+        security_groups: [smf]
+"#;
+
+    fn base() -> ClusterState {
+        parse(BASE).unwrap()
+    }
+
+    /// Every violation of `state`, as `path: message` lines.
+    fn problems(state: &ClusterState) -> Vec<String> {
+        match state.validate() {
+            Ok(()) => Vec::new(),
+            Err(StateError::Invalid(violations)) => {
+                violations.iter().map(Violation::to_string).collect()
+            }
+            Err(other) => panic!("validate returned {other:?}"),
+        }
+    }
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    fn mac(text: &str) -> MacAddr {
+        text.parse().unwrap()
+    }
+
+    /// A copy of upf-0 renamed `name` on `node`, with addresses that clash with nothing.
+    fn extra_pod(state: &ClusterState, name: &str, node: &str) -> Pod {
+        let mut pod = state.pods[0].clone();
+        pod.name = name.to_owned();
+        pod.node = node.to_owned();
+        for (i, interface) in pod.interfaces.iter_mut().enumerate() {
+            let octets = interface.ip.octets();
+            interface.ip = Ipv4Addr::new(octets[0], octets[1], 9, 9);
+            interface.mac = MacAddr([0x02, 0, 0, 0, 9, i as u8]);
+            interface.host_interface = format!("v{name}{i}");
+        }
+        pod
+    }
+
+    #[test]
+    fn base_state_is_valid() {
+        assert_eq!(problems(&base()), Vec::<String>::new());
+    }
+
+    fn network(name: &str, vni: u32, cidr: &str, gateway: &str) -> Network {
+        Network {
+            name: name.to_owned(),
+            vni,
+            cidr: cidr.parse().unwrap(),
+            gateway: ip(gateway),
+            mtu: None,
+            fast_path: false,
+        }
+    }
+
+    // Networks.
+
+    #[test]
+    fn duplicate_network_name() {
+        let mut state = base();
+        let extra = network("std", 101, "10.246.0.0/16", "10.246.0.1");
+        state.networks.push(extra);
+        assert_eq!(
+            problems(&state),
+            ["networks[2].name: duplicate network name std (first at networks[0])"]
+        );
+    }
+
+    #[test]
+    fn duplicate_vni() {
+        let mut state = base();
+        state.networks[1].vni = 100;
+        assert_eq!(
+            problems(&state),
+            ["networks[1].vni: duplicate VNI 100 (already used by network std)"]
+        );
+    }
+
+    #[test]
+    fn vni_zero_is_reserved() {
+        let mut state = base();
+        state.networks[1].vni = 0;
+        assert_eq!(problems(&state), ["networks[1].vni: VNI 0 is reserved"]);
+    }
+
+    #[test]
+    fn vni_beyond_24_bits() {
+        let mut state = base();
+        state.networks[1].vni = 1 << 24;
+        assert_eq!(
+            problems(&state),
+            ["networks[1].vni: VNI 16777216 does not fit in 24 bits (max 16777215)"]
+        );
+        state.networks[1].vni = (1 << 24) - 1;
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn cidr_with_host_bits() {
+        let mut state = base();
+        state.networks[1].cidr = "10.250.1.0/16".parse().unwrap();
+        assert_eq!(
+            problems(&state),
+            ["networks[1].cidr: 10.250.1.0/16 has host bits set; did you mean 10.250.0.0/16?"]
+        );
+    }
+
+    #[test]
+    fn gateway_outside_cidr() {
+        let mut state = base();
+        state.networks[0].gateway = ip("10.245.0.1");
+        assert_eq!(
+            problems(&state),
+            ["networks[0].gateway: 10.245.0.1 is outside 10.244.0.0/16"]
+        );
+    }
+
+    #[test]
+    fn gateway_is_the_network_address() {
+        let mut state = base();
+        state.networks[0].gateway = ip("10.244.0.0");
+        assert_eq!(
+            problems(&state),
+            ["networks[0].gateway: 10.244.0.0 is the network address of 10.244.0.0/16"]
+        );
+    }
+
+    #[test]
+    fn gateway_is_the_broadcast_address() {
+        let mut state = base();
+        state.networks[0].gateway = ip("10.244.255.255");
+        assert_eq!(
+            problems(&state),
+            ["networks[0].gateway: 10.244.255.255 is the broadcast address of 10.244.0.0/16"]
+        );
+    }
+
+    #[test]
+    fn mtu_outside_bounds() {
+        let mut state = base();
+        state.networks[0].mtu = Some(575);
+        state.networks[1].mtu = Some(9001);
+        assert_eq!(
+            problems(&state),
+            [
+                "networks[0].mtu: 575 is outside 576..=9000",
+                "networks[1].mtu: 9001 is outside 576..=9000",
+            ]
+        );
+        state.networks[0].mtu = Some(576);
+        state.networks[1].mtu = Some(9000);
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    // Nodes.
+
+    #[test]
+    fn duplicate_node_name() {
+        let mut state = base();
+        let mut extra = state.nodes[0].clone();
+        extra.underlay_ip = ip("192.168.77.3");
+        state.nodes.push(extra);
+        assert_eq!(
+            problems(&state),
+            ["nodes[2].name: duplicate node name node-a (first at nodes[0])"]
+        );
+    }
+
+    #[test]
+    fn duplicate_underlay_ip() {
+        let mut state = base();
+        state.nodes[1].underlay_ip = ip("192.168.77.1");
+        assert_eq!(
+            problems(&state),
+            ["nodes[1].underlay_ip: 192.168.77.1 is already used by node node-a (nodes[0])"]
+        );
+    }
+
+    #[test]
+    fn underlay_interface_name_too_long() {
+        let mut state = base();
+        state.nodes[1].underlay_interface = "enp0s31f6-uplink".to_owned();
+        assert_eq!(
+            problems(&state),
+            [
+                "nodes[1].underlay_interface: enp0s31f6-uplink is 16 bytes, longer than the 15 \
+                 that IFNAMSIZ allows"
+            ]
+        );
+    }
+
+    // Security groups.
+
+    #[test]
+    fn duplicate_security_group_name() {
+        let mut state = base();
+        let extra = state.security_groups[0].clone();
+        state.security_groups.push(extra);
+        assert_eq!(
+            problems(&state),
+            [
+                "security_groups[2].name: duplicate security group name upf \
+              (first at security_groups[0])"
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_naming_unknown_remote_group() {
+        let mut state = base();
+        state.security_groups[1].rules[0].remote_group = Some("amf".to_owned());
+        assert_eq!(
+            problems(&state),
+            ["security_groups[1].rules[0].remote_group: unknown security group amf"]
+        );
+    }
+
+    #[test]
+    fn rule_with_both_remote_group_and_remote_cidr() {
+        let mut state = base();
+        state.security_groups[1].rules[0].remote_cidr = Some("10.0.0.0/8".parse().unwrap());
+        assert_eq!(
+            problems(&state),
+            ["security_groups[1].rules[0]: has both remote_group and remote_cidr; set at most one"]
+        );
+    }
+
+    #[test]
+    fn ports_on_icmp_rule() {
+        let mut state = base();
+        state.security_groups[0].rules[0].protocol = Protocol::Icmp;
+        assert_eq!(
+            problems(&state),
+            [
+                "security_groups[0].rules[0].ports: ports are only allowed with protocol tcp or \
+              udp, not icmp"
+            ]
+        );
+    }
+
+    #[test]
+    fn ports_on_any_rule() {
+        let mut state = base();
+        state.security_groups[0].rules[1].ports = Some("53".parse().unwrap());
+        assert_eq!(
+            problems(&state),
+            [
+                "security_groups[0].rules[1].ports: ports are only allowed with protocol tcp or \
+              udp, not any"
+            ]
+        );
+    }
+
+    // Pods.
+
+    #[test]
+    fn duplicate_pod_in_one_namespace() {
+        let mut state = base();
+        let extra = extra_pod(&state, "upf-0", "node-a");
+        state.pods.push(extra);
+        assert_eq!(
+            problems(&state),
+            ["pods[2].name: duplicate pod telco/upf-0 (first at pods[0])"]
+        );
+    }
+
+    #[test]
+    fn same_pod_name_in_two_namespaces_is_allowed() {
+        let mut state = base();
+        let mut extra = extra_pod(&state, "upf-0", "node-a");
+        extra.namespace = "default".to_owned();
+        state.pods.push(extra);
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn pod_on_unknown_node() {
+        let mut state = base();
+        state.pods[1].node = "node-c".to_owned();
+        assert_eq!(problems(&state), ["pods[1].node: unknown node node-c"]);
+    }
+
+    #[test]
+    fn interface_on_unknown_network() {
+        let mut state = base();
+        state.pods[0].interfaces[1].network = "signalling".to_owned();
+        assert_eq!(
+            problems(&state),
+            ["pods[0].interfaces[1].network: unknown network signalling"]
+        );
+    }
+
+    #[test]
+    fn two_interfaces_on_one_network() {
+        let mut state = base();
+        state.pods[0].interfaces[1].network = "std".to_owned();
+        state.pods[0].interfaces[1].ip = ip("10.244.1.3");
+        assert_eq!(
+            problems(&state),
+            ["pods[0].interfaces[1].network: pod telco/upf-0 already has an interface on network \
+              std (interfaces[0])"]
+        );
+    }
+
+    #[test]
+    fn ip_outside_its_network() {
+        let mut state = base();
+        state.pods[1].interfaces[0].ip = ip("10.9.0.5");
+        assert_eq!(
+            problems(&state),
+            ["pods[1].interfaces[0].ip: 10.9.0.5 is outside network std (10.244.0.0/16)"]
+        );
+    }
+
+    #[test]
+    fn ip_is_the_network_address() {
+        let mut state = base();
+        state.pods[1].interfaces[0].ip = ip("10.244.0.0");
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[1].interfaces[0].ip: 10.244.0.0 is the network address of network std \
+              (10.244.0.0/16)"
+            ]
+        );
+    }
+
+    #[test]
+    fn ip_is_the_broadcast_address() {
+        let mut state = base();
+        state.pods[1].interfaces[0].ip = ip("10.244.255.255");
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[1].interfaces[0].ip: 10.244.255.255 is the broadcast address of network std \
+              (10.244.0.0/16)"
+            ]
+        );
+    }
+
+    #[test]
+    fn ip_is_the_gateway() {
+        let mut state = base();
+        state.pods[1].interfaces[0].ip = ip("10.244.0.1");
+        assert_eq!(
+            problems(&state),
+            ["pods[1].interfaces[0].ip: 10.244.0.1 is the gateway of network std"]
+        );
+    }
+
+    #[test]
+    fn duplicate_ip_on_one_network() {
+        let mut state = base();
+        state.pods[1].interfaces[0].ip = ip("10.244.1.2");
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[1].interfaces[0].ip: 10.244.1.2 is already used on network std by \
+              telco/upf-0 (pods[0].interfaces[0])"
+            ]
+        );
+    }
+
+    #[test]
+    fn same_ip_and_mac_on_two_networks_are_allowed() {
+        let mut state = base();
+        // media gets std's address space; upf-0 takes smf-0's std IP and MAC on it.
+        state.networks[1].cidr = "10.244.0.0/16".parse().unwrap();
+        state.networks[1].gateway = ip("10.244.0.1");
+        state.pods[0].interfaces[1].ip = ip("10.244.2.2");
+        state.pods[0].interfaces[1].mac = mac("02:00:0a:f4:02:02");
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn duplicate_mac_on_one_network() {
+        let mut state = base();
+        state.pods[1].interfaces[0].mac = mac("02:00:0a:f4:01:02");
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[1].interfaces[0].mac: 02:00:0a:f4:01:02 is already used on network std by \
+              telco/upf-0 (pods[0].interfaces[0])"
+            ]
+        );
+    }
+
+    #[test]
+    fn multicast_mac() {
+        let mut state = base();
+        state.pods[1].interfaces[0].mac = mac("01:00:5e:00:00:01");
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[1].interfaces[0].mac: 01:00:5e:00:00:01 is a multicast address (low bit of \
+              the first octet set)"
+            ]
+        );
+    }
+
+    #[test]
+    fn broadcast_mac() {
+        let mut state = base();
+        state.pods[1].interfaces[0].mac = mac("ff:ff:ff:ff:ff:ff");
+        assert_eq!(
+            problems(&state),
+            ["pods[1].interfaces[0].mac: ff:ff:ff:ff:ff:ff is the broadcast address"]
+        );
+    }
+
+    #[test]
+    fn all_zero_mac() {
+        let mut state = base();
+        state.pods[1].interfaces[0].mac = mac("00:00:00:00:00:00");
+        assert_eq!(
+            problems(&state),
+            ["pods[1].interfaces[0].mac: 00:00:00:00:00:00 is the all-zero address"]
+        );
+    }
+
+    #[test]
+    fn allowed_address_pair_with_multicast_mac() {
+        let mut state = base();
+        state.pods[0].interfaces[0].allowed_address_pairs[0].mac = Some(mac("33:33:00:00:00:01"));
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[0].interfaces[0].allowed_address_pairs[0].mac: 33:33:00:00:00:01 is a \
+              multicast address (low bit of the first octet set)"
+            ]
+        );
+    }
+
+    #[test]
+    fn allowed_address_pair_outside_the_network_is_allowed() {
+        let mut state = base();
+        state.pods[0].interfaces[0].allowed_address_pairs[0].ip = "192.0.2.0/24".parse().unwrap();
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn interface_naming_unknown_security_group() {
+        let mut state = base();
+        state.pods[0].interfaces[0]
+            .security_groups
+            .push("amf".to_owned());
+        assert_eq!(
+            problems(&state),
+            ["pods[0].interfaces[0].security_groups[1]: unknown security group amf"]
+        );
+    }
+
+    #[test]
+    fn host_interface_name_too_long() {
+        let mut state = base();
+        state.pods[1].interfaces[0].host_interface = "vsmf0-standard0".to_owned();
+        assert_eq!(problems(&state), Vec::<String>::new(), "15 bytes fit");
+        state.pods[1].interfaces[0].host_interface = "vsmf0-standard00".to_owned();
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[1].interfaces[0].host_interface: vsmf0-standard00 is 16 bytes, longer than \
+              the 15 that IFNAMSIZ allows"
+            ]
+        );
+    }
+
+    #[test]
+    fn host_interface_name_with_forbidden_characters() {
+        let mut state = base();
+        state.pods[1].interfaces[0].host_interface = "vsmf/0".to_owned();
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[1].interfaces[0].host_interface: \"vsmf/0\" is not a valid interface name \
+              (no '/', ':' or whitespace; not . or ..)"
+            ]
+        );
+    }
+
+    #[test]
+    fn host_interface_name_empty() {
+        let mut state = base();
+        state.pods[1].interfaces[0].host_interface = String::new();
+        assert_eq!(
+            problems(&state),
+            ["pods[1].interfaces[0].host_interface: interface name is empty"]
+        );
+    }
+
+    #[test]
+    fn host_interface_duplicated_on_one_node() {
+        let mut state = base();
+        let mut extra = extra_pod(&state, "upf-1", "node-a");
+        extra.interfaces[1].host_interface = "vupf0s".to_owned();
+        state.pods.push(extra);
+        assert_eq!(
+            problems(&state),
+            [
+                "pods[2].interfaces[1].host_interface: vupf0s is already used on node node-a by \
+              telco/upf-0 (pods[0].interfaces[0])"
+            ]
+        );
+    }
+
+    #[test]
+    fn same_host_interface_on_two_nodes_is_allowed() {
+        let mut state = base();
+        state.pods[1].interfaces[0].host_interface = "vupf0s".to_owned();
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn host_interface_is_the_underlay_interface() {
+        let mut state = base();
+        state.pods[1].interfaces[0].host_interface = "eth0".to_owned();
+        assert_eq!(
+            problems(&state),
+            ["pods[1].interfaces[0].host_interface: eth0 is the underlay interface of node node-b"]
+        );
+    }
+
+    #[test]
+    fn every_violation_is_reported_in_document_order() {
+        let mut state = base();
+        state.networks[1].vni = 0;
+        state.nodes[1].underlay_ip = ip("192.168.77.1");
+        state.pods[1].node = "node-c".to_owned();
+        state.pods[1].interfaces[0].ip = ip("10.9.0.5");
+        state.pods[0].interfaces[1].mac = mac("ff:ff:ff:ff:ff:ff");
+        assert_eq!(
+            problems(&state),
+            [
+                "networks[1].vni: VNI 0 is reserved",
+                "nodes[1].underlay_ip: 192.168.77.1 is already used by node node-a (nodes[0])",
+                "pods[0].interfaces[1].mac: ff:ff:ff:ff:ff:ff is the broadcast address",
+                "pods[1].node: unknown node node-c",
+                "pods[1].interfaces[0].ip: 10.9.0.5 is outside network std (10.244.0.0/16)",
+            ]
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! Userspace packet semantics of ctpath.
+//!
+//! - [`wire`]: typed views of the headers the datapath reads and writes (Ethernet, ARP, IPv4,
+//!   TCP, UDP, ICMP) and the internet checksum, in smoltcp's style.
+//! - [`model`]: the reference model, the meaning of each datapath stage written once in plain
+//!   Rust; the XDP programs and the AF_XDP forwarder are tested against it.
+//! - [`testing`]: builders of valid and malformed frames, and captured frames, for the tests of
+//!   this crate, the XDP fixture tables and the network-namespace tests.
+//!
+//! Later: the AF_XDP userspace forwarder.
+//!
+//! Wire constants and drop reasons are not defined here: they come from `ctpath_common`, which
+//! the kernel programs share.
+#![deny(unsafe_code)]
+
+pub mod model;
+pub mod testing;
+pub mod wire;

@@ -1,0 +1,107 @@
+//! Functions of a packet's contents that the XDP programs and the userspace forwarder must
+//! compute identically: the flow hash behind VXLAN's outer source port (RFC 7348 §5) and the
+//! internet checksum (RFC 1071).
+
+use crate::wire::{VXLAN_SRC_PORT_MAX, VXLAN_SRC_PORT_MIN};
+
+/// The murmur3 32-bit finaliser: spreads every input bit over the whole word.
+#[inline(always)]
+const fn mix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}
+
+/// Hash of an inner IPv4 flow (addresses, protocol and ports; ports are zero where the protocol
+/// has none). Both packets of one flow direction hash alike; the two directions need not.
+#[inline(always)]
+pub const fn flow_hash(
+    src: [u8; 4],
+    dst: [u8; 4],
+    protocol: u8,
+    src_port: u16,
+    dst_port: u16,
+) -> u32 {
+    let mut h = mix32(u32::from_be_bytes(src) ^ 0x9e37_79b9);
+    h = mix32(h ^ u32::from_be_bytes(dst));
+    h = mix32(h ^ ((src_port as u32) << 16 | dst_port as u32));
+    mix32(h ^ protocol as u32)
+}
+
+/// Outer UDP source port for a flow of hash `hash`: spread evenly over
+/// `VXLAN_SRC_PORT_MIN..=VXLAN_SRC_PORT_MAX` (multiply-shift, as the kernel's
+/// `udp_flow_src_port` does).
+#[inline(always)]
+pub const fn vxlan_source_port(hash: u32) -> u16 {
+    let range = (VXLAN_SRC_PORT_MAX - VXLAN_SRC_PORT_MIN) as u64 + 1;
+    VXLAN_SRC_PORT_MIN + ((hash as u64 * range) >> 32) as u16
+}
+
+/// Folds a 32-bit one's-complement sum into the 16-bit internet checksum (complemented).
+#[inline(always)]
+pub const fn checksum_fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// The header checksum of a 20-byte IPv4 header whose checksum field (bytes 10..12) is zero.
+#[inline(always)]
+pub fn ipv4_header_checksum(header: &[u8; 20]) -> u16 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < 20 {
+        sum += u16::from_be_bytes([header[i], header[i + 1]]) as u32;
+        i += 2;
+    }
+    checksum_fold(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_checksum_matches_a_known_header() {
+        // RFC 1071 style example: 45 00 00 73 00 00 40 00 40 11 [b8 61] c0 a8 00 01 c0 a8 00 c7
+        let mut header = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(ipv4_header_checksum(&header), 0xb861);
+        header[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
+        // A header with its checksum in place sums to zero.
+        let mut sum = 0u32;
+        for pair in header.chunks(2) {
+            sum += u16::from_be_bytes([pair[0], pair[1]]) as u32;
+        }
+        assert_eq!(checksum_fold(sum), 0);
+    }
+
+    #[test]
+    fn source_ports_stay_in_range_and_spread() {
+        let mut seen = [0u32; 16];
+        for i in 0..16_384u32 {
+            let port = vxlan_source_port(flow_hash(
+                [10, 244, 1, 2],
+                [10, 244, 2, (i % 250) as u8],
+                17,
+                i as u16,
+                2152,
+            ));
+            assert!(port >= VXLAN_SRC_PORT_MIN);
+            seen[((port - VXLAN_SRC_PORT_MIN) / 1024) as usize] += 1;
+        }
+        // 16 buckets of 1024 ports: each should get roughly 1/16 of 16384 flows.
+        assert!(seen.iter().all(|&n| (700..1350).contains(&n)), "{seen:?}");
+    }
+
+    #[test]
+    fn extreme_hashes_map_to_the_ends_of_the_range() {
+        assert_eq!(vxlan_source_port(0), VXLAN_SRC_PORT_MIN);
+        assert_eq!(vxlan_source_port(u32::MAX), VXLAN_SRC_PORT_MAX);
+    }
+}

@@ -1,0 +1,167 @@
+//! Frame validation: what the programs accept, and why they drop the rest. Works on an
+//! Ethernet frame at any offset: 0 for what a pod sends, `VXLAN_ENCAP_LEN` for the inner frame
+//! of a VXLAN packet.
+//!
+//! The checks and their order are the ones of the reference model
+//! (`ctpath_dataplane::model::classify`): the first failing check names the drop reason. IPv4
+//! header checksums are not verified here (the receiving kernel does); fragments are dropped,
+//! since ctpath does not reassemble and pods are expected to use path-MTU discovery.
+
+use aya_ebpf::programs::XdpContext;
+use ctpath_common::{
+    wire::{
+        ARP_HTYPE_ETHERNET, ARP_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_ADDR_LEN, ETH_HDR_LEN,
+        ICMP_HDR_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_FLAG_DF, IPV4_FLAG_MF,
+        IPV4_FRAG_OFFSET_MASK, IPV4_MIN_HDR_LEN, TCP_MIN_HDR_LEN, UDP_HDR_LEN,
+    },
+    DropReason,
+};
+
+use crate::packet::{header_at, ArpHdr, EthHdr, IcmpHdr, Ipv4Hdr, TcpHdr, UdpHdr};
+
+/// A frame that passed validation.
+pub struct Frame {
+    pub eth: EthHdr,
+    pub payload: Payload,
+}
+
+pub enum Payload {
+    Arp(ArpHdr),
+    Ipv4(Ipv4Packet),
+    /// Any other ethertype (IPv6, VLAN, ...): not inspected.
+    Other,
+}
+
+/// A validated, unfragmented IPv4 packet.
+pub struct Ipv4Packet {
+    pub header: Ipv4Hdr,
+    /// Length of the header with its options.
+    pub header_len: usize,
+    pub l4: L4,
+}
+
+impl Ipv4Packet {
+    pub fn dont_fragment(&self) -> bool {
+        self.header.flags_frag() & IPV4_FLAG_DF != 0
+    }
+}
+
+/// Ports for TCP and UDP, the identifier for ICMP echo, zeros otherwise: the part of the flow
+/// key above IPv4.
+pub struct L4 {
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// Validates the Ethernet frame at `base` in `ctx` down to its layer-4 header.
+#[inline(always)]
+pub fn parse_frame(ctx: &XdpContext, base: usize) -> Result<Frame, DropReason> {
+    let eth: EthHdr = header_at(ctx, base).ok_or(DropReason::EthTruncated)?;
+    let payload = match eth.ethertype() {
+        ETHERTYPE_ARP => Payload::Arp(parse_arp(ctx, base + ETH_HDR_LEN)?),
+        ETHERTYPE_IPV4 => Payload::Ipv4(parse_ipv4(ctx, base + ETH_HDR_LEN)?),
+        _ => Payload::Other,
+    };
+    Ok(Frame { eth, payload })
+}
+
+#[inline(always)]
+fn parse_arp(ctx: &XdpContext, offset: usize) -> Result<ArpHdr, DropReason> {
+    const _: () = assert!(core::mem::size_of::<ArpHdr>() == ARP_LEN);
+    let arp: ArpHdr = header_at(ctx, offset).ok_or(DropReason::ArpTruncated)?;
+    if arp.htype() != ARP_HTYPE_ETHERNET
+        || arp.ptype() != ETHERTYPE_IPV4
+        || arp.hlen as usize != ETH_ADDR_LEN
+        || arp.plen != 4
+    {
+        return Err(DropReason::ArpUnsupported);
+    }
+    Ok(arp)
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Ipv4Packet, DropReason> {
+    let header: Ipv4Hdr = header_at(ctx, offset).ok_or(DropReason::Ipv4Truncated)?;
+    if header.version() != 4 {
+        return Err(DropReason::Ipv4BadVersion);
+    }
+    let header_len = header.ihl() as usize * 4;
+    if header_len < IPV4_MIN_HDR_LEN {
+        return Err(DropReason::Ipv4BadIhl);
+    }
+    let start = ctx.data() + offset;
+    if start + header_len > ctx.data_end() {
+        return Err(DropReason::Ipv4Truncated);
+    }
+    let total_len = header.total_len() as usize;
+    if total_len < header_len || start + total_len > ctx.data_end() {
+        return Err(DropReason::Ipv4BadTotalLength);
+    }
+    let flags_frag = header.flags_frag();
+    if flags_frag & IPV4_FLAG_MF != 0 || flags_frag & IPV4_FRAG_OFFSET_MASK != 0 {
+        return Err(DropReason::Ipv4Fragment);
+    }
+    let l4_offset = offset + header_len;
+    let l4_len = total_len - header_len;
+    let l4 = match header.protocol {
+        IPPROTO_TCP => parse_tcp(ctx, l4_offset, l4_len)?,
+        IPPROTO_UDP => parse_udp(ctx, l4_offset, l4_len)?,
+        IPPROTO_ICMP => parse_icmp(ctx, l4_offset, l4_len)?,
+        _ => L4 {
+            src_port: 0,
+            dst_port: 0,
+        },
+    };
+    Ok(Ipv4Packet {
+        header,
+        header_len,
+        l4,
+    })
+}
+
+#[inline(always)]
+fn parse_tcp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
+    if l4_len < TCP_MIN_HDR_LEN {
+        return Err(DropReason::TcpTruncated);
+    }
+    let tcp: TcpHdr = header_at(ctx, offset).ok_or(DropReason::TcpTruncated)?;
+    let header_len = tcp.data_offset() as usize * 4;
+    if header_len < TCP_MIN_HDR_LEN {
+        return Err(DropReason::TcpBadDataOffset);
+    }
+    if header_len > l4_len {
+        return Err(DropReason::TcpTruncated);
+    }
+    Ok(L4 {
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+    })
+}
+
+#[inline(always)]
+fn parse_udp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
+    if l4_len < UDP_HDR_LEN {
+        return Err(DropReason::UdpTruncated);
+    }
+    let udp: UdpHdr = header_at(ctx, offset).ok_or(DropReason::UdpTruncated)?;
+    let udp_len = udp.len() as usize;
+    if udp_len < UDP_HDR_LEN || udp_len > l4_len {
+        return Err(DropReason::UdpBadLength);
+    }
+    Ok(L4 {
+        src_port: udp.src_port(),
+        dst_port: udp.dst_port(),
+    })
+}
+
+#[inline(always)]
+fn parse_icmp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
+    if l4_len < ICMP_HDR_LEN {
+        return Err(DropReason::IcmpTruncated);
+    }
+    let icmp: IcmpHdr = header_at(ctx, offset).ok_or(DropReason::IcmpTruncated)?;
+    Ok(L4 {
+        src_port: icmp.echo_id(),
+        dst_port: 0,
+    })
+}

@@ -1,0 +1,133 @@
+//! `from_pod`: what happens to a frame a pod sends. In order: validate it; answer ARP; answer
+//! an oversized DF packet with ICMP "fragmentation needed"; deliver IPv4 to a pod on this node
+//! (veth to veth) or encapsulate it in VXLAN to the destination's node. Frames other than IPv4
+//! and ARP go to the kernel. Destinations are looked up on the sender's plane only, so planes
+//! stay isolated even where they reuse addresses.
+//!
+//! A pod may be configured on-link (the plane's prefix: it ARPs for each peer, answered with
+//! the peer's own MAC) or with a /32 and a default route via the gateway (it ARPs for the
+//! gateway, answered with the node's router MAC). Either way the frame is delivered with the
+//! destination pod's MAC; a routed frame (sent to the router MAC) also gets the router MAC as
+//! its source, as a router would.
+
+use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_redirect, programs::XdpContext};
+use ctpath_common::{
+    flow::{flow_hash, vxlan_source_port},
+    maps::{endpoint_kind, Endpoint, NodeConfig, PodPort},
+    wire::ETHERTYPE_IPV4,
+    Counter, DropReason,
+};
+
+use crate::{
+    arp, icmp, maps,
+    packet::{write_at, EthHdr},
+    parse::{self, Ipv4Packet, Payload},
+    route, stats, vxlan,
+};
+
+pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
+    let frame = parse::parse_frame(ctx, 0)?;
+    let Some(node) = maps::node() else {
+        // Not configured yet: leave the node as it was without ctpath.
+        stats::count(ctx, Counter::PodPassed);
+        return Ok(xdp_action::XDP_PASS);
+    };
+    let port = maps::pod_port(ctx.ingress_ifindex() as u32).ok_or(DropReason::UnconfiguredPort)?;
+    match frame.payload {
+        Payload::Arp(request) => {
+            let target = arp::resolve(&request, port.vni, arp::answerable_to_local_pod)?;
+            let mac = if target.kind == endpoint_kind::GATEWAY {
+                node.router_mac
+            } else {
+                target.mac
+            };
+            stats::count(ctx, Counter::PodArpReplied);
+            arp::reply_in_place(ctx, 0, &request, mac)?;
+            Ok(xdp_action::XDP_TX)
+        }
+        Payload::Ipv4(packet) => forward(ctx, &node, &port, &frame.eth, &packet),
+        Payload::Other => {
+            stats::count(ctx, Counter::PodPassed);
+            Ok(xdp_action::XDP_PASS)
+        }
+    }
+}
+
+#[inline(always)]
+fn forward(
+    ctx: &XdpContext,
+    node: &NodeConfig,
+    port: &PodPort,
+    eth: &EthHdr,
+    packet: &Ipv4Packet,
+) -> Result<u32, DropReason> {
+    if packet.header.total_len() > port.mtu {
+        if !packet.dont_fragment() {
+            return Err(DropReason::MtuExceeded);
+        }
+        stats::count(ctx, Counter::IcmpFragNeededSent);
+        icmp::frag_needed_in_place(
+            ctx,
+            port,
+            node.router_mac,
+            eth.src,
+            &packet.header,
+            packet.header_len,
+        )?;
+        return Ok(xdp_action::XDP_TX);
+    }
+    let destination =
+        maps::endpoint(port.vni, packet.header.dst).ok_or(DropReason::UnknownDestination)?;
+    let src_mac = if eth.dst == node.router_mac {
+        node.router_mac
+    } else {
+        eth.src
+    };
+    match destination.kind {
+        endpoint_kind::LOCAL => {
+            stats::count(ctx, Counter::PodRedirectedLocal);
+            readdress(ctx, &destination, src_mac)?;
+            Ok(redirect(destination.ifindex))
+        }
+        endpoint_kind::REMOTE => {
+            let hop = route::towards(ctx, node, destination.vtep)?;
+            let hash = flow_hash(
+                packet.header.src,
+                packet.header.dst,
+                packet.header.protocol,
+                packet.l4.src_port,
+                packet.l4.dst_port,
+            );
+            stats::count(ctx, Counter::PodEncapsulated);
+            readdress(ctx, &destination, src_mac)?;
+            vxlan::encapsulate(
+                ctx,
+                node,
+                &hop,
+                destination.vtep,
+                port.vni,
+                vxlan_source_port(hash),
+            )?;
+            Ok(redirect(hop.ifindex))
+        }
+        _ => Err(DropReason::UnknownDestination),
+    }
+}
+
+/// Rewrites the frame's Ethernet addresses for delivery to `destination`.
+#[inline(always)]
+fn readdress(ctx: &XdpContext, destination: &Endpoint, src_mac: [u8; 6]) -> Result<(), DropReason> {
+    write_at(
+        ctx,
+        0,
+        EthHdr::new(destination.mac, src_mac, ETHERTYPE_IPV4),
+    )
+    .ok_or(DropReason::EthTruncated)
+}
+
+#[inline(always)]
+pub fn redirect(ifindex: u32) -> u32 {
+    // SAFETY: `bpf_redirect` only records the target interface for the XDP_REDIRECT verdict it
+    // returns; it reads no memory.
+    unsafe { bpf_redirect(ifindex, 0) as u32 }
+}

@@ -1,0 +1,266 @@
+//! Table-driven XDP fixtures run through `BPF_PROG_TEST_RUN` (aya's `TestRun`): each fixture
+//! is `{ description, input frame, expected action, expected output, expected counter }`.
+//!
+//! The runner checks all four for every row and reports every failing row, not just the first.
+//! A counter expectation is exact: the named counter grows by one packet of the input's length
+//! and no other drop or event counter moves. The same tables feed micro-benchmarks through
+//! [`FixtureRunner::time`] (the kernel's `repeat`).
+
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+use aya::{
+    programs::{TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use ctpath_common::{Counter, DropReason, Tally};
+use ctpath_control::datapath::{self, XdpProgram};
+
+/// XDP verdicts (`enum xdp_action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum XdpAction {
+    Aborted = 0,
+    Drop = 1,
+    Pass = 2,
+    Tx = 3,
+    Redirect = 4,
+}
+
+impl XdpAction {
+    fn from_raw(raw: u32) -> Option<XdpAction> {
+        [
+            Self::Aborted,
+            Self::Drop,
+            Self::Pass,
+            Self::Tx,
+            Self::Redirect,
+        ]
+        .into_iter()
+        .find(|action| *action as u32 == raw)
+    }
+}
+
+/// What the program must leave in the packet buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectedOutput {
+    /// The input, byte for byte.
+    Unchanged,
+    /// Exactly these bytes.
+    Frame(Vec<u8>),
+    /// Not checked (the frame is dropped, so what is left in the buffer does not matter).
+    Ignored,
+}
+
+/// The one counter a run must move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExpectedCounter {
+    Drop(DropReason),
+    Event(Counter),
+}
+
+pub struct Fixture {
+    pub description: &'static str,
+    pub input: Vec<u8>,
+    pub action: XdpAction,
+    pub output: ExpectedOutput,
+    pub counter: ExpectedCounter,
+}
+
+/// The result of one run of a program on one frame.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub action: Option<XdpAction>,
+    pub raw_action: u32,
+    pub output: Vec<u8>,
+}
+
+/// Room for what a program may add in front of a frame (encapsulation) and replies.
+const OUTPUT_CAPACITY: usize = 4096;
+
+/// Loads the datapath and runs one of its XDP programs on crafted frames.
+pub struct FixtureRunner {
+    ebpf: Ebpf,
+    program: XdpProgram,
+    ingress_ifindex: u32,
+}
+
+impl FixtureRunner {
+    /// Loads a fresh copy of the datapath (its own maps) and verifies `program`. Frames appear
+    /// to arrive on the loopback device (ifindex 1) unless [`Self::with_ingress_ifindex`] says
+    /// otherwise: `BPF_PROG_TEST_RUN` requires a real device in the caller's namespace.
+    pub fn new(program: XdpProgram) -> FixtureRunner {
+        let mut ebpf = datapath::load().expect("load the eBPF object (are you root?)");
+        datapath::xdp_program(&mut ebpf, program).expect("verify the XDP program");
+        FixtureRunner {
+            ebpf,
+            program,
+            ingress_ifindex: 1,
+        }
+    }
+
+    pub fn with_ingress_ifindex(mut self, ifindex: u32) -> FixtureRunner {
+        self.ingress_ifindex = ifindex;
+        self
+    }
+
+    /// The loaded object, for filling maps before a run.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    fn xdp(&mut self) -> &mut Xdp {
+        datapath::xdp_program(&mut self.ebpf, self.program).expect("program stays loaded")
+    }
+
+    /// `struct xdp_md` for a frame of `len` bytes arriving on the ingress interface, as
+    /// `BPF_PROG_TEST_RUN` wants it: `data` 0 (no metadata), `data_end` the frame's length.
+    fn context(&self, len: usize) -> [u8; 24] {
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&self.ingress_ifindex.to_ne_bytes());
+        ctx
+    }
+
+    /// Runs the program once on `frame`.
+    pub fn run(&mut self, frame: &[u8]) -> RunOutcome {
+        let ctx = self.context(frame.len());
+        let mut output = vec![0u8; OUTPUT_CAPACITY];
+        let result = self
+            .xdp()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut output),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        output.truncate(result.data_size_out as usize);
+        RunOutcome {
+            action: XdpAction::from_raw(result.return_value),
+            raw_action: result.return_value,
+            output,
+        }
+    }
+
+    /// Mean time of one run of the program on `frame`, over `repeat` runs in the kernel.
+    pub fn time(&mut self, frame: &[u8], repeat: u32) -> Duration {
+        let ctx = self.context(frame.len());
+        let result = self
+            .xdp()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        result.duration
+    }
+
+    /// Every counter (drops and events) that is non-zero, summed over CPUs.
+    pub fn counters(&self) -> BTreeMap<ExpectedCounter, Tally> {
+        let drops = datapath::read_counters::<DropReason>(&self.ebpf).expect("read DROPS");
+        let events = datapath::read_counters::<Counter>(&self.ebpf).expect("read COUNTERS");
+        drops
+            .into_iter()
+            .map(|(reason, tally)| (ExpectedCounter::Drop(reason), tally))
+            .chain(
+                events
+                    .into_iter()
+                    .map(|(event, tally)| (ExpectedCounter::Event(event), tally)),
+            )
+            .filter(|(_, tally)| tally.packets != 0)
+            .collect()
+    }
+
+    /// Runs every fixture and panics with a report of every row that failed.
+    pub fn check_all(&mut self, fixtures: &[Fixture]) {
+        let failures: Vec<String> = fixtures
+            .iter()
+            .filter_map(|fixture| {
+                self.check(fixture)
+                    .err()
+                    .map(|why| format!("- {}: {why}", fixture.description))
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{} of {} fixtures failed:\n{}",
+            failures.len(),
+            fixtures.len(),
+            failures.join("\n")
+        );
+    }
+
+    fn check(&mut self, fixture: &Fixture) -> Result<(), String> {
+        let before = self.counters();
+        let outcome = self.run(&fixture.input);
+        let after = self.counters();
+
+        if outcome.action != Some(fixture.action) {
+            return Err(format!(
+                "action {:?} (raw {}), expected {:?}",
+                outcome.action, outcome.raw_action, fixture.action
+            ));
+        }
+        let expected_output = match &fixture.output {
+            ExpectedOutput::Unchanged => Some(&fixture.input),
+            ExpectedOutput::Frame(frame) => Some(frame),
+            ExpectedOutput::Ignored => None,
+        };
+        if let Some(expected) = expected_output {
+            if &outcome.output != expected {
+                return Err(format!(
+                    "output differs:\n    got      {}\n    expected {}",
+                    Hex(&outcome.output),
+                    Hex(expected)
+                ));
+            }
+        }
+        let moved = counter_delta(&before, &after);
+        let expected = vec![(
+            fixture.counter,
+            Tally {
+                packets: 1,
+                bytes: fixture.input.len() as u64,
+            },
+        )];
+        if moved != expected {
+            return Err(format!("counters moved {moved:?}, expected {expected:?}"));
+        }
+        Ok(())
+    }
+}
+
+/// The counters that changed from `before` to `after`, with the change.
+fn counter_delta(
+    before: &BTreeMap<ExpectedCounter, Tally>,
+    after: &BTreeMap<ExpectedCounter, Tally>,
+) -> Vec<(ExpectedCounter, Tally)> {
+    after
+        .iter()
+        .filter_map(|(counter, now)| {
+            let was = before.get(counter).copied().unwrap_or_default();
+            let delta = Tally {
+                packets: now.packets - was.packets,
+                bytes: now.bytes - was.bytes,
+            };
+            (delta.packets != 0).then_some((*counter, delta))
+        })
+        .collect()
+}
+
+/// Hex dump for failure messages.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if i > 0 && i % 4 == 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
