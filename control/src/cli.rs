@@ -5,12 +5,18 @@
 //! line (clap's own usage errors also exit 2). Status 1 is left for operational failures of
 //! commands that act on the system.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use aya::programs::XdpMode;
 use clap::{Parser, Subcommand};
 
-use crate::state::{ClusterState, StateError};
+use crate::{
+    agent::{self, AgentOptions},
+    state::{ClusterState, StateError},
+    status::Snapshot,
+};
 
 /// Exit status for invalid input, the same as clap's for a bad command line.
 const EXIT_INVALID_INPUT: u8 = 2;
@@ -39,6 +45,39 @@ pub enum Command {
     /// Check cluster-state files (schema version 1).
     #[command(subcommand)]
     State(StateCommand),
+    /// Run the node agent: load the XDP datapath for one node and keep it until SIGTERM/SIGINT.
+    ///
+    /// Attaches `from_underlay` to the node's underlay interface and `from_pod` to the host-side
+    /// veth of every pod interface on the node, fills the datapath's maps from the cluster state,
+    /// and pins its counter maps under the pin directory. Prints `ready` on stdout once traffic
+    /// flows. Needs root (CAP_BPF, CAP_NET_ADMIN).
+    Agent {
+        /// The cluster-state YAML file.
+        #[arg(long)]
+        state: PathBuf,
+        /// This node's name in the cluster state.
+        #[arg(long)]
+        node: String,
+        /// Where to pin the counter maps [default: /sys/fs/bpf/ctpath/NODE].
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// XDP attach mode: `native` (in the driver; veth supports it) or `generic` (any device,
+        /// slower).
+        #[arg(long, default_value = "native", value_parser = ["native", "generic"])]
+        xdp_mode: String,
+    },
+    /// Print a node's datapath counters: what was forwarded, what was dropped and why.
+    Status {
+        /// The node whose agent pinned the counters (in this mount namespace).
+        #[arg(long)]
+        node: String,
+        /// The agent's pin directory [default: /sys/fs/bpf/ctpath/NODE].
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// Show counters that are zero too.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +97,73 @@ pub enum StateCommand {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::State(command) => run_state(command),
+        Command::Agent {
+            state,
+            node,
+            pin_dir,
+            xdp_mode,
+        } => {
+            let pin_dir = pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node));
+            let xdp_mode = if xdp_mode == "generic" {
+                XdpMode::Skb
+            } else {
+                XdpMode::Driver
+            };
+            run_agent(&AgentOptions {
+                state,
+                node,
+                pin_dir,
+                xdp_mode,
+            })
+        }
+        Command::Status { node, pin_dir, all } => status(
+            &pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node)),
+            &node,
+            all,
+        ),
+    }
+}
+
+fn run_agent(options: &AgentOptions) -> ExitCode {
+    let result = agent::run(options, |plan| {
+        println!(
+            "ready: node {}, {} pod interfaces, {} endpoints, {} planes",
+            options.node,
+            plan.pod_ports.len(),
+            plan.endpoints.len(),
+            plan.networks.len()
+        );
+        // Whoever started the agent waits for this line.
+        let _ = std::io::stdout().flush();
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ctpath agent: {error}");
+            if error.is_invalid_input() {
+                ExitCode::from(EXIT_INVALID_INPUT)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn status(pin_dir: &Path, node: &str, all: bool) -> ExitCode {
+    match Snapshot::read(pin_dir) {
+        Ok(snapshot) => {
+            println!("node {node} ({})", pin_dir.display());
+            if all {
+                print!("{snapshot:#}");
+            } else {
+                print!("{snapshot}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ctpath status: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

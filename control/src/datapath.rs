@@ -1,16 +1,21 @@
 //! The loaded eBPF datapath: the object built by `build.rs` and embedded here, loading it,
-//! handing out its programs, and reading its counters.
+//! handing out its programs, writing a node's plan into its maps, and reading its counters.
 //!
 //! Program and map names are the symbols of `ebpf/programs`; a fixture test loads every
 //! program and reads every counter map, so a rename on one side fails there.
 
 use aya::{
-    maps::{MapError, PerCpuArray},
+    maps::{Array, HashMap, Map, MapError, PerCpuArray},
     programs::{ProgramError, Xdp},
-    Ebpf, EbpfError, EbpfLoader,
+    Ebpf, EbpfError, EbpfLoader, Pod,
 };
-use ctpath_common::{CounterKind, Tally};
+use ctpath_common::{
+    maps::{names, NodeConfig, Vtep},
+    CounterKind, Tally,
+};
 use thiserror::Error;
+
+use crate::compile::NodePlan;
 
 /// The eBPF object with every ctpath program, built from `ebpf/programs` by `build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ctpath.bpf.o"));
@@ -78,10 +83,15 @@ pub fn xdp_program(ebpf: &mut Ebpf, program: XdpProgram) -> Result<&mut Xdp, Dat
     Ok(xdp)
 }
 
-/// The tally of every counter of kind `K`, summed over all CPUs, in index order.
-pub fn read_counters<K: CounterKind>(ebpf: &Ebpf) -> Result<Vec<(K, Tally)>, DatapathError> {
+/// The map `name` of `ebpf`.
+pub fn map<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Map, DatapathError> {
+    ebpf.map(name).ok_or(DatapathError::MissingMap(name))
+}
+
+/// The tally of every counter of kind `K` in `map` (loaded, or opened from its pin), summed
+/// over all CPUs, in index order.
+pub fn read_counters<K: CounterKind>(map: &Map) -> Result<Vec<(K, Tally)>, DatapathError> {
     let name = K::MAP_NAME;
-    let map = ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
     let array = PerCpuArray::<_, Tally>::try_from(map)
         .map_err(|source| DatapathError::Map { name, source })?;
     K::ALL
@@ -97,4 +107,56 @@ pub fn read_counters<K: CounterKind>(ebpf: &Ebpf) -> Result<Vec<(K, Tally)>, Dat
             Ok((kind, total))
         })
         .collect()
+}
+
+/// Writes `plan` into the maps of `ebpf`. The node entry goes last: until it is there the
+/// programs leave every frame to the kernel, so they never see half a configuration.
+pub fn write_plan(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<(), DatapathError> {
+    fill_hash(
+        ebpf,
+        names::NETWORKS,
+        plan.networks.iter().map(|(vni, network)| (*vni, *network)),
+    )?;
+    fill_hash(
+        ebpf,
+        names::ENDPOINTS,
+        plan.endpoints
+            .iter()
+            .map(|(key, endpoint)| (*key, *endpoint)),
+    )?;
+    fill_hash(
+        ebpf,
+        names::VTEPS,
+        plan.remote_vteps
+            .iter()
+            .map(|vtep| (*vtep, Vtep { known: 1 })),
+    )?;
+    fill_hash(
+        ebpf,
+        names::POD_PORTS,
+        plan.pod_ports
+            .iter()
+            .map(|(ifindex, port)| (*ifindex, *port)),
+    )?;
+    let name = names::NODE;
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut node = Array::<_, NodeConfig>::try_from(map)
+        .map_err(|source| DatapathError::Map { name, source })?;
+    node.set(0, plan.node, 0)
+        .map_err(|source| DatapathError::Map { name, source })
+}
+
+fn fill_hash<K: Pod, V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: impl Iterator<Item = (K, V)>,
+) -> Result<(), DatapathError> {
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut hash =
+        HashMap::<_, K, V>::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    for (key, value) in entries {
+        hash.insert(key, value, 0)
+            .map_err(|source| DatapathError::Map { name, source })?;
+    }
+    Ok(())
 }

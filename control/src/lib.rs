@@ -1,4 +1,17 @@
-//! ctpath control plane: the cluster-state model, the eBPF datapath loader, the agent and CLI.
+//! ctpath control plane: the cluster-state model, its compiler to a node's datapath maps, the
+//! eBPF datapath loader, the node agent and the CLI.
+//!
+//! - [`state`]: the cluster state (schema v1): model, parsing, validation.
+//! - [`links`]: the node's interfaces (ifindex, MAC, MTU).
+//! - [`compile`]: cluster state to one node's map contents.
+//! - [`datapath`]: the embedded eBPF object: loading, programs, maps, counters.
+//! - [`agent`]: `ctpath agent`, the node agent.
+//! - [`status`]: `ctpath status`, a node's counters.
+//! - [`cli`]: the command line.
+pub mod agent;
 pub mod cli;
+pub mod compile;
 pub mod datapath;
+pub mod links;
 pub mod state;
+pub mod status;

@@ -47,7 +47,8 @@ impl KernelLinks {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a freshly created, valid descriptor that nothing else owns.
-        Ok(KernelLinks { socket: unsafe { OwnedFd::from_raw_fd(fd) } })
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(KernelLinks { socket })
     }
 
     /// Runs `request` on an `ifreq` naming `name`.
@@ -69,7 +70,10 @@ impl KernelLinks {
             let source = io::Error::last_os_error();
             return Err(match source.raw_os_error() {
                 Some(libc::ENODEV) => LinkError::NotFound(name.to_owned()),
-                _ => LinkError::Io { name: name.to_owned(), source },
+                _ => LinkError::Io {
+                    name: name.to_owned(),
+                    source,
+                },
             });
         }
         Ok(ifreq)
@@ -78,9 +82,9 @@ impl KernelLinks {
 
 impl Links for KernelLinks {
     fn link(&self, name: &str) -> Result<Link, LinkError> {
-        // SAFETY (for the union reads below): each ioctl filled the union member its request
-        // is defined to fill (SIOCGIFINDEX: ifru_ifindex, SIOCGIFHWADDR: ifru_hwaddr,
-        // SIOCGIFMTU: ifru_mtu).
+        // SAFETY: each ioctl (here and in the two union reads below) filled the union member
+        // its request is defined to fill (SIOCGIFINDEX: ifru_ifindex, SIOCGIFHWADDR:
+        // ifru_hwaddr, SIOCGIFMTU: ifru_mtu).
         let ifindex = unsafe { self.ioctl(name, libc::SIOCGIFINDEX)?.ifr_ifru.ifru_ifindex };
         // SAFETY: see above.
         let hwaddr = unsafe { self.ioctl(name, libc::SIOCGIFHWADDR)?.ifr_ifru.ifru_hwaddr };
@@ -90,7 +94,11 @@ impl Links for KernelLinks {
         for (dst, &src) in mac.iter_mut().zip(hwaddr.sa_data.iter()) {
             *dst = src as u8;
         }
-        Ok(Link { ifindex: ifindex as u32, mac, mtu: mtu as u32 })
+        Ok(Link {
+            ifindex: ifindex as u32,
+            mac,
+            mtu: mtu as u32,
+        })
     }
 }
 
@@ -105,7 +113,13 @@ mod tests {
         assert_eq!(lo.mac, [0; 6]);
         assert!(lo.ifindex >= 1 && lo.mtu >= 1500);
         let error = links.link("nonexistent0").unwrap_err();
-        assert_eq!(error.to_string(), "interface \"nonexistent0\": no such interface in this network namespace");
-        assert!(matches!(links.link("a-name-longer-than-ifnamsiz"), Err(LinkError::BadName(_))));
+        assert_eq!(
+            error.to_string(),
+            "interface \"nonexistent0\": no such interface in this network namespace"
+        );
+        assert!(matches!(
+            links.link("a-name-longer-than-ifnamsiz"),
+            Err(LinkError::BadName(_))
+        ));
     }
 }

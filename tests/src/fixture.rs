@@ -12,7 +12,7 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use ctpath_common::{Counter, DropReason, Tally};
+use ctpath_common::{Counter, CounterKind, DropReason, Tally};
 use ctpath_control::datapath::{self, XdpProgram};
 
 /// XDP verdicts (`enum xdp_action`).
@@ -159,8 +159,11 @@ impl FixtureRunner {
 
     /// Every counter (drops and events) that is non-zero, summed over CPUs.
     pub fn counters(&self) -> BTreeMap<ExpectedCounter, Tally> {
-        let drops = datapath::read_counters::<DropReason>(&self.ebpf).expect("read DROPS");
-        let events = datapath::read_counters::<Counter>(&self.ebpf).expect("read COUNTERS");
+        let read = |name| datapath::map(&self.ebpf, name).expect("counter map");
+        let drops =
+            datapath::read_counters::<DropReason>(read(DropReason::MAP_NAME)).expect("read drops");
+        let events =
+            datapath::read_counters::<Counter>(read(Counter::MAP_NAME)).expect("read events");
         drops
             .into_iter()
             .map(|(reason, tally)| (ExpectedCounter::Drop(reason), tally))

@@ -13,6 +13,8 @@
 //! - `raw`: [`RawSocket`], `AF_PACKET` frames in and out of one interface.
 //! - `stale`: namespace naming (`ct{pid}x{n}-{name}`) and the sweep of dead runs' namespaces.
 //! - `error`: [`TestbedError`].
+//! - [`traffic`]: ping, UDP and TCP echo exchanges between pods.
+//! - [`cluster`]: a ctpath cluster built from a cluster state, with real agents per node.
 //! - [`fixture`]: table-driven XDP fixtures run through `BPF_PROG_TEST_RUN`, reused by the bench.
 //!
 //! This file owns the crate surface: re-exports, [`require_root`] and MAC text helpers.
@@ -47,6 +49,7 @@
 //! [`RawSocket::recv_timeout`] on a broken socket, and by re-raising a panic of a
 //! [`Netns::run_in`] closure.
 
+pub mod cluster;
 mod error;
 pub mod fixture;
 mod netns;
@@ -54,6 +57,7 @@ mod process;
 mod raw;
 mod stale;
 mod topology;
+pub mod traffic;
 
 pub use error::{Result, TestbedError};
 pub use netns::{LinkInfo, Netns, NETNS_RUN_DIR};

@@ -103,7 +103,26 @@ impl Netns {
     /// Like [`Netns::spawn`] with chosen stdout and stderr (e.g. `Stdio::piped()`, then
     /// [`ChildGuard::take_stdout`]; a pipe nobody reads eventually blocks the child).
     pub fn spawn_with(&self, argv: &[&str], stdout: Stdio, stderr: Stdio) -> Result<ChildGuard> {
-        let mut cmd = self.exec_command(argv);
+        self.spawn_command(self.exec_command(argv), stdout, stderr)
+    }
+
+    /// Like [`Netns::spawn_with`], but the process joins only the network namespace (`nsenter
+    /// --net`), not a fresh mount namespace as under `ip netns exec`: it keeps the caller's
+    /// mounts, among them the host's bpffs at `/sys/fs/bpf` (and the caller's `/sys`).
+    pub fn spawn_sharing_mounts(
+        &self,
+        argv: &[&str],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<ChildGuard> {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path().display()))
+            .arg("--")
+            .args(argv);
+        self.spawn_command(cmd, stdout, stderr)
+    }
+
+    fn spawn_command(&self, mut cmd: Command, stdout: Stdio, stderr: Stdio) -> Result<ChildGuard> {
         cmd.stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -19,8 +19,15 @@
 //!
 //! GRO is turned on for the pod side of each pod veth: XDP_REDIRECT into a veth (ctpath's
 //! node-to-pod path redirects into the host side) only delivers when the receiving peer runs
-//! NAPI, i.e. has an XDP program or GRO enabled. ctpath's CNI plugin is expected to do the same
-//! (`ethtool -K <pod-if> gro on`, or the equivalent netlink/ioctl) when it wires a pod.
+//! NAPI, i.e. has an XDP program or GRO enabled. TX checksum offload is turned off on the pod
+//! side: a veth hands its peer skbs whose TCP/UDP checksum is still to be completed
+//! (`CHECKSUM_PARTIAL`), and once XDP on the host side takes the frame nobody completes it. ctpath's
+//! CNI plugin is expected to do the same (`ethtool -K <pod-if> gro on tx off`, or the equivalent
+//! netlink/ioctl) when it wires a pod.
+//!
+//! The underlay veths get the same treatment, so they behave like a wire between NICs: frames
+//! arrive with complete checksums (a NIC computes them on transmit), and XDP redirects into them
+//! are delivered whether or not the other node runs XDP.
 //!
 //! Dropping the testbed kills the processes spawned in its namespaces, then deletes the
 //! namespaces (and with them their interfaces), even while unwinding from a panic. Errors in
@@ -209,6 +216,8 @@ impl Testbed {
                     switch.name(),
                 ])?;
                 switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
+                // Frames XDP redirects into the node's end arrive here: see below.
+                switch.exec(&["ethtool", "-K", &port, "gro", "on", "tx", "off"])?;
             }
             Some(switch)
         };
@@ -218,6 +227,10 @@ impl Testbed {
             let cidr = format!("{}/{}", ip, spec.subnet.prefix_len());
             node.ip(&["addr", "add", &cidr, "dev", ifname])?;
             node.ip(&["link", "set", ifname, "up"])?;
+            // XDP_REDIRECT or XDP_TX into a veth needs NAPI on its peer: an XDP program there
+            // (a ctpath node) or GRO (a node without ctpath, e.g. a kernel vxlan node). A real
+            // NIC needs nothing of the kind.
+            node.exec(&["ethtool", "-K", ifname, "gro", "on", "tx", "off"])?;
             let link = node.link(ifname)?;
             let port = UnderlayPort {
                 node: node.name.clone(),
@@ -323,7 +336,9 @@ impl Testbed {
             ])?;
             pod.ip(&["link", "set", &pod_ifname, "up"])?;
             node.ip(&["link", "set", &itf.host_ifname, "up"])?;
-            pod.exec(&["ethtool", "-K", &pod_ifname, "gro", "on"])?;
+            // GRO on (NAPI for XDP redirects into the pod) and TX checksum offload off (frames
+            // leave the pod with complete checksums): see the module doc.
+            pod.exec(&["ethtool", "-K", &pod_ifname, "gro", "on", "tx", "off"])?;
             let host = node.link(&itf.host_ifname)?;
             let pod_link = pod.link(&pod_ifname)?;
             interfaces.push(PodInterface {

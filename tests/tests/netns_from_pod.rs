@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aya::programs::XdpMode;
-use ctpath_common::{Counter, DropReason, Tally};
+use ctpath_common::{Counter, CounterKind, DropReason, Tally};
 use ctpath_control::datapath::{self, XdpProgram};
 use ctpath_dataplane::testing::{FrameBuilder, Malform};
 use ctpath_testbed::{require_root, PodInterfaceSpec, PodSpec, RawSocket, Testbed};
@@ -82,8 +82,12 @@ fn counters_match_what_a_pod_sent() {
     // The frames cross the veth asynchronously (NAPI on the host side).
     std::thread::sleep(Duration::from_millis(200));
 
-    let drops = datapath::read_counters::<DropReason>(&ebpf).unwrap();
-    let events = datapath::read_counters::<Counter>(&ebpf).unwrap();
+    let drops =
+        datapath::read_counters::<DropReason>(datapath::map(&ebpf, DropReason::MAP_NAME).unwrap())
+            .unwrap();
+    let events =
+        datapath::read_counters::<Counter>(datapath::map(&ebpf, Counter::MAP_NAME).unwrap())
+            .unwrap();
     assert_eq!(
         tally(&drops, DropReason::Ipv4BadIhl),
         Tally {

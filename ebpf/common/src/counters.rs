@@ -138,6 +138,9 @@ counter_enum! {
         InnerUnsupported = 24 => "inner_unsupported",
         /// The kernel refused to grow or shrink the frame (`bpf_xdp_adjust_head`/`_tail`).
         AdjustFailed = 25 => "adjust_failed",
+        /// IPv4 forwarding is off on the underlay interface, so the kernel's FIB helper refuses
+        /// to look up next hops (the agent turns it on; someone turned it off again).
+        UnderlayForwardingOff = 26 => "underlay_forwarding_off",
     }
 }
 

@@ -10,7 +10,7 @@ use ctpath_common::{
     maps::PodPort,
     wire::{
         ETHERTYPE_IPV4, ETH_HDR_LEN, ICMP_ERROR_QUOTED_PAYLOAD, ICMP_HDR_LEN, IPPROTO_ICMP,
-        IPV4_MAX_HDR_LEN, IPV4_MIN_HDR_LEN,
+        IPV4_FLAG_DF, IPV4_MAX_HDR_LEN, IPV4_MIN_HDR_LEN,
     },
     DropReason,
 };
@@ -46,12 +46,13 @@ pub fn frag_needed_in_place(
     adjust_head(ctx, -(PUSHED as i32))?;
 
     let icmp_len = ICMP_HDR_LEN + quoted_len;
+    // DF set, as Linux sends its ICMP errors.
     let ip = Ipv4Hdr::new(
         port.gateway,
         offending.src,
         IPPROTO_ICMP,
         (IPV4_MIN_HDR_LEN + icmp_len) as u16,
-        0,
+        IPV4_FLAG_DF,
     );
     let mut icmp = IcmpFragNeededHdr::new(port.mtu);
     write_at(ctx, 0, EthHdr::new(pod_mac, router_mac, ETHERTYPE_IPV4))

@@ -43,7 +43,7 @@ pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
             };
             stats::count(ctx, Counter::PodArpReplied);
             arp::reply_in_place(ctx, 0, &request, mac)?;
-            Ok(xdp_action::XDP_TX)
+            Ok(bounce(ctx))
         }
         Payload::Ipv4(packet) => forward(ctx, &node, &port, &frame.eth, &packet),
         Payload::Other => {
@@ -74,7 +74,7 @@ fn forward(
             &packet.header,
             packet.header_len,
         )?;
-        return Ok(xdp_action::XDP_TX);
+        return Ok(bounce(ctx));
     }
     let destination =
         maps::endpoint(port.vni, packet.header.dst).ok_or(DropReason::UnknownDestination)?;
@@ -130,4 +130,14 @@ pub fn redirect(ifindex: u32) -> u32 {
     // SAFETY: `bpf_redirect` only records the target interface for the XDP_REDIRECT verdict it
     // returns; it reads no memory.
     unsafe { bpf_redirect(ifindex, 0) as u32 }
+}
+
+/// Sends an answer back out of the device the frame came in on.
+///
+/// A redirect to the ingress device rather than `XDP_TX`: a veth flushes `XDP_TX` frames to its
+/// peer only when the peer runs an XDP program itself, so a pod (or a node without ctpath)
+/// behind a veth would never see them; a redirect is flushed to any peer with NAPI (GRO on).
+#[inline(always)]
+pub fn bounce(ctx: &XdpContext) -> u32 {
+    redirect(ctx.ingress_ifindex() as u32)
 }

@@ -1,12 +1,18 @@
 //! The next hop on the underlay towards another node's VTEP, from the kernel's FIB and
 //! neighbour table (`bpf_fib_lookup`): no MAC is configured by hand.
 //!
+//! The lookup is made from the egress side, as for a packet the node sends itself. The kernel
+//! still requires IPv4 forwarding on the underlay device (`BPF_FIB_LKUP_RET_FWD_DISABLED`
+//! otherwise), which the agent turns on.
 //! The agent installs a "managed" neighbour entry for every remote VTEP, so the kernel keeps
 //! them resolved; a lookup that still finds no neighbour drops the frame with
 //! [`DropReason::NoNeighbor`] rather than guessing.
 
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup as FibLookup, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS},
+    bindings::{
+        bpf_fib_lookup as FibLookup, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT,
+    },
     helpers::generated::bpf_fib_lookup,
     programs::XdpContext,
     EbpfContext,
@@ -39,7 +45,9 @@ pub fn towards(ctx: &XdpContext, node: &NodeConfig, vtep: [u8; 4]) -> Result<Nex
             ctx.as_ptr(),
             &mut params,
             core::mem::size_of::<FibLookup>() as i32,
-            0,
+            // As the node itself would send (egress): no ingress-side forwarding check, which
+            // would fail on nodes with IP forwarding off, as ctpath needs it.
+            BPF_FIB_LOOKUP_OUTPUT,
         )
     };
     match ret as u32 {
@@ -49,6 +57,7 @@ pub fn towards(ctx: &XdpContext, node: &NodeConfig, vtep: [u8; 4]) -> Result<Nex
             dst_mac: params.dmac,
         }),
         BPF_FIB_LKUP_RET_NO_NEIGH => Err(DropReason::NoNeighbor),
+        BPF_FIB_LKUP_RET_FWD_DISABLED => Err(DropReason::UnderlayForwardingOff),
         _ => Err(DropReason::NoUnderlayRoute),
     }
 }

@@ -16,7 +16,7 @@ use crate::{
     arp, maps,
     packet::{write_at, EthHdr},
     parse::{self, Payload},
-    pod::redirect,
+    pod::{bounce, redirect},
     stats, vxlan,
 };
 
@@ -40,7 +40,7 @@ pub fn try_from_underlay(ctx: &XdpContext) -> Result<u32, DropReason> {
             stats::count(ctx, Counter::UnderlayArpReplied);
             arp::reply_in_place(ctx, VXLAN_ENCAP_LEN, &request, target.mac)?;
             vxlan::turn_around(ctx, &node, &received)?;
-            Ok(xdp_action::XDP_TX)
+            Ok(bounce(ctx))
         }
         Payload::Ipv4(packet) => {
             if packet.header.total_len() as u32 > network.mtu {

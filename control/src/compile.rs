@@ -1,0 +1,407 @@
+//! The compiler from a cluster state to the contents of one node's datapath maps: which pod
+//! interfaces are local (and behind which veth), where every other pod interface lives, which
+//! planes and VTEPs the node accepts. Pure: interfaces are looked up through [`Links`], so the
+//! whole translation is unit-tested without a kernel.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ctpath_common::{
+    maps::{endpoint_kind, Endpoint, EndpointKey, Network, NodeConfig, PodPort},
+    wire::VXLAN_ENCAP_LEN,
+};
+use thiserror::Error;
+
+use crate::{
+    links::{LinkError, Links},
+    state::{self, ClusterState},
+};
+
+/// The MAC every node answers for every plane's gateway address (locally administered). Pods
+/// only ever see their own node's, so one value serves the whole cluster.
+pub const ROUTER_MAC: [u8; 6] = [0x02, 0xc7, 0x00, 0x00, 0x00, 0x01];
+
+/// Everything one node's datapath needs, ready to be written to its maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePlan {
+    pub node: NodeConfig,
+    pub underlay_interface: String,
+    /// Keyed by the host-side veth's ifindex.
+    pub pod_ports: BTreeMap<u32, PodPort>,
+    /// Host-side veth names, by ifindex: where `from_pod` is attached.
+    pub pod_interfaces: BTreeMap<u32, String>,
+    pub endpoints: BTreeMap<EndpointKey, Endpoint>,
+    /// Keyed by VNI.
+    pub networks: BTreeMap<u32, Network>,
+    /// Underlay addresses of the other nodes.
+    pub remote_vteps: BTreeSet<[u8; 4]>,
+}
+
+#[derive(Debug, Error)]
+pub enum CompileError {
+    #[error("node {0:?} is not in the cluster state")]
+    UnknownNode(String),
+    #[error("interfaces missing on node {node}: {}", missing.join(", "))]
+    MissingInterfaces { node: String, missing: Vec<String> },
+    #[error(transparent)]
+    Link(LinkError),
+    #[error("underlay interface {interface} has MTU {mtu}, too small to carry VXLAN (needs more than {VXLAN_ENCAP_LEN} bytes of overhead plus 576)")]
+    UnderlayMtuTooSmall { interface: String, mtu: u32 },
+}
+
+/// The plane MTU: as configured, or the underlay's less the VXLAN overhead.
+fn plane_mtu(network: &state::Network, underlay_mtu: u32) -> u16 {
+    network
+        .mtu
+        .unwrap_or_else(|| (underlay_mtu - VXLAN_ENCAP_LEN as u32).min(u16::MAX as u32) as u16)
+}
+
+/// Compiles `state` for the node named `node_name`, whose interfaces `links` reports.
+pub fn compile(
+    state: &ClusterState,
+    node_name: &str,
+    links: &impl Links,
+) -> Result<NodePlan, CompileError> {
+    let node = state
+        .node(node_name)
+        .ok_or_else(|| CompileError::UnknownNode(node_name.to_owned()))?;
+
+    // Every local interface is looked up before anything is built, so one error names all of
+    // the missing ones.
+    let mut missing = Vec::new();
+    let mut lookup = |name: &str| match links.link(name) {
+        Ok(link) => Ok(Some(link)),
+        Err(LinkError::NotFound(name)) => {
+            missing.push(name);
+            Ok(None)
+        }
+        Err(error) => Err(CompileError::Link(error)),
+    };
+    let underlay = lookup(&node.underlay_interface)?;
+    let local: Vec<_> = state
+        .interfaces_on_node(node_name)
+        .map(|(_, interface)| Ok((interface, lookup(&interface.host_interface)?)))
+        .collect::<Result<_, CompileError>>()?;
+    if !missing.is_empty() {
+        return Err(CompileError::MissingInterfaces {
+            node: node_name.to_owned(),
+            missing,
+        });
+    }
+    let underlay = underlay.expect("present: no interface is missing");
+    if underlay.mtu < VXLAN_ENCAP_LEN as u32 + 576 {
+        return Err(CompileError::UnderlayMtuTooSmall {
+            interface: node.underlay_interface.clone(),
+            mtu: underlay.mtu,
+        });
+    }
+
+    let network_of = |name: &str| {
+        state
+            .network(name)
+            .expect("validated: interfaces name known networks")
+    };
+    let networks = state
+        .networks
+        .iter()
+        .map(|network| {
+            (
+                network.vni,
+                Network {
+                    mtu: plane_mtu(network, underlay.mtu) as u32,
+                },
+            )
+        })
+        .collect();
+
+    let mut pod_ports = BTreeMap::new();
+    let mut pod_interfaces = BTreeMap::new();
+    let mut endpoints = BTreeMap::new();
+    for (interface, link) in local {
+        let link = link.expect("present: no interface is missing");
+        let network = network_of(&interface.network);
+        pod_ports.insert(
+            link.ifindex,
+            PodPort {
+                vni: network.vni,
+                ip: interface.ip.octets(),
+                mac: interface.mac.0,
+                mtu: plane_mtu(network, underlay.mtu),
+                gateway: network.gateway.octets(),
+            },
+        );
+        pod_interfaces.insert(link.ifindex, interface.host_interface.clone());
+        endpoints.insert(
+            EndpointKey {
+                vni: network.vni,
+                ip: interface.ip.octets(),
+            },
+            Endpoint {
+                kind: endpoint_kind::LOCAL,
+                ifindex: link.ifindex,
+                vtep: [0; 4],
+                mac: interface.mac.0,
+                _pad: [0; 2],
+            },
+        );
+    }
+    for pod in state.pods.iter().filter(|pod| pod.node != node_name) {
+        let vtep = state
+            .node(&pod.node)
+            .expect("validated: pods name known nodes")
+            .underlay_ip
+            .octets();
+        for interface in &pod.interfaces {
+            endpoints.insert(
+                EndpointKey {
+                    vni: network_of(&interface.network).vni,
+                    ip: interface.ip.octets(),
+                },
+                Endpoint {
+                    kind: endpoint_kind::REMOTE,
+                    ifindex: 0,
+                    vtep,
+                    mac: interface.mac.0,
+                    _pad: [0; 2],
+                },
+            );
+        }
+    }
+    for network in &state.networks {
+        endpoints.insert(
+            EndpointKey {
+                vni: network.vni,
+                ip: network.gateway.octets(),
+            },
+            Endpoint {
+                kind: endpoint_kind::GATEWAY,
+                ifindex: 0,
+                vtep: [0; 4],
+                mac: ROUTER_MAC,
+                _pad: [0; 2],
+            },
+        );
+    }
+
+    Ok(NodePlan {
+        node: NodeConfig {
+            underlay_ifindex: underlay.ifindex,
+            underlay_ip: node.underlay_ip.octets(),
+            underlay_mac: underlay.mac,
+            router_mac: ROUTER_MAC,
+            configured: 1,
+        },
+        underlay_interface: node.underlay_interface.clone(),
+        pod_ports,
+        pod_interfaces,
+        endpoints,
+        networks,
+        remote_vteps: state
+            .nodes
+            .iter()
+            .filter(|other| other.name != node_name)
+            .map(|other| other.underlay_ip.octets())
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::links::Link;
+
+    struct FakeLinks(HashMap<&'static str, Link>);
+
+    impl Links for FakeLinks {
+        fn link(&self, name: &str) -> Result<Link, LinkError> {
+            self.0
+                .get(name)
+                .copied()
+                .ok_or_else(|| LinkError::NotFound(name.to_owned()))
+        }
+    }
+
+    fn contract() -> ClusterState {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/contract/cluster-state.example.yaml"
+        );
+        ClusterState::from_path(std::path::Path::new(path)).unwrap()
+    }
+
+    fn node_a_links() -> FakeLinks {
+        FakeLinks(HashMap::from([
+            (
+                "eth0",
+                Link {
+                    ifindex: 2,
+                    mac: [0x52, 0, 0, 0, 0, 1],
+                    mtu: 1500,
+                },
+            ),
+            (
+                "vupf0s",
+                Link {
+                    ifindex: 10,
+                    mac: [0x52, 0, 0, 0, 0, 10],
+                    mtu: 1450,
+                },
+            ),
+            (
+                "vupf0m",
+                Link {
+                    ifindex: 11,
+                    mac: [0x52, 0, 0, 0, 0, 11],
+                    mtu: 1450,
+                },
+            ),
+        ]))
+    }
+
+    #[test]
+    fn contract_compiles_for_node_a() {
+        let plan = compile(&contract(), "node-a", &node_a_links()).unwrap();
+        assert_eq!(
+            plan.node,
+            NodeConfig {
+                underlay_ifindex: 2,
+                underlay_ip: [192, 168, 77, 1],
+                underlay_mac: [0x52, 0, 0, 0, 0, 1],
+                router_mac: ROUTER_MAC,
+                configured: 1
+            }
+        );
+        // std has an explicit MTU of 1450; media defaults to the underlay's 1500 less 50.
+        assert_eq!(
+            plan.pod_ports[&10],
+            PodPort {
+                vni: 100,
+                ip: [10, 244, 1, 2],
+                mac: [2, 0, 0x0a, 0xf4, 1, 2],
+                mtu: 1450,
+                gateway: [10, 244, 0, 1]
+            }
+        );
+        assert_eq!(plan.pod_ports[&11].vni, 300);
+        assert_eq!(plan.pod_ports[&11].mtu, 1450);
+        assert_eq!(plan.pod_interfaces[&10], "vupf0s");
+        assert_eq!(plan.networks[&100], Network { mtu: 1450 });
+        assert_eq!(plan.remote_vteps, BTreeSet::from([[192, 168, 77, 2]]));
+        // Local upf-0 on std, remote smf-0 on std, and each plane's gateway.
+        assert_eq!(
+            plan.endpoints[&EndpointKey {
+                vni: 100,
+                ip: [10, 244, 1, 2]
+            }],
+            Endpoint {
+                kind: endpoint_kind::LOCAL,
+                ifindex: 10,
+                vtep: [0; 4],
+                mac: [2, 0, 0x0a, 0xf4, 1, 2],
+                _pad: [0; 2]
+            }
+        );
+        assert_eq!(
+            plan.endpoints[&EndpointKey {
+                vni: 100,
+                ip: [10, 244, 2, 2]
+            }],
+            Endpoint {
+                kind: endpoint_kind::REMOTE,
+                ifindex: 0,
+                vtep: [192, 168, 77, 2],
+                mac: [2, 0, 0x0a, 0xf4, 2, 2],
+                _pad: [0; 2]
+            }
+        );
+        assert_eq!(
+            plan.endpoints[&EndpointKey {
+                vni: 300,
+                ip: [10, 250, 0, 1]
+            }]
+                .kind,
+            endpoint_kind::GATEWAY
+        );
+        assert_eq!(plan.endpoints.len(), 3 + 2);
+    }
+
+    #[test]
+    fn node_b_sees_node_a_pods_as_remote() {
+        let links = FakeLinks(HashMap::from([
+            (
+                "eth0",
+                Link {
+                    ifindex: 2,
+                    mac: [0x52, 0, 0, 0, 0, 2],
+                    mtu: 9000,
+                },
+            ),
+            (
+                "vsmf0s",
+                Link {
+                    ifindex: 7,
+                    mac: [0x52, 0, 0, 0, 0, 7],
+                    mtu: 1450,
+                },
+            ),
+        ]));
+        let plan = compile(&contract(), "node-b", &links).unwrap();
+        assert_eq!(
+            plan.endpoints[&EndpointKey {
+                vni: 300,
+                ip: [10, 250, 1, 2]
+            }]
+                .vtep,
+            [192, 168, 77, 1]
+        );
+        assert_eq!(
+            plan.endpoints[&EndpointKey {
+                vni: 300,
+                ip: [10, 250, 1, 2]
+            }]
+                .kind,
+            endpoint_kind::REMOTE
+        );
+        // media has no MTU in the contract: 9000 - 50 on a jumbo underlay.
+        assert_eq!(plan.networks[&300], Network { mtu: 8950 });
+        assert_eq!(plan.pod_ports.keys().collect::<Vec<_>>(), vec![&7]);
+    }
+
+    #[test]
+    fn every_missing_interface_is_named() {
+        let links = FakeLinks(HashMap::from([(
+            "vupf0s",
+            Link {
+                ifindex: 10,
+                mac: [0; 6],
+                mtu: 1450,
+            },
+        )]));
+        let error = compile(&contract(), "node-a", &links).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "interfaces missing on node node-a: eth0, vupf0m"
+        );
+    }
+
+    #[test]
+    fn unknown_node_is_an_error() {
+        let error = compile(&contract(), "node-z", &node_a_links()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "node \"node-z\" is not in the cluster state"
+        );
+    }
+
+    #[test]
+    fn tiny_underlay_mtu_is_refused() {
+        let mut links = node_a_links();
+        links.0.get_mut("eth0").unwrap().mtu = 600;
+        let error = compile(&contract(), "node-a", &links).unwrap_err();
+        assert!(
+            matches!(error, CompileError::UnderlayMtuTooSmall { mtu: 600, .. }),
+            "{error}"
+        );
+    }
+}

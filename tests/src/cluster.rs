@@ -1,0 +1,375 @@
+//! A ctpath cluster in network namespaces, built from a cluster state: one namespace per node,
+//! an underlay between them, every pod with one interface per plane, and on each node either a
+//! real `ctpath agent` process or, for interop tests, the kernel's own overlay set up as flannel
+//! and Rancher do (a vxlan device per VNI, a bridge with the pods' veths, an all-zeros FDB entry
+//! towards each other node). Dropping the [`Cluster`] stops the agents and removes everything.
+//!
+//! The agents run the `ctpath` binary built next to the test executable (`target/<profile>/`),
+//! or the one named by `CTPATH_BIN`, joined to the node's network namespace only
+//! ([`Netns::spawn_sharing_mounts`]), so their pins land on the host's bpffs where the test
+//! reads them.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::mpsc,
+    time::Duration,
+};
+
+use ctpath_control::{
+    state::{ClusterState, Network},
+    status::Snapshot,
+};
+use ipnet::Ipv4Net;
+
+use crate::{
+    Addressing, ChildGuard, NodeHandle, PodHandle, PodInterfaceSpec, PodSpec, Testbed, UnderlaySpec,
+};
+
+/// How long an agent may take to report `ready`.
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What runs the overlay on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// `ctpath agent`.
+    Ctpath,
+    /// The Linux kernel's vxlan device and a bridge, flannel style.
+    KernelVxlan,
+}
+
+/// How one pod's interfaces are addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodAddressing {
+    /// The plane's prefix: the pod ARPs for every peer.
+    OnLink,
+    /// A /32 and a default route via the plane's gateway.
+    HostRoute,
+}
+
+#[derive(Default)]
+pub struct ClusterOptions {
+    /// Nodes not listed run ctpath.
+    pub node_kinds: BTreeMap<String, NodeKind>,
+    /// Pods not listed are on-link.
+    pub pod_addressing: BTreeMap<String, PodAddressing>,
+}
+
+pub struct Cluster {
+    pub state: ClusterState,
+    nodes: BTreeMap<String, NodeHandle>,
+    pods: BTreeMap<String, PodHandle>,
+    agents: BTreeMap<String, ChildGuard>,
+    pin_dirs: BTreeMap<String, PathBuf>,
+    workdir: tempfile::TempDir,
+    // Last: dropped after the agents, which must detach before their interfaces vanish.
+    testbed: Testbed,
+}
+
+/// The `ctpath` binary the agents run.
+pub fn ctpath_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CTPATH_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/ctpath
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/<profile>/deps")
+        .join("ctpath");
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build -p ctpath-control` first (or set CTPATH_BIN)",
+        path.display()
+    );
+    path
+}
+
+impl Cluster {
+    /// Builds the cluster described by `state_yaml` and starts its agents.
+    pub fn start(label: &str, state_yaml: &str, options: ClusterOptions) -> Cluster {
+        let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
+        let testbed = Testbed::new(label).expect("testbed");
+        let workdir = tempfile::tempdir().expect("tempdir");
+        let state_path = workdir.path().join("state.yaml");
+        std::fs::write(&state_path, state_yaml).expect("write state");
+
+        let nodes: BTreeMap<String, NodeHandle> = state
+            .nodes
+            .iter()
+            .map(|node| {
+                (
+                    node.name.clone(),
+                    testbed.add_node(&node.name).expect("node"),
+                )
+            })
+            .collect();
+        let underlay = underlay_subnet(&state);
+        let ordered: Vec<&NodeHandle> = state.nodes.iter().map(|node| &nodes[&node.name]).collect();
+        let ports = testbed
+            .connect_underlay_with(&ordered, &UnderlaySpec::new(underlay))
+            .expect("underlay");
+        for (node, port) in state.nodes.iter().zip(&ports.ports) {
+            assert_eq!(
+                node.underlay_ip, port.ip,
+                "test state: node underlay IPs must be the subnet's first hosts, in order"
+            );
+        }
+
+        let mut cluster = Cluster {
+            state,
+            nodes,
+            pods: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            pin_dirs: BTreeMap::new(),
+            workdir,
+            testbed,
+        };
+        for pod in cluster.state.pods.clone() {
+            let addressing = options
+                .pod_addressing
+                .get(&pod.name)
+                .copied()
+                .unwrap_or(PodAddressing::OnLink);
+            let interfaces = pod
+                .interfaces
+                .iter()
+                .enumerate()
+                .map(|(i, interface)| {
+                    let network = cluster
+                        .state
+                        .network(&interface.network)
+                        .expect("valid state");
+                    PodInterfaceSpec {
+                        pod_ifname: Some(format!("eth{i}")),
+                        mtu: plane_mtu(network),
+                        addressing: match addressing {
+                            PodAddressing::OnLink => Addressing::OnLink {
+                                gateway: (i == 0).then_some(network.gateway),
+                            },
+                            PodAddressing::HostRoute => Addressing::HostRoute {
+                                gateway: network.gateway,
+                            },
+                        },
+                        ..PodInterfaceSpec::new(
+                            &interface.host_interface,
+                            interface.ip,
+                            if addressing == PodAddressing::OnLink {
+                                network.cidr.prefix_len()
+                            } else {
+                                32
+                            },
+                            interface.mac.0,
+                        )
+                    }
+                })
+                .collect();
+            let node = &cluster.nodes[&pod.node];
+            let handle = cluster
+                .testbed
+                .add_pod(
+                    node,
+                    PodSpec {
+                        name: pod.name.clone(),
+                        interfaces,
+                    },
+                )
+                .expect("pod");
+            cluster.pods.insert(pod.name.clone(), handle);
+        }
+        for node in cluster.state.nodes.clone() {
+            match options
+                .node_kinds
+                .get(&node.name)
+                .copied()
+                .unwrap_or(NodeKind::Ctpath)
+            {
+                NodeKind::Ctpath => cluster.start_agent(&node.name, &state_path),
+                NodeKind::KernelVxlan => cluster.configure_kernel_vxlan(&node.name),
+            }
+        }
+        cluster
+    }
+
+    pub fn node(&self, name: &str) -> &NodeHandle {
+        self.nodes
+            .get(name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    pub fn pod(&self, name: &str) -> &PodHandle {
+        self.pods
+            .get(name)
+            .unwrap_or_else(|| panic!("no pod {name}"))
+    }
+
+    /// The nodes that run a ctpath agent.
+    pub fn ctpath_nodes(&self) -> impl Iterator<Item = &str> {
+        self.pin_dirs.keys().map(String::as_str)
+    }
+
+    /// Every ctpath node's counters, as text for failure messages.
+    pub fn report(&self) -> String {
+        self.ctpath_nodes()
+            .map(|node| format!("{node}:\n{}", self.status(node)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The counters of the agent of `node`.
+    pub fn status(&self, node: &str) -> Snapshot {
+        Snapshot::read(&self.pin_dirs[node]).expect("read the agent's pinned counters")
+    }
+
+    /// The agent's log so far (its stderr).
+    pub fn agent_log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.workdir.path().join(format!("agent-{node}.log")))
+            .unwrap_or_default()
+    }
+
+    fn start_agent(&mut self, node: &str, state_path: &Path) {
+        let pin_dir = PathBuf::from(format!(
+            "/sys/fs/bpf/ctpath/{}{node}",
+            self.testbed.prefix()
+        ));
+        let log_path = self.workdir.path().join(format!("agent-{node}.log"));
+        let log = std::fs::File::create(&log_path).expect("agent log");
+        let binary = ctpath_binary();
+        let argv = [
+            binary.to_str().expect("utf-8 path"),
+            "agent",
+            "--state",
+            state_path.to_str().expect("utf-8 path"),
+            "--node",
+            node,
+            "--pin-dir",
+            pin_dir.to_str().expect("utf-8 path"),
+        ];
+        let mut agent = self.nodes[node]
+            .spawn_sharing_mounts(&argv, Stdio::piped(), Stdio::from(log))
+            .expect("spawn agent");
+        let stdout = agent.take_stdout().expect("piped stdout");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ready") {
+                    let _ = ready_tx.send(line);
+                }
+            }
+        });
+        if ready_rx.recv_timeout(AGENT_START_TIMEOUT).is_err() {
+            let status = agent.try_wait().ok().flatten();
+            panic!(
+                "agent of {node} not ready within {AGENT_START_TIMEOUT:?} (exit: {status:?}); its log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        self.agents.insert(node.to_owned(), agent);
+        self.pin_dirs.insert(node.to_owned(), pin_dir);
+    }
+
+    /// The node's overlay as flannel and Rancher build it with the kernel: per plane a vxlan
+    /// device (the plane's VNI, dstport 4789) and a bridge with it and the pods' veths, and an
+    /// all-zeros FDB entry towards every other node's VTEP (flooding goes there).
+    fn configure_kernel_vxlan(&self, node_name: &str) {
+        let node = &self.nodes[node_name];
+        let local = self.state.node(node_name).expect("valid state");
+        for network in &self.state.networks {
+            let (vxlan, bridge) = (format!("vx{}", network.vni), format!("br{}", network.vni));
+            let vni = network.vni.to_string();
+            let local_ip = local.underlay_ip.to_string();
+            let mtu = plane_mtu(network).to_string();
+            for command in [
+                vec!["link", "add", &bridge, "mtu", &mtu, "type", "bridge"],
+                vec![
+                    "link",
+                    "add",
+                    &vxlan,
+                    "mtu",
+                    &mtu,
+                    "type",
+                    "vxlan",
+                    "id",
+                    &vni,
+                    "dstport",
+                    "4789",
+                    "local",
+                    &local_ip,
+                    "dev",
+                    &local.underlay_interface,
+                ],
+                vec!["link", "set", &vxlan, "master", &bridge, "up"],
+                vec!["link", "set", &bridge, "up"],
+            ] {
+                node.ip(&command).expect("kernel vxlan setup");
+            }
+            for other in self
+                .state
+                .nodes
+                .iter()
+                .filter(|other| other.name != node_name)
+            {
+                let dst = other.underlay_ip.to_string();
+                node.exec(&[
+                    "bridge",
+                    "fdb",
+                    "append",
+                    "00:00:00:00:00:00",
+                    "dev",
+                    &vxlan,
+                    "dst",
+                    &dst,
+                ])
+                .expect("fdb entry");
+            }
+            for (_, interface) in self
+                .state
+                .interfaces_on_node(node_name)
+                .filter(|(_, i)| i.network == network.name)
+            {
+                node.ip(&["link", "set", &interface.host_interface, "master", &bridge])
+                    .expect("enslave pod veth");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // SIGTERM first, so the agents detach and unpin as they would in production.
+        for (node, agent) in std::mem::take(&mut self.agents) {
+            // SAFETY: plain kill(2) of a child we spawned and have not reaped.
+            unsafe { libc::kill(agent.pid() as i32, libc::SIGTERM) };
+            let mut agent = agent;
+            if !matches!(agent.wait_timeout(Duration::from_secs(5)), Ok(Some(_))) {
+                eprintln!("agent of {node} did not stop on SIGTERM; killing it");
+            }
+        }
+    }
+}
+
+/// The plane's MTU as pods get it: configured, or 1450 (a 1500-byte underlay less VXLAN).
+pub fn plane_mtu(network: &Network) -> u32 {
+    network.mtu.map(u32::from).unwrap_or(1450)
+}
+
+/// The /24 holding the nodes' underlay addresses.
+fn underlay_subnet(state: &ClusterState) -> Ipv4Net {
+    let first = state.nodes.first().expect("at least one node").underlay_ip;
+    Ipv4Net::new(first, 24).expect("/24").trunc()
+}
+
+/// The address of `pod`'s interface on `network`.
+pub fn pod_ip(state: &ClusterState, pod: &str, network: &str) -> Ipv4Addr {
+    state
+        .pods
+        .iter()
+        .find(|p| p.name == pod)
+        .and_then(|p| p.interfaces.iter().find(|i| i.network == network))
+        .unwrap_or_else(|| panic!("no interface of {pod} on {network}"))
+        .ip
+}

@@ -1,0 +1,566 @@
+//! The overlay in the kernel, through `BPF_PROG_TEST_RUN`, with byte-exact expected output:
+//! ARP answered by the node, encapsulation towards another node, decapsulation, VXLAN from
+//! unknown VTEPs or VNIs, truncated outer headers, malformed inner frames, ICMP
+//! "fragmentation needed".
+//!
+//! The maps hold a hand-built plan of node A (underlay 192.168.77.1) with pod A on plane 100
+//! behind the loopback device (ifindex 1: test runs need a real device) and pod B on node B
+//! (192.168.77.2). Encapsulation needs the kernel's FIB and neighbour table, so those fixtures
+//! run inside a namespace whose `eth0` leads to node B with a permanent neighbour entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ctpath_common::{
+    flow::{flow_hash, vxlan_source_port},
+    maps::{endpoint_kind, Endpoint, EndpointKey, Network, NodeConfig, PodPort},
+    Counter, DropReason,
+};
+use ctpath_control::{
+    compile::{NodePlan, ROUTER_MAC},
+    datapath::{self, XdpProgram},
+};
+use ctpath_dataplane::{
+    testing::{FrameBuilder, Malform},
+    wire::{icmp, tcp::Flags},
+};
+use ctpath_testbed::{
+    fixture::{ExpectedCounter, ExpectedOutput, Fixture, FixtureRunner, XdpAction},
+    require_root,
+};
+
+const VNI: u32 = 100;
+const POD_A_MAC: [u8; 6] = [0x02, 0x00, 0x0a, 0xf4, 0x01, 0x02];
+const POD_A_IP: [u8; 4] = [10, 244, 1, 2];
+const POD_C_MAC: [u8; 6] = [0x02, 0x00, 0x0a, 0xf4, 0x01, 0x03];
+const POD_C_IP: [u8; 4] = [10, 244, 1, 3];
+const POD_B_MAC: [u8; 6] = [0x02, 0x00, 0x0a, 0xf4, 0x02, 0x02];
+const POD_B_IP: [u8; 4] = [10, 244, 2, 2];
+const GATEWAY: [u8; 4] = [10, 244, 0, 1];
+const NODE_A_IP: [u8; 4] = [192, 168, 77, 1];
+const NODE_B_IP: [u8; 4] = [192, 168, 77, 2];
+const NODE_A_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x01];
+const NODE_B_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x02];
+/// Where pod C's veth is, as far as the maps know (redirect targets are not checked by test runs).
+const POD_C_IFINDEX: u32 = 42;
+const MTU: u16 = 1450;
+
+fn endpoint(kind: u32, ifindex: u32, vtep: [u8; 4], mac: [u8; 6]) -> Endpoint {
+    Endpoint {
+        kind,
+        ifindex,
+        vtep,
+        mac,
+        _pad: [0; 2],
+    }
+}
+
+/// Node A's plan, with pod A's port on `pod_ifindex` and the underlay on `underlay_ifindex`.
+fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
+    NodePlan {
+        node: NodeConfig {
+            underlay_ifindex,
+            underlay_ip: NODE_A_IP,
+            underlay_mac: NODE_A_MAC,
+            router_mac: ROUTER_MAC,
+            configured: 1,
+        },
+        underlay_interface: "eth0".into(),
+        pod_ports: BTreeMap::from([(
+            pod_ifindex,
+            PodPort {
+                vni: VNI,
+                ip: POD_A_IP,
+                mac: POD_A_MAC,
+                mtu: MTU,
+                gateway: GATEWAY,
+            },
+        )]),
+        pod_interfaces: BTreeMap::new(),
+        endpoints: BTreeMap::from([
+            (
+                EndpointKey {
+                    vni: VNI,
+                    ip: POD_A_IP,
+                },
+                endpoint(endpoint_kind::LOCAL, pod_ifindex, [0; 4], POD_A_MAC),
+            ),
+            (
+                EndpointKey {
+                    vni: VNI,
+                    ip: POD_C_IP,
+                },
+                endpoint(endpoint_kind::LOCAL, POD_C_IFINDEX, [0; 4], POD_C_MAC),
+            ),
+            (
+                EndpointKey {
+                    vni: VNI,
+                    ip: POD_B_IP,
+                },
+                endpoint(endpoint_kind::REMOTE, 0, NODE_B_IP, POD_B_MAC),
+            ),
+            (
+                EndpointKey {
+                    vni: VNI,
+                    ip: GATEWAY,
+                },
+                endpoint(endpoint_kind::GATEWAY, 0, [0; 4], ROUTER_MAC),
+            ),
+        ]),
+        networks: BTreeMap::from([(VNI, Network { mtu: MTU as u32 })]),
+        remote_vteps: BTreeSet::from([NODE_B_IP]),
+    }
+}
+
+fn runner(program: XdpProgram, plan: &NodePlan) -> FixtureRunner {
+    let mut runner = FixtureRunner::new(program);
+    datapath::write_plan(runner.ebpf_mut(), plan).expect("write plan");
+    runner
+}
+
+fn fixture(
+    description: &'static str,
+    input: Vec<u8>,
+    action: XdpAction,
+    output: ExpectedOutput,
+    counter: ExpectedCounter,
+) -> Fixture {
+    Fixture {
+        description,
+        input,
+        action,
+        output,
+        counter,
+    }
+}
+
+fn dropped(description: &'static str, input: Vec<u8>, reason: DropReason) -> Fixture {
+    fixture(
+        description,
+        input,
+        XdpAction::Drop,
+        ExpectedOutput::Ignored,
+        ExpectedCounter::Drop(reason),
+    )
+}
+
+#[test]
+fn from_pod_answers_arp_and_forwards_on_the_node() {
+    require_root();
+    let udp_to_c = FrameBuilder::udp(
+        POD_A_MAC, POD_C_MAC, POD_A_IP, POD_C_IP, 40000, 2152, b"local",
+    );
+    let routed_to_c = FrameBuilder::udp(
+        POD_A_MAC, ROUTER_MAC, POD_A_IP, POD_C_IP, 40000, 2152, b"routed",
+    );
+    let fixtures = vec![
+        fixture(
+            "ARP for a pod on the same node: answered with its MAC",
+            FrameBuilder::arp_request(POD_A_MAC, POD_A_IP, POD_C_IP),
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(FrameBuilder::arp_reply(
+                POD_C_MAC, POD_C_IP, POD_A_MAC, POD_A_IP,
+            )),
+            ExpectedCounter::Event(Counter::PodArpReplied),
+        ),
+        fixture(
+            "ARP for a pod on another node: answered with its MAC",
+            FrameBuilder::arp_request(POD_A_MAC, POD_A_IP, POD_B_IP),
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(FrameBuilder::arp_reply(
+                POD_B_MAC, POD_B_IP, POD_A_MAC, POD_A_IP,
+            )),
+            ExpectedCounter::Event(Counter::PodArpReplied),
+        ),
+        fixture(
+            "ARP for the gateway: answered with the router MAC",
+            FrameBuilder::arp_request(POD_A_MAC, POD_A_IP, GATEWAY),
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(FrameBuilder::arp_reply(
+                ROUTER_MAC, GATEWAY, POD_A_MAC, POD_A_IP,
+            )),
+            ExpectedCounter::Event(Counter::PodArpReplied),
+        ),
+        dropped(
+            "ARP for an address on no plane: not flooded",
+            FrameBuilder::arp_request(POD_A_MAC, POD_A_IP, [10, 244, 9, 9]),
+            DropReason::ArpUnknownTarget,
+        ),
+        dropped(
+            "gratuitous ARP reply from the pod",
+            FrameBuilder::arp_reply(POD_A_MAC, POD_A_IP, [0xff; 6], POD_A_IP),
+            DropReason::ArpNotRequest,
+        ),
+        fixture(
+            "UDP to a pod on the same node, on-link: redirected, MACs kept",
+            udp_to_c.clone(),
+            XdpAction::Redirect,
+            ExpectedOutput::Unchanged,
+            ExpectedCounter::Event(Counter::PodRedirectedLocal),
+        ),
+        fixture(
+            "UDP to a pod on the same node via the gateway: router MAC as source",
+            routed_to_c,
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(FrameBuilder::udp(
+                ROUTER_MAC, POD_C_MAC, POD_A_IP, POD_C_IP, 40000, 2152, b"routed",
+            )),
+            ExpectedCounter::Event(Counter::PodRedirectedLocal),
+        ),
+        dropped(
+            "UDP to an address on no plane",
+            FrameBuilder::udp(POD_A_MAC, ROUTER_MAC, POD_A_IP, [10, 250, 1, 2], 1, 2, b"x"),
+            DropReason::UnknownDestination,
+        ),
+        dropped(
+            "UDP to the gateway address itself",
+            FrameBuilder::udp(POD_A_MAC, ROUTER_MAC, POD_A_IP, GATEWAY, 1, 2, b"x"),
+            DropReason::UnknownDestination,
+        ),
+        fixture(
+            "IPv6 from a pod: left to the kernel",
+            udp_to_c.with_ethertype(0x86dd),
+            XdpAction::Pass,
+            ExpectedOutput::Unchanged,
+            ExpectedCounter::Event(Counter::PodPassed),
+        ),
+    ];
+    runner(XdpProgram::FromPod, &plan(1, 2)).check_all(&fixtures);
+}
+
+/// A DF datagram from pod A to pod B whose IPv4 packet is `total_len` bytes.
+fn udp_of_total_len(total_len: usize) -> Vec<u8> {
+    FrameBuilder::udp(
+        POD_A_MAC,
+        POD_B_MAC,
+        POD_A_IP,
+        POD_B_IP,
+        40000,
+        2152,
+        &vec![0x5a; total_len - 28],
+    )
+}
+
+#[test]
+fn from_pod_answers_oversized_df_packets_with_frag_needed() {
+    require_root();
+    let oversized = udp_of_total_len(MTU as usize + 50);
+    // Type 3 code 4, next-hop MTU 1450, quoting the IPv4 header and 8 bytes of the datagram.
+    let frag_needed = FrameBuilder::icmp(
+        ROUTER_MAC,
+        POD_A_MAC,
+        GATEWAY,
+        POD_A_IP,
+        icmp::Repr::Other {
+            msg_type: 3,
+            code: 4,
+            rest_of_header: [0, 0, (MTU >> 8) as u8, MTU as u8],
+            data: &oversized[14..14 + 28],
+        },
+    );
+    let fixtures = vec![
+        fixture(
+            "DF packet 50 bytes over the plane MTU: ICMP fragmentation needed back to the pod",
+            oversized.clone(),
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(frag_needed),
+            ExpectedCounter::Event(Counter::IcmpFragNeededSent),
+        ),
+        dropped(
+            "same packet without DF",
+            oversized.with_ipv4_dont_frag(false),
+            DropReason::MtuExceeded,
+        ),
+    ];
+    runner(XdpProgram::FromPod, &plan(1, 2)).check_all(&fixtures);
+}
+
+#[test]
+fn from_pod_drops_frames_from_an_unconfigured_port() {
+    require_root();
+    // Pod A's port is on ifindex 7; frames arrive on 1.
+    let fixtures = vec![dropped(
+        "UDP from a veth the agent does not know",
+        FrameBuilder::udp(POD_A_MAC, POD_C_MAC, POD_A_IP, POD_C_IP, 1, 2, b""),
+        DropReason::UnconfiguredPort,
+    )];
+    runner(XdpProgram::FromPod, &plan(7, 2)).check_all(&fixtures);
+}
+
+/// A VXLAN packet as a node sends it: outer Ethernet/IPv4 (DF, TTL 64)/UDP (checksum 0)/VXLAN
+/// around `inner`.
+fn vxlan(
+    macs: ([u8; 6], [u8; 6]),
+    ips: ([u8; 4], [u8; 4]),
+    src_port: u16,
+    vni: u32,
+    flags: u8,
+    inner: &[u8],
+) -> Vec<u8> {
+    let mut payload = vec![flags, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    let mut frame = FrameBuilder::udp(macs.0, macs.1, ips.0, ips.1, src_port, 4789, &payload);
+    frame[40..42].copy_from_slice(&[0, 0]);
+    frame
+}
+
+/// What node B sends node A: `inner` in VXLAN on `vni` from `src_vtep`.
+fn from_node_b(src_vtep: [u8; 4], vni: u32, inner: &[u8]) -> Vec<u8> {
+    vxlan(
+        (NODE_B_MAC, NODE_A_MAC),
+        (src_vtep, NODE_A_IP),
+        51000,
+        vni,
+        0x08,
+        inner,
+    )
+}
+
+#[test]
+fn from_underlay_decapsulates_answers_arp_and_drops_what_it_must() {
+    require_root();
+    let b_to_a = FrameBuilder::udp(
+        POD_B_MAC, POD_A_MAC, POD_B_IP, POD_A_IP, 2152, 2152, b"gtp-u",
+    );
+    let arp_for_a = FrameBuilder::arp_request(POD_B_MAC, POD_B_IP, POD_A_IP);
+    let fixtures = vec![
+        fixture(
+            "VXLAN from node B to pod A: decapsulated and redirected to pod A",
+            from_node_b(NODE_B_IP, VNI, &b_to_a),
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(b_to_a.clone()),
+            ExpectedCounter::Event(Counter::UnderlayDecapsulated),
+        ),
+        fixture(
+            "ARP over VXLAN for pod A (from a kernel vxlan node): answered back over VXLAN",
+            from_node_b(NODE_B_IP, VNI, &arp_for_a),
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(vxlan(
+                (NODE_A_MAC, NODE_B_MAC),
+                (NODE_A_IP, NODE_B_IP),
+                51000,
+                VNI,
+                0x08,
+                &FrameBuilder::arp_reply(POD_A_MAC, POD_A_IP, POD_B_MAC, POD_B_IP),
+            )),
+            ExpectedCounter::Event(Counter::UnderlayArpReplied),
+        ),
+        dropped(
+            "ARP over VXLAN for a pod on another node: that node answers",
+            from_node_b(
+                NODE_B_IP,
+                VNI,
+                &FrameBuilder::arp_request(POD_B_MAC, POD_B_IP, [10, 244, 3, 3]),
+            ),
+            DropReason::ArpUnknownTarget,
+        ),
+        dropped(
+            "VXLAN from an unknown VTEP",
+            from_node_b([192, 168, 77, 9], VNI, &b_to_a),
+            DropReason::UnknownVtep,
+        ),
+        dropped(
+            "VXLAN with an unknown VNI",
+            from_node_b(NODE_B_IP, 999, &b_to_a),
+            DropReason::UnknownVni,
+        ),
+        dropped(
+            "VXLAN without the I flag",
+            vxlan(
+                (NODE_B_MAC, NODE_A_MAC),
+                (NODE_B_IP, NODE_A_IP),
+                51000,
+                VNI,
+                0x00,
+                &b_to_a,
+            ),
+            DropReason::VxlanBadFlags,
+        ),
+        dropped(
+            "VXLAN header cut after 4 bytes",
+            from_node_b(NODE_B_IP, VNI, &b_to_a).truncated(46),
+            DropReason::VxlanTruncated,
+        ),
+        dropped(
+            "VXLAN with no room for an inner Ethernet header",
+            from_node_b(NODE_B_IP, VNI, &b_to_a[..10]),
+            DropReason::VxlanTruncated,
+        ),
+        dropped(
+            "outer IPv4 total length beyond the frame",
+            from_node_b(NODE_B_IP, VNI, &b_to_a).with_ipv4_total_len(1400),
+            DropReason::VxlanTruncated,
+        ),
+        dropped(
+            "inner IPv4 with IHL 4",
+            from_node_b(NODE_B_IP, VNI, &b_to_a.clone().with_ipv4_ihl(4)),
+            DropReason::Ipv4BadIhl,
+        ),
+        dropped(
+            "inner UDP length beyond its packet",
+            from_node_b(NODE_B_IP, VNI, &b_to_a.clone().with_udp_len(900)),
+            DropReason::UdpBadLength,
+        ),
+        dropped(
+            "inner packet for a pod on another node",
+            from_node_b(
+                NODE_B_IP,
+                VNI,
+                &FrameBuilder::udp(POD_B_MAC, POD_A_MAC, POD_B_IP, [10, 244, 2, 3], 1, 2, b""),
+            ),
+            DropReason::UnknownDestination,
+        ),
+        dropped(
+            "inner IPv6 frame",
+            from_node_b(NODE_B_IP, VNI, &b_to_a.clone().with_ethertype(0x86dd)),
+            DropReason::InnerUnsupported,
+        ),
+        fixture(
+            "the node's own UDP (DNS): left to the kernel",
+            FrameBuilder::udp(
+                NODE_B_MAC, NODE_A_MAC, NODE_B_IP, NODE_A_IP, 40000, 53, b"query",
+            ),
+            XdpAction::Pass,
+            ExpectedOutput::Unchanged,
+            ExpectedCounter::Event(Counter::UnderlayPassed),
+        ),
+        fixture(
+            "VXLAN to another address than this VTEP: left to the kernel",
+            vxlan(
+                (NODE_B_MAC, NODE_A_MAC),
+                (NODE_B_IP, [192, 168, 77, 3]),
+                51000,
+                VNI,
+                0x08,
+                &b_to_a,
+            ),
+            XdpAction::Pass,
+            ExpectedOutput::Unchanged,
+            ExpectedCounter::Event(Counter::UnderlayPassed),
+        ),
+        fixture(
+            "ARP on the underlay: left to the kernel",
+            FrameBuilder::arp_request(NODE_B_MAC, NODE_B_IP, NODE_A_IP),
+            XdpAction::Pass,
+            ExpectedOutput::Unchanged,
+            ExpectedCounter::Event(Counter::UnderlayPassed),
+        ),
+    ];
+    runner(XdpProgram::FromUnderlay, &plan(7, 1)).check_all(&fixtures);
+}
+
+#[test]
+fn from_pod_encapsulates_towards_the_remote_node() {
+    require_root();
+    // A node namespace whose eth0 (node A's MAC and address) has node B as a permanent
+    // neighbour, so bpf_fib_lookup resolves the next hop without any traffic.
+    let testbed = ctpath_testbed::Testbed::new("encap").unwrap();
+    let node = testbed.add_node("node-a").unwrap();
+    for command in [
+        vec![
+            "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+        ],
+        vec!["link", "set", "peer0", "up"],
+        vec!["link", "set", "eth0", "address", "52:54:00:00:00:01", "up"],
+        vec!["addr", "add", "192.168.77.1/24", "dev", "eth0"],
+        vec![
+            "neigh",
+            "add",
+            "192.168.77.2",
+            "lladdr",
+            "52:54:00:00:00:02",
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    ] {
+        node.ip(&command).unwrap();
+    }
+    node.sysctl("net.ipv4.conf.eth0.forwarding", "1").unwrap();
+    let eth0 = node.ifindex("eth0").unwrap();
+
+    let a_to_b = FrameBuilder::udp(
+        POD_A_MAC, POD_B_MAC, POD_A_IP, POD_B_IP, 40000, 2152, b"gtp-u",
+    );
+    let routed_a_to_b = FrameBuilder::tcp(
+        POD_A_MAC,
+        ROUTER_MAC,
+        POD_A_IP,
+        POD_B_IP,
+        40001,
+        80,
+        Flags::SYN,
+        b"",
+    );
+    let port_of = |src_port, dst_port, protocol| {
+        vxlan_source_port(flow_hash(POD_A_IP, POD_B_IP, protocol, src_port, dst_port))
+    };
+    let fixtures = vec![
+        fixture(
+            "UDP to a pod on node B: VXLAN on VNI 100 to node B's VTEP via its neighbour MAC",
+            a_to_b.clone(),
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(vxlan(
+                (NODE_A_MAC, NODE_B_MAC),
+                (NODE_A_IP, NODE_B_IP),
+                port_of(40000, 2152, 17),
+                VNI,
+                0x08,
+                &a_to_b,
+            )),
+            ExpectedCounter::Event(Counter::PodEncapsulated),
+        ),
+        fixture(
+            "TCP via the gateway to a pod on node B: inner MACs readdressed, then encapsulated",
+            routed_a_to_b,
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(vxlan(
+                (NODE_A_MAC, NODE_B_MAC),
+                (NODE_A_IP, NODE_B_IP),
+                port_of(40001, 80, 6),
+                VNI,
+                0x08,
+                &FrameBuilder::tcp(
+                    ROUTER_MAC,
+                    POD_B_MAC,
+                    POD_A_IP,
+                    POD_B_IP,
+                    40001,
+                    80,
+                    Flags::SYN,
+                    b"",
+                ),
+            )),
+            ExpectedCounter::Event(Counter::PodEncapsulated),
+        ),
+    ];
+    node.run_in(|| {
+        let mut runner = runner(XdpProgram::FromPod, &plan(eth0, eth0)).with_ingress_ifindex(eth0);
+        runner.check_all(&fixtures);
+        // Another flow, another outer source port: underlay ECMP and RSS can spread them.
+        let other = FrameBuilder::udp(
+            POD_A_MAC, POD_B_MAC, POD_A_IP, POD_B_IP, 40002, 2152, b"gtp-u",
+        );
+        let sport = |frame: &[u8]| u16::from_be_bytes([frame[34], frame[35]]);
+        assert_ne!(
+            sport(&runner.run(&a_to_b).output),
+            sport(&runner.run(&other).output)
+        );
+    })
+    .unwrap();
+
+    // Without the neighbour entry the frame is dropped and counted, not sent to a guessed MAC.
+    node.ip(&["neigh", "del", "192.168.77.2", "dev", "eth0"])
+        .unwrap();
+    node.run_in(|| {
+        runner(XdpProgram::FromPod, &plan(eth0, eth0))
+            .with_ingress_ifindex(eth0)
+            .check_all(&[dropped(
+                "UDP to node B with no neighbour entry",
+                a_to_b,
+                DropReason::NoNeighbor,
+            )]);
+    })
+    .unwrap();
+}
