@@ -75,18 +75,22 @@ pub fn ctpath_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>/ctpath
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps")
-        .join("ctpath");
-    assert!(
-        path.exists(),
-        "{} not built: run `cargo build -p ctpath-control` first (or set CTPATH_BIN)",
-        path.display()
-    );
-    path
+    // A binary in target/<profile>/ has it beside it; a test in target/<profile>/deps/ one up.
+    let beside = exe.parent().expect("executable in a directory");
+    let candidates = [
+        beside.join("ctpath"),
+        beside.parent().unwrap_or(beside).join("ctpath"),
+    ];
+    candidates
+        .iter()
+        .find(|path| path.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not built: run `cargo build --bins` first (or set CTPATH_BIN)",
+                candidates[1].display()
+            )
+        })
 }
 
 impl Cluster {
@@ -372,4 +376,16 @@ pub fn pod_ip(state: &ClusterState, pod: &str, network: &str) -> Ipv4Addr {
         .and_then(|p| p.interfaces.iter().find(|i| i.network == network))
         .unwrap_or_else(|| panic!("no interface of {pod} on {network}"))
         .ip
+}
+
+/// The name inside the pod of `pod`'s interface on `network` (`eth0`, `eth1`, ... in the
+/// state's order).
+pub fn pod_ifname(state: &ClusterState, pod: &str, network: &str) -> String {
+    let index = state
+        .pods
+        .iter()
+        .find(|p| p.name == pod)
+        .and_then(|p| p.interfaces.iter().position(|i| i.network == network))
+        .unwrap_or_else(|| panic!("no interface of {pod} on {network}"));
+    format!("eth{index}")
 }

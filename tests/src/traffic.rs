@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use crate::Netns;
+use crate::{Netns, RawSocket};
 
 /// How long one exchange waits for an answer.
 const WAIT: Duration = Duration::from_secs(2);
@@ -149,4 +149,33 @@ fn accept_within(listener: &TcpListener, wait: Duration) -> Option<TcpStream> {
         }
     }
     None
+}
+
+/// Sends `frame` from `ifname` in `from` as fast as one thread can for `duration`; returns how
+/// many were sent.
+pub fn flood(from: &Netns, ifname: &str, frame: &[u8], duration: Duration) -> u64 {
+    from.run_in(|| {
+        let socket = RawSocket::open(from, ifname).expect("raw socket");
+        let deadline = std::time::Instant::now() + duration;
+        let mut sent = 0u64;
+        while std::time::Instant::now() < deadline {
+            for _ in 0..256 {
+                if socket.send(frame).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    })
+    .expect("enter namespace")
+}
+
+/// Packets received so far on `ifname` in `ns` (`/sys/class/net/IF/statistics/rx_packets`).
+pub fn rx_packets(ns: &Netns, ifname: &str) -> u64 {
+    let path = format!("/sys/class/net/{ifname}/statistics/rx_packets");
+    let output = ns.exec(&["cat", &path]).expect("read rx_packets");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a number")
 }

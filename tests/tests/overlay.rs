@@ -8,7 +8,7 @@ use ctpath_dataplane::testing::{FrameBuilder, Malform};
 use ctpath_testbed::{
     cluster::{pod_ip, Cluster, ClusterOptions, NodeKind, PodAddressing},
     require_root,
-    traffic::{ping, tcp_echo, udp_echo},
+    traffic::{ping, rx_packets, tcp_echo, udp_echo},
     RawSocket,
 };
 
@@ -56,16 +56,6 @@ fn two_ctpath_nodes(label: &str) -> Cluster {
         ..ClusterOptions::default()
     };
     Cluster::start(label, STATE, options)
-}
-
-/// Receive counters of a pod's interface.
-fn rx_packets(cluster: &Cluster, pod: &str, ifname: &str) -> u64 {
-    let path = format!("/sys/class/net/{ifname}/statistics/rx_packets");
-    let output = cluster.pod(pod).exec(&["cat", &path]).unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -137,7 +127,7 @@ fn planes_are_isolated_even_where_addresses_overlap() {
     let cluster = two_ctpath_nodes("isolation");
     let (a1, b2) = (cluster.pod("a1"), cluster.pod("b2"));
     // 10.60.2.2 is b1 on blue and b2 on green. From blue, a1 reaches b1 and never b2.
-    let green_before = rx_packets(&cluster, "b2", "eth1");
+    let green_before = rx_packets(b2, "eth1");
     assert!(
         ping(a1, "10.60.2.2".parse().unwrap(), 5, None),
         "a1 -> 10.60.2.2 on blue"
@@ -153,7 +143,7 @@ fn planes_are_isolated_even_where_addresses_overlap() {
         10
     );
     assert_eq!(
-        rx_packets(&cluster, "b2", "eth1"),
+        rx_packets(b2, "eth1"),
         green_before,
         "a frame crossed from blue to green"
     );
