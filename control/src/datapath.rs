@@ -27,16 +27,27 @@ pub enum XdpProgram {
     FromPod,
     /// On the node's underlay interface: VXLAN from other nodes.
     FromUnderlay,
+    /// Bench probe: redirects every frame to the interface in `BENCH_TARGET[0]`.
+    BenchRedirect,
+    /// Bench probe: counts every frame in `BENCH_SINK[0]` and drops it.
+    BenchSink,
 }
 
 impl XdpProgram {
-    pub const ALL: &'static [XdpProgram] = &[XdpProgram::FromPod, XdpProgram::FromUnderlay];
+    pub const ALL: &'static [XdpProgram] = &[
+        XdpProgram::FromPod,
+        XdpProgram::FromUnderlay,
+        XdpProgram::BenchRedirect,
+        XdpProgram::BenchSink,
+    ];
 
     /// The program's symbol in the object.
     pub const fn symbol(self) -> &'static str {
         match self {
             XdpProgram::FromPod => "from_pod",
             XdpProgram::FromUnderlay => "from_underlay",
+            XdpProgram::BenchRedirect => "bench_redirect",
+            XdpProgram::BenchSink => "bench_sink",
         }
     }
 }

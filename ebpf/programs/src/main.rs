@@ -14,10 +14,12 @@
 //! - [`icmp`]: ICMP errors sent to pods (fragmentation needed).
 //! - [`maps`]: the maps the agent fills, with typed lookups.
 //! - [`stats`]: the per-CPU drop and event counters.
+//! - [`bench`]: measurement probes for `ctpath-bench` (`bench_redirect`, `bench_sink`).
 #![no_std]
 #![no_main]
 
 mod arp;
+mod bench;
 mod icmp;
 mod maps;
 mod packet;
