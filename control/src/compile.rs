@@ -6,14 +6,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ctpath_common::{
-    maps::{endpoint_kind, Endpoint, EndpointKey, Network, NodeConfig, PodPort},
+    maps::{
+        endpoint_kind, port_flags, Endpoint, EndpointKey, Network, NodeConfig, PodPort, NO_POLICY,
+    },
     wire::VXLAN_ENCAP_LEN,
 };
+use ipnet::Ipv4Net;
 use thiserror::Error;
 
 use crate::{
     links::{LinkError, Links},
-    state::{self, ClusterState},
+    policy::{self, CompiledPolicy, PolicyError},
+    state::{self, ClusterState, PodInterface},
 };
 
 /// The MAC every node answers for every plane's gateway address (locally administered). Pods
@@ -34,6 +38,14 @@ pub struct NodePlan {
     pub networks: BTreeMap<u32, Network>,
     /// Underlay addresses of the other nodes.
     pub remote_vteps: BTreeSet<[u8; 4]>,
+    /// Anti-spoofing: (ifindex, owned prefix) to the MAC it must be sent from.
+    pub sources: BTreeMap<(u32, Ipv4Net), [u8; 6]>,
+    /// Anti-spoofing: (ifindex, MAC of an allowed address pair).
+    pub pair_macs: BTreeSet<(u32, [u8; 6])>,
+    /// Security groups compiled for this node.
+    pub policy: CompiledPolicy,
+    /// Capacity of the conntrack table.
+    pub conntrack_entries: u32,
 }
 
 #[derive(Debug, Error)]
@@ -44,6 +56,8 @@ pub enum CompileError {
     MissingInterfaces { node: String, missing: Vec<String> },
     #[error(transparent)]
     Link(LinkError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error("underlay interface {interface} has MTU {mtu}, too small to carry VXLAN (needs more than {VXLAN_ENCAP_LEN} bytes of overhead plus 576)")]
     UnderlayMtuTooSmall { interface: String, mtu: u32 },
 }
@@ -113,12 +127,16 @@ pub fn compile(
         })
         .collect();
 
+    let compiled = policy::compile(state, node_name)?;
     let mut pod_ports = BTreeMap::new();
     let mut pod_interfaces = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
+    let mut sources = BTreeMap::new();
+    let mut pair_macs = BTreeSet::new();
     for (interface, link) in local {
         let link = link.expect("present: no interface is missing");
         let network = network_of(&interface.network);
+        let policy = policy_of(&compiled, interface);
         pod_ports.insert(
             link.ifindex,
             PodPort {
@@ -127,22 +145,45 @@ pub fn compile(
                 mac: interface.mac.0,
                 mtu: plane_mtu(network, underlay.mtu),
                 gateway: network.gateway.octets(),
+                policy,
+                flags: if interface.port_security {
+                    port_flags::PORT_SECURITY
+                } else {
+                    0
+                },
             },
         );
         pod_interfaces.insert(link.ifindex, interface.host_interface.clone());
+        let key = EndpointKey {
+            vni: network.vni,
+            ip: interface.ip.octets(),
+        };
         endpoints.insert(
-            EndpointKey {
-                vni: network.vni,
-                ip: interface.ip.octets(),
-            },
-            Endpoint {
-                kind: endpoint_kind::LOCAL,
-                ifindex: link.ifindex,
-                vtep: [0; 4],
-                mac: interface.mac.0,
-                _pad: [0; 2],
-            },
+            key,
+            endpoint(
+                endpoint_kind::LOCAL,
+                link.ifindex,
+                [0; 4],
+                interface.mac.0,
+                policy,
+            ),
         );
+        if interface.port_security {
+            sources.insert(
+                (link.ifindex, Ipv4Net::new(interface.ip, 32).expect("/32")),
+                interface.mac.0,
+            );
+            for pair in &interface.allowed_address_pairs {
+                let mac = pair.mac.unwrap_or(interface.mac).0;
+                // The interface's own address keeps its own MAC even inside a pair's prefix.
+                sources
+                    .entry((link.ifindex, pair.ip.trunc()))
+                    .or_insert(mac);
+                if let Some(pair_mac) = pair.mac {
+                    pair_macs.insert((link.ifindex, pair_mac.0));
+                }
+            }
+        }
     }
     for pod in state.pods.iter().filter(|pod| pod.node != node_name) {
         let vtep = state
@@ -151,34 +192,24 @@ pub fn compile(
             .underlay_ip
             .octets();
         for interface in &pod.interfaces {
+            let key = EndpointKey {
+                vni: network_of(&interface.network).vni,
+                ip: interface.ip.octets(),
+            };
             endpoints.insert(
-                EndpointKey {
-                    vni: network_of(&interface.network).vni,
-                    ip: interface.ip.octets(),
-                },
-                Endpoint {
-                    kind: endpoint_kind::REMOTE,
-                    ifindex: 0,
-                    vtep,
-                    mac: interface.mac.0,
-                    _pad: [0; 2],
-                },
+                key,
+                endpoint(endpoint_kind::REMOTE, 0, vtep, interface.mac.0, NO_POLICY),
             );
         }
     }
     for network in &state.networks {
+        let key = EndpointKey {
+            vni: network.vni,
+            ip: network.gateway.octets(),
+        };
         endpoints.insert(
-            EndpointKey {
-                vni: network.vni,
-                ip: network.gateway.octets(),
-            },
-            Endpoint {
-                kind: endpoint_kind::GATEWAY,
-                ifindex: 0,
-                vtep: [0; 4],
-                mac: ROUTER_MAC,
-                _pad: [0; 2],
-            },
+            key,
+            endpoint(endpoint_kind::GATEWAY, 0, [0; 4], ROUTER_MAC, NO_POLICY),
         );
     }
 
@@ -189,6 +220,9 @@ pub fn compile(
             underlay_mac: underlay.mac,
             router_mac: ROUTER_MAC,
             configured: 1,
+            // The agent sets the generation when it writes the plan.
+            policy_generation: 0,
+            ct_timeouts: state.conntrack.timeouts(),
         },
         underlay_interface: node.underlay_interface.clone(),
         pod_ports,
@@ -201,12 +235,38 @@ pub fn compile(
             .filter(|other| other.name != node_name)
             .map(|other| other.underlay_ip.octets())
             .collect(),
+        sources,
+        pair_macs,
+        policy: compiled,
+        conntrack_entries: state.conntrack.max_entries,
     })
+}
+
+fn endpoint(kind: u32, ifindex: u32, vtep: [u8; 4], mac: [u8; 6], policy: u32) -> Endpoint {
+    Endpoint {
+        kind,
+        ifindex,
+        vtep,
+        mac,
+        _pad: [0; 2],
+        policy,
+    }
+}
+
+/// The compiled policy of a local interface: none without port security or groups.
+fn policy_of(compiled: &CompiledPolicy, interface: &PodInterface) -> u32 {
+    if !interface.port_security || interface.security_groups.is_empty() {
+        return NO_POLICY;
+    }
+    let groups: BTreeSet<String> = interface.security_groups.iter().cloned().collect();
+    compiled.policies[&groups]
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use ctpath_common::maps::CtTimeouts;
 
     use super::*;
     use crate::links::Link;
@@ -269,7 +329,9 @@ mod tests {
                 underlay_ip: [192, 168, 77, 1],
                 underlay_mac: [0x52, 0, 0, 0, 0, 1],
                 router_mac: ROUTER_MAC,
-                configured: 1
+                configured: 1,
+                policy_generation: 0,
+                ct_timeouts: CtTimeouts::default(),
             }
         );
         // std has an explicit MTU of 1450; media defaults to the underlay's 1500 less 50.
@@ -280,8 +342,25 @@ mod tests {
                 ip: [10, 244, 1, 2],
                 mac: [2, 0, 0x0a, 0xf4, 1, 2],
                 mtu: 1450,
-                gateway: [10, 244, 0, 1]
+                gateway: [10, 244, 0, 1],
+                // upf-0 lists `upf`: the node's only policy; port security on by default.
+                policy: 1,
+                flags: port_flags::PORT_SECURITY,
             }
+        );
+        assert_eq!(plan.pod_ports[&11].policy, NO_POLICY);
+        // Anti-spoofing: each interface's own /32 with its MAC.
+        assert_eq!(
+            plan.sources[&(10, "10.244.1.2/32".parse().unwrap())],
+            [2, 0, 0x0a, 0xf4, 1, 2]
+        );
+        assert_eq!(
+            plan.sources[&(10, "10.244.1.100/32".parse().unwrap())],
+            [2, 0, 0x0a, 0xf4, 1, 0x64]
+        );
+        assert_eq!(
+            plan.pair_macs,
+            BTreeSet::from([(10, [2, 0, 0x0a, 0xf4, 1, 0x64])])
         );
         assert_eq!(plan.pod_ports[&11].vni, 300);
         assert_eq!(plan.pod_ports[&11].mtu, 1450);
@@ -299,7 +378,8 @@ mod tests {
                 ifindex: 10,
                 vtep: [0; 4],
                 mac: [2, 0, 0x0a, 0xf4, 1, 2],
-                _pad: [0; 2]
+                _pad: [0; 2],
+                policy: 1,
             }
         );
         assert_eq!(
@@ -312,7 +392,8 @@ mod tests {
                 ifindex: 0,
                 vtep: [192, 168, 77, 2],
                 mac: [2, 0, 0x0a, 0xf4, 2, 2],
-                _pad: [0; 2]
+                _pad: [0; 2],
+                policy: NO_POLICY,
             }
         );
         assert_eq!(

@@ -4,18 +4,25 @@
 //! Program and map names are the symbols of `ebpf/programs`; a fixture test loads every
 //! program and reads every counter map, so a rename on one side fails there.
 
+use std::collections::BTreeMap;
+
 use aya::{
-    maps::{Array, HashMap, Map, MapError, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapError, PerCpuArray},
     programs::{ProgramError, Xdp},
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use ctpath_common::{
-    maps::{names, NodeConfig, Vtep},
+    maps::{
+        names, Endpoint, EndpointKey, Network, NodeConfig, PodPort, PolicyRuleKey, ScopedIp,
+        ScopedMac, SourceMac, Vtep,
+    },
     CounterKind, Tally,
 };
 use thiserror::Error;
 
-use crate::compile::NodePlan;
+use ipnet::Ipv4Net;
+
+use crate::{compile::NodePlan, policy::policy_prefix_len};
 
 /// The eBPF object with every ctpath program, built from `ebpf/programs` by `build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ctpath.bpf.o"));
@@ -120,54 +127,213 @@ pub fn read_counters<K: CounterKind>(map: &Map) -> Result<Vec<(K, Tally)>, Datap
         .collect()
 }
 
-/// Writes `plan` into the maps of `ebpf`. The node entry goes last: until it is there the
-/// programs leave every frame to the kernel, so they never see half a configuration.
-pub fn write_plan(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<(), DatapathError> {
-    fill_hash(
-        ebpf,
-        names::NETWORKS,
-        plan.networks.iter().map(|(vni, network)| (*vni, *network)),
-    )?;
-    fill_hash(
-        ebpf,
-        names::ENDPOINTS,
-        plan.endpoints
-            .iter()
-            .map(|(key, endpoint)| (*key, *endpoint)),
-    )?;
-    fill_hash(
-        ebpf,
-        names::VTEPS,
-        plan.remote_vteps
-            .iter()
-            .map(|vtep| (*vtep, Vtep { known: 1 })),
-    )?;
-    fill_hash(
-        ebpf,
-        names::POD_PORTS,
-        plan.pod_ports
-            .iter()
-            .map(|(ifindex, port)| (*ifindex, *port)),
-    )?;
-    let name = names::NODE;
-    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
-    let mut node = Array::<_, NodeConfig>::try_from(map)
-        .map_err(|source| DatapathError::Map { name, source })?;
-    node.set(0, plan.node, 0)
-        .map_err(|source| DatapathError::Map { name, source })
+/// The contents of every map a plan fills, keyed as the maps are (LPM keys as (prefix
+/// length, data)).
+#[derive(Default)]
+struct Contents {
+    networks: BTreeMap<u32, Network>,
+    endpoints: BTreeMap<EndpointKey, Endpoint>,
+    vteps: BTreeMap<[u8; 4], Vtep>,
+    pod_ports: BTreeMap<u32, PodPort>,
+    pair_macs: BTreeMap<ScopedMac, u32>,
+    sources: BTreeMap<(u32, ScopedIp), SourceMac>,
+    identities: BTreeMap<(u32, ScopedIp), u32>,
+    policy: BTreeMap<(u32, PolicyRuleKey), u32>,
 }
 
-fn fill_hash<K: Pod, V: Pod>(
+impl Contents {
+    fn of(plan: &NodePlan) -> Contents {
+        let scoped = |scope: u32, net: &Ipv4Net| {
+            (
+                32 + u32::from(net.prefix_len()),
+                ScopedIp {
+                    scope,
+                    ip: net.network().octets(),
+                },
+            )
+        };
+        Contents {
+            networks: plan.networks.clone(),
+            endpoints: plan.endpoints.clone(),
+            vteps: plan
+                .remote_vteps
+                .iter()
+                .map(|vtep| (*vtep, Vtep { known: 1 }))
+                .collect(),
+            pod_ports: plan.pod_ports.clone(),
+            pair_macs: plan
+                .pair_macs
+                .iter()
+                .map(|&(scope, mac)| {
+                    (
+                        ScopedMac {
+                            scope,
+                            mac,
+                            _pad: [0; 2],
+                        },
+                        1,
+                    )
+                })
+                .collect(),
+            sources: plan
+                .sources
+                .iter()
+                .map(|((ifindex, net), mac)| {
+                    (
+                        scoped(*ifindex, net),
+                        SourceMac {
+                            mac: *mac,
+                            _pad: [0; 2],
+                        },
+                    )
+                })
+                .collect(),
+            identities: plan
+                .policy
+                .identities
+                .iter()
+                .map(|((vni, net), identity)| (scoped(*vni, net), *identity))
+                .collect(),
+            policy: plan
+                .policy
+                .entries
+                .iter()
+                .map(|((key, bits), rule)| ((policy_prefix_len(*bits), *key), *rule))
+                .collect(),
+        }
+    }
+}
+
+/// Which half of an update: new and changed entries first, removals after the switch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Upsert,
+    Prune,
+}
+
+/// Writes `plan` into the maps of `ebpf`, which hold `previous` (or nothing), under policy
+/// generation `generation`. Make before break: new and changed entries go in first, then the
+/// node entry (with the generation that makes conntrack re-check its connections), then
+/// entries that are gone are removed; a packet in flight sees the old plan or the new one,
+/// never a hole. Until the node entry is first written the programs leave every frame to the
+/// kernel, so they never see half a configuration.
+pub fn apply_plan(
+    ebpf: &mut Ebpf,
+    previous: Option<&NodePlan>,
+    plan: &NodePlan,
+    generation: u32,
+) -> Result<(), DatapathError> {
+    let old = previous.map(Contents::of).unwrap_or_default();
+    let new = Contents::of(plan);
+    for phase in [Phase::Upsert, Phase::Prune] {
+        if phase == Phase::Prune {
+            let name = names::NODE;
+            let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+            let mut node = Array::<_, NodeConfig>::try_from(map)
+                .map_err(|source| DatapathError::Map { name, source })?;
+            let config = NodeConfig {
+                policy_generation: generation,
+                ..plan.node
+            };
+            node.set(0, config, 0)
+                .map_err(|source| DatapathError::Map { name, source })?;
+        }
+        sync_hash(ebpf, names::NETWORKS, &old.networks, &new.networks, phase)?;
+        sync_hash(
+            ebpf,
+            names::ENDPOINTS,
+            &old.endpoints,
+            &new.endpoints,
+            phase,
+        )?;
+        sync_hash(ebpf, names::VTEPS, &old.vteps, &new.vteps, phase)?;
+        sync_hash(
+            ebpf,
+            names::POD_PORTS,
+            &old.pod_ports,
+            &new.pod_ports,
+            phase,
+        )?;
+        sync_hash(
+            ebpf,
+            names::PAIR_MACS,
+            &old.pair_macs,
+            &new.pair_macs,
+            phase,
+        )?;
+        sync_lpm(ebpf, names::SOURCES, &old.sources, &new.sources, phase)?;
+        sync_lpm(
+            ebpf,
+            names::IDENTITIES,
+            &old.identities,
+            &new.identities,
+            phase,
+        )?;
+        sync_lpm(ebpf, names::POLICY, &old.policy, &new.policy, phase)?;
+    }
+    Ok(())
+}
+
+/// Writes `plan` into freshly loaded maps (generation 1).
+pub fn write_plan(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<(), DatapathError> {
+    apply_plan(ebpf, None, plan, 1)
+}
+
+fn sync_hash<K: Pod + Ord, V: Pod + PartialEq>(
     ebpf: &mut Ebpf,
     name: &'static str,
-    entries: impl Iterator<Item = (K, V)>,
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+    phase: Phase,
 ) -> Result<(), DatapathError> {
     let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
     let mut hash =
         HashMap::<_, K, V>::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
-    for (key, value) in entries {
-        hash.insert(key, value, 0)
-            .map_err(|source| DatapathError::Map { name, source })?;
+    let error = |source| DatapathError::Map { name, source };
+    match phase {
+        Phase::Upsert => {
+            for (key, value) in new
+                .iter()
+                .filter(|(key, value)| old.get(key) != Some(value))
+            {
+                hash.insert(key, value, 0).map_err(error)?;
+            }
+        }
+        Phase::Prune => {
+            for key in old.keys().filter(|key| !new.contains_key(key)) {
+                hash.remove(key).map_err(error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sync_lpm<K: Pod + Ord, V: Pod + PartialEq>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    old: &BTreeMap<(u32, K), V>,
+    new: &BTreeMap<(u32, K), V>,
+    phase: Phase,
+) -> Result<(), DatapathError> {
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut trie =
+        LpmTrie::<_, K, V>::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    let error = |source| DatapathError::Map { name, source };
+    match phase {
+        Phase::Upsert => {
+            for ((prefix_len, key), value) in new
+                .iter()
+                .filter(|(key, value)| old.get(key) != Some(value))
+            {
+                trie.insert(&Key::new(*prefix_len, *key), *value, 0)
+                    .map_err(error)?;
+            }
+        }
+        Phase::Prune => {
+            for (prefix_len, key) in old.keys().filter(|key| !new.contains_key(key)) {
+                trie.remove(&Key::new(*prefix_len, *key)).map_err(error)?;
+            }
+        }
     }
     Ok(())
 }

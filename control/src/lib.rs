@@ -4,6 +4,7 @@
 //! - [`state`]: the cluster state (schema v1): model, parsing, validation.
 //! - [`links`]: the node's interfaces (ifindex, MAC, MTU).
 //! - [`compile`]: cluster state to one node's map contents.
+//! - [`policy`]: security groups to identities and policy LPM entries.
 //! - [`datapath`]: the embedded eBPF object: loading, programs, maps, counters.
 //! - [`agent`]: `ctpath agent`, the node agent.
 //! - [`status`]: `ctpath status`, a node's counters.
@@ -13,5 +14,6 @@ pub mod cli;
 pub mod compile;
 pub mod datapath;
 pub mod links;
+pub mod policy;
 pub mod state;
 pub mod status;

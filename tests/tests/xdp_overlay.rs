@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ctpath_common::{
     flow::{flow_hash, vxlan_source_port},
-    maps::{endpoint_kind, Endpoint, EndpointKey, Network, NodeConfig, PodPort},
+    maps::{
+        endpoint_kind, CtTimeouts, Endpoint, EndpointKey, Network, NodeConfig, PodPort,
+        DEFAULT_CONNTRACK_ENTRIES, NO_POLICY,
+    },
     Counter, DropReason,
 };
 use ctpath_control::{
@@ -51,6 +54,7 @@ fn endpoint(kind: u32, ifindex: u32, vtep: [u8; 4], mac: [u8; 6]) -> Endpoint {
         vtep,
         mac,
         _pad: [0; 2],
+        policy: NO_POLICY,
     }
 }
 
@@ -63,6 +67,8 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
             underlay_mac: NODE_A_MAC,
             router_mac: ROUTER_MAC,
             configured: 1,
+            policy_generation: 0,
+            ct_timeouts: CtTimeouts::default(),
         },
         underlay_interface: "eth0".into(),
         pod_ports: BTreeMap::from([(
@@ -73,6 +79,9 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
                 mac: POD_A_MAC,
                 mtu: MTU,
                 gateway: GATEWAY,
+                // Forwarding only here: no anti-spoofing, no filtering (see xdp_security).
+                policy: NO_POLICY,
+                flags: 0,
             },
         )]),
         pod_interfaces: BTreeMap::new(),
@@ -108,6 +117,10 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
         ]),
         networks: BTreeMap::from([(VNI, Network { mtu: MTU as u32 })]),
         remote_vteps: BTreeSet::from([NODE_B_IP]),
+        sources: BTreeMap::new(),
+        pair_macs: BTreeSet::new(),
+        policy: Default::default(),
+        conntrack_entries: DEFAULT_CONNTRACK_ENTRIES,
     }
 }
 

@@ -23,8 +23,8 @@ use serde_path_to_error::Segment;
 use thiserror::Error;
 
 pub use model::{
-    AddressPair, ClusterState, Direction, Network, Node, Pod, PodInterface, Protocol, Rule,
-    SecurityGroup,
+    AddressPair, ClusterState, ConntrackSettings, Direction, Network, Node, Pod, PodInterface,
+    Protocol, Rule, SecurityGroup,
 };
 pub use values::{MacAddr, PortRange, SchemaVersion, ValueError};
 
@@ -374,9 +374,9 @@ pods:
     #[test]
     fn unknown_top_level_section_is_rejected() {
         assert_eq!(
-            parse_error(&format!("{SMALL}conntrack:\n  udp_timeout: 30\n")),
-            "conntrack: unknown field `conntrack`, expected one of `version`, `networks`, \
-             `nodes`, `security_groups`, `pods` at line 28 column 1"
+            parse_error(&format!("{SMALL}firewall:\n  udp_timeout: 30\n")),
+            "firewall: unknown field `firewall`, expected one of `version`, `networks`, \
+             `nodes`, `security_groups`, `pods`, `conntrack` at line 28 column 1"
         );
     }
 

@@ -21,6 +21,52 @@ pub struct ClusterState {
     pub nodes: Vec<Node>,
     pub security_groups: Vec<SecurityGroup>,
     pub pods: Vec<Pod>,
+    /// Connection tracking: table size and idle timeouts (docs/security-groups.md).
+    #[serde(default)]
+    pub conntrack: ConntrackSettings,
+}
+
+/// The optional `conntrack:` section. Timeouts are idle times in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConntrackSettings {
+    /// Connections tracked at once per node; new ones beyond are dropped (`conntrack_full`).
+    pub max_entries: u32,
+    pub tcp_syn: u32,
+    pub tcp_established: u32,
+    pub tcp_closing: u32,
+    pub udp: u32,
+    pub icmp: u32,
+    pub other: u32,
+}
+
+impl Default for ConntrackSettings {
+    fn default() -> Self {
+        let timeouts = ctpath_common::maps::CtTimeouts::default();
+        ConntrackSettings {
+            max_entries: ctpath_common::maps::DEFAULT_CONNTRACK_ENTRIES,
+            tcp_syn: timeouts.tcp_syn,
+            tcp_established: timeouts.tcp_established,
+            tcp_closing: timeouts.tcp_closing,
+            udp: timeouts.udp,
+            icmp: timeouts.icmp,
+            other: timeouts.other,
+        }
+    }
+}
+
+impl ConntrackSettings {
+    /// The timeouts as the datapath reads them.
+    pub fn timeouts(&self) -> ctpath_common::maps::CtTimeouts {
+        ctpath_common::maps::CtTimeouts {
+            tcp_syn: self.tcp_syn,
+            tcp_established: self.tcp_established,
+            tcp_closing: self.tcp_closing,
+            udp: self.udp,
+            icmp: self.icmp,
+            other: self.other,
+        }
+    }
 }
 
 /// A network plane: one VXLAN segment with its own address space, isolated from the others.

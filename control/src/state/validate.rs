@@ -39,6 +39,7 @@ pub(super) fn violations(state: &ClusterState) -> Vec<Violation> {
     check_nodes(state, &mut report);
     check_security_groups(state, &mut report);
     check_pods(state, &mut report);
+    check_conntrack(state, &mut report);
     report.violations
 }
 
@@ -219,6 +220,41 @@ fn check_security_groups(state: &ClusterState, report: &mut Report) {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Accepted conntrack table sizes, and the longest idle timeout (a year, in seconds).
+const CONNTRACK_ENTRIES: std::ops::RangeInclusive<u32> = 1_024..=16_777_216;
+const MAX_TIMEOUT_S: u32 = 365 * 24 * 3600;
+
+fn check_conntrack(state: &ClusterState, report: &mut Report) {
+    let settings = &state.conntrack;
+    if !CONNTRACK_ENTRIES.contains(&settings.max_entries) {
+        report.add(
+            "conntrack.max_entries",
+            format_args!(
+                "{} is outside {}..={}",
+                settings.max_entries,
+                CONNTRACK_ENTRIES.start(),
+                CONNTRACK_ENTRIES.end()
+            ),
+        );
+    }
+    let timeouts = [
+        ("tcp_syn", settings.tcp_syn),
+        ("tcp_established", settings.tcp_established),
+        ("tcp_closing", settings.tcp_closing),
+        ("udp", settings.udp),
+        ("icmp", settings.icmp),
+        ("other", settings.other),
+    ];
+    for (name, seconds) in timeouts {
+        if !(1..=MAX_TIMEOUT_S).contains(&seconds) {
+            report.add(
+                format_args!("conntrack.{name}"),
+                format_args!("{seconds} s is outside 1..={MAX_TIMEOUT_S} s"),
+            );
         }
     }
 }
@@ -633,6 +669,20 @@ pods:
         assert_eq!(
             problems(&state),
             ["networks[0].gateway: 10.244.255.255 is the broadcast address of 10.244.0.0/16"]
+        );
+    }
+
+    #[test]
+    fn conntrack_settings_out_of_range() {
+        let mut state = base();
+        state.conntrack.max_entries = 10;
+        state.conntrack.udp = 0;
+        assert_eq!(
+            problems(&state),
+            vec![
+                "conntrack.max_entries: 10 is outside 1024..=16777216".to_string(),
+                "conntrack.udp: 0 s is outside 1..=31536000 s".to_string(),
+            ]
         );
     }
 

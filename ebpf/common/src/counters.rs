@@ -141,6 +141,18 @@ counter_enum! {
         /// IPv4 forwarding is off on the underlay interface, so the kernel's FIB helper refuses
         /// to look up next hops (the agent turns it on; someone turned it off again).
         UnderlayForwardingOff = 26 => "underlay_forwarding_off",
+        /// A frame from a pod whose Ethernet source is not the MAC of the address it uses.
+        SpoofedMac = 27 => "spoofed_mac",
+        /// IPv4 from a pod with a source address it does not own.
+        SpoofedIp = 28 => "spoofed_ip",
+        /// ARP from a pod claiming an address or MAC it does not own.
+        SpoofedArp = 29 => "spoofed_arp",
+        /// No egress rule of the sender's security groups allows the connection.
+        PolicyDeniedEgress = 30 => "policy_denied_egress",
+        /// No ingress rule of the receiver's security groups allows the connection.
+        PolicyDeniedIngress = 31 => "policy_denied_ingress",
+        /// A new connection needed a conntrack entry and the table is full.
+        ConntrackFull = 32 => "conntrack_full",
     }
 }
 

@@ -1,8 +1,42 @@
-//! Functions of a packet's contents that the XDP programs and the userspace forwarder must
-//! compute identically: the flow hash behind VXLAN's outer source port (RFC 7348 §5) and the
-//! internet checksum (RFC 1071).
+//! Functions of a packet's contents that the XDP programs and userspace (the forwarder, the
+//! agent, tests) must compute identically: the conntrack key, the flow hash behind VXLAN's
+//! outer source port (RFC 7348 §5) and the internet checksum (RFC 1071).
 
-use crate::wire::{VXLAN_SRC_PORT_MAX, VXLAN_SRC_PORT_MIN};
+use crate::{
+    maps::{ct_origin, CtKey},
+    wire::{VXLAN_SRC_PORT_MAX, VXLAN_SRC_PORT_MIN},
+};
+
+/// The conntrack key of a packet from `(src, src_port)` to `(dst, dst_port)`, and which side
+/// of the key ([`ct_origin`]) the sender is. Both directions of a connection get the same key.
+#[inline(always)]
+pub fn ct_key(
+    vni: u32,
+    protocol: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    src_port: u16,
+    dst_port: u16,
+) -> (CtKey, u8) {
+    let sender_is_lo = (u32::from_be_bytes(src), src_port) <= (u32::from_be_bytes(dst), dst_port);
+    let ((ip_lo, port_lo), (ip_hi, port_hi), side) = if sender_is_lo {
+        ((src, src_port), (dst, dst_port), ct_origin::LO)
+    } else {
+        ((dst, dst_port), (src, src_port), ct_origin::HI)
+    };
+    (
+        CtKey {
+            vni,
+            ip_lo,
+            ip_hi,
+            port_lo,
+            port_hi,
+            protocol,
+            _pad: [0; 3],
+        },
+        side,
+    )
+}
 
 /// The murmur3 32-bit finaliser: spreads every input bit over the whole word.
 #[inline(always)]
@@ -97,6 +131,18 @@ mod tests {
         }
         // 16 buckets of 1024 ports: each should get roughly 1/16 of 16384 flows.
         assert!(seen.iter().all(|&n| (700..1350).contains(&n)), "{seen:?}");
+    }
+
+    #[test]
+    fn both_directions_share_one_conntrack_key() {
+        let (forward, sender) = ct_key(100, 6, [10, 0, 0, 9], [10, 0, 0, 1], 40000, 80);
+        let (reverse, replier) = ct_key(100, 6, [10, 0, 0, 1], [10, 0, 0, 9], 80, 40000);
+        assert_eq!(forward, reverse);
+        assert_eq!((sender, replier), (ct_origin::HI, ct_origin::LO));
+        assert_eq!((forward.ip_lo, forward.port_lo), ([10, 0, 0, 1], 80));
+        // Same address: ports order the sides.
+        let (same, side) = ct_key(1, 17, [10, 0, 0, 1], [10, 0, 0, 1], 9, 8);
+        assert_eq!((same.port_lo, same.port_hi, side), (8, 9, ct_origin::HI));
     }
 
     #[test]

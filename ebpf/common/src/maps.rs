@@ -11,6 +11,12 @@ pub mod names {
     pub const ENDPOINTS: &str = "ENDPOINTS";
     pub const NETWORKS: &str = "NETWORKS";
     pub const VTEPS: &str = "VTEPS";
+    pub const SOURCES: &str = "SOURCES";
+    pub const PAIR_MACS: &str = "PAIR_MACS";
+    pub const IDENTITIES: &str = "IDENTITIES";
+    pub const POLICY: &str = "POLICY";
+    pub const CONNTRACK: &str = "CONNTRACK";
+    pub const RULE_HITS: &str = "RULE_HITS";
 }
 
 /// Capacity of the endpoint table: pods' interfaces and gateways, cluster-wide, all planes.
@@ -21,6 +27,43 @@ pub const MAX_POD_PORTS: u32 = 4_096;
 pub const MAX_NETWORKS: u32 = 1_024;
 /// Capacity of the VTEP table: nodes in the cluster.
 pub const MAX_VTEPS: u32 = 16_384;
+/// Capacity of the anti-spoofing table: owned prefixes of local pod interfaces.
+pub const MAX_SOURCES: u32 = 16_384;
+/// Capacity of the identity table: prefixes named by security groups, per plane.
+pub const MAX_IDENTITIES: u32 = 131_072;
+/// Capacity of the compiled policy: (policy, identity, direction, protocol, port prefix) entries.
+pub const MAX_POLICY_ENTRIES: u32 = 524_288;
+/// Rules with hit counters (cluster-wide, all groups).
+pub const MAX_RULES: u32 = 65_536;
+/// Default capacity of the conntrack table; the agent sizes it from the state.
+pub const DEFAULT_CONNTRACK_ENTRIES: u32 = 262_144;
+
+/// Idle timeouts of conntrack entries, in seconds, by protocol and state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtTimeouts {
+    pub tcp_syn: u32,
+    pub tcp_established: u32,
+    pub tcp_closing: u32,
+    pub udp: u32,
+    pub icmp: u32,
+    pub other: u32,
+}
+const _: () = assert!(core::mem::size_of::<CtTimeouts>() == 24);
+
+impl Default for CtTimeouts {
+    /// The defaults of docs/security-groups.md.
+    fn default() -> Self {
+        CtTimeouts {
+            tcp_syn: 60,
+            tcp_established: 86_400,
+            tcp_closing: 10,
+            udp: 60,
+            icmp: 30,
+            other: 60,
+        }
+    }
+}
 
 /// This node: single entry (index 0) of the `NODE` array.
 #[repr(C)]
@@ -36,8 +79,12 @@ pub struct NodeConfig {
     pub router_mac: [u8; 6],
     /// Non-zero once the agent has written this entry; the programs pass everything before.
     pub configured: u32,
+    /// Bumped by the agent whenever rules or group memberships change; conntrack entries of an
+    /// older generation are checked again against the current rules.
+    pub policy_generation: u32,
+    pub ct_timeouts: CtTimeouts,
 }
-const _: () = assert!(core::mem::size_of::<NodeConfig>() == 24);
+const _: () = assert!(core::mem::size_of::<NodeConfig>() == 52);
 
 /// A pod interface on this node, keyed by the ifindex of its host-side veth (`POD_PORTS`).
 #[repr(C)]
@@ -51,8 +98,21 @@ pub struct PodPort {
     pub mtu: u16,
     /// The plane's gateway address (source of ICMP errors the node sends the pod).
     pub gateway: [u8; 4],
+    /// The compiled policy of the interface's security groups; [`NO_POLICY`]: not filtered.
+    pub policy: u32,
+    /// [`port_flags`].
+    pub flags: u32,
 }
-const _: () = assert!(core::mem::size_of::<PodPort>() == 20);
+const _: () = assert!(core::mem::size_of::<PodPort>() == 28);
+
+/// `PodPort::policy` of an interface that is not filtered.
+pub const NO_POLICY: u32 = 0;
+
+/// Bits of `PodPort::flags`.
+pub mod port_flags {
+    /// Anti-spoofing is on (`port_security: true`).
+    pub const PORT_SECURITY: u32 = 1;
+}
 
 /// Key of `ENDPOINTS`: an address on a plane. The same IP may exist on two planes.
 #[repr(C)]
@@ -85,8 +145,10 @@ pub struct Endpoint {
     pub vtep: [u8; 4],
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// For a local endpoint, the compiled policy of its interface ([`NO_POLICY`]: not filtered).
+    pub policy: u32,
 }
-const _: () = assert!(core::mem::size_of::<Endpoint>() == 20);
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 24);
 
 /// Value of `NETWORKS`, keyed by VNI (`u32`): a plane this node carries.
 #[repr(C)]
@@ -107,6 +169,115 @@ pub struct Vtep {
 }
 const _: () = assert!(core::mem::size_of::<Vtep>() == 4);
 
+/// Data of an LPM key scoped to an interface (`SOURCES`: ifindex) or a plane (`IDENTITIES`:
+/// VNI): the scope is matched whole (prefix length 32 + the address prefix).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopedIp {
+    pub scope: u32,
+    pub ip: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<ScopedIp>() == 8);
+
+/// Key of `PAIR_MACS`: a MAC an interface may send from besides its own (an allowed address
+/// pair's), for frames that are neither IPv4 nor ARP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopedMac {
+    pub scope: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<ScopedMac>() == 12);
+
+/// Value of `SOURCES`: the MAC a pod must send from when using an address of the prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceMac {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<SourceMac>() == 8);
+
+/// The identity of addresses no security group names (LPM miss in `IDENTITIES`).
+pub const IDENTITY_WORLD: u32 = 0;
+/// Identity slot of rules whose remote side is anywhere.
+pub const IDENTITY_ANY: u32 = u32::MAX;
+/// Protocol slot of rules for every protocol.
+pub const PROTOCOL_ANY: u8 = 255;
+
+/// Directions of `PolicyRuleKey::direction`.
+pub mod direction {
+    pub const INGRESS: u8 = 1;
+    pub const EGRESS: u8 = 2;
+}
+
+/// Data of a `POLICY` LPM key: everything but the port is matched whole (prefix length
+/// 80 + the port prefix); the port is big-endian so a port range is a few prefixes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyRuleKey {
+    pub policy: u32,
+    pub identity: u32,
+    pub direction: u8,
+    pub protocol: u8,
+    pub port: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<PolicyRuleKey>() == 12);
+/// Bits of a `PolicyRuleKey` before the port.
+pub const POLICY_KEY_FIXED_BITS: u32 = 80;
+
+/// No rule (conntrack entries of connections where a side is not filtered).
+pub const NO_RULE: u32 = u32::MAX;
+
+/// Key of `CONNTRACK`: one connection, both directions. `(ip_lo, port_lo) <= (ip_hi,
+/// port_hi)`; for ICMP echo both ports are the identifier, for other ICMP and protocols
+/// without ports both are 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CtKey {
+    pub vni: u32,
+    pub ip_lo: [u8; 4],
+    pub ip_hi: [u8; 4],
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<CtKey>() == 20);
+
+/// Conntrack states (`CtEntry::state`).
+pub mod ct_state {
+    /// UDP, ICMP, other: no reply yet.
+    pub const NEW: u8 = 0;
+    pub const TCP_SYN_SENT: u8 = 1;
+    /// TCP, or a reply seen (UDP, other).
+    pub const ESTABLISHED: u8 = 2;
+    pub const TCP_CLOSING: u8 = 3;
+}
+
+/// Which side of a `CtKey` initiated the connection (`CtEntry::origin`).
+pub mod ct_origin {
+    pub const LO: u8 = 0;
+    pub const HI: u8 = 1;
+}
+
+/// Value of `CONNTRACK`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet.
+    pub last_seen_ns: u64,
+    pub generation: u32,
+    /// The rules that allowed the connection ([`NO_RULE`] where a side is not filtered).
+    pub egress_rule: u32,
+    pub ingress_rule: u32,
+    pub state: u8,
+    pub origin: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 24);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY (for each impl below): the type is `#[repr(C)]`, `Copy`, has no implicit padding
@@ -125,4 +296,18 @@ mod pod {
     unsafe impl aya::Pod for Network {}
     // SAFETY: see the module comment.
     unsafe impl aya::Pod for Vtep {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for ScopedIp {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for SourceMac {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for ScopedMac {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for PolicyRuleKey {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for CtKey {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for CtEntry {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for CtTimeouts {}
 }

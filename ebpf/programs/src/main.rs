@@ -12,6 +12,9 @@
 //! - [`vxlan`]: VXLAN encapsulation and decapsulation.
 //! - [`route`]: the underlay next hop (`bpf_fib_lookup`).
 //! - [`icmp`]: ICMP errors sent to pods (fragmentation needed).
+//! - [`spoof`]: anti-spoofing (addresses and MACs a pod owns).
+//! - [`policy`]: compiled security-group rules.
+//! - [`conntrack`]: connection tracking, which makes the rules stateful.
 //! - [`maps`]: the maps the agent fills, with typed lookups.
 //! - [`stats`]: the per-CPU drop and event counters.
 //! - [`bench`]: measurement probes for `ctpath-bench` (`bench_redirect`, `bench_sink`).
@@ -20,12 +23,15 @@
 
 mod arp;
 mod bench;
+mod conntrack;
 mod icmp;
 mod maps;
 mod packet;
 mod parse;
 mod pod;
+mod policy;
 mod route;
+mod spoof;
 mod stats;
 mod underlay;
 mod vxlan;

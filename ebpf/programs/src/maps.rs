@@ -5,11 +5,16 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray},
 };
-use ctpath_common::maps::{
-    Endpoint, EndpointKey, Network, NodeConfig, PodPort, Vtep, MAX_ENDPOINTS, MAX_NETWORKS,
-    MAX_POD_PORTS, MAX_VTEPS,
+use ctpath_common::{
+    maps::{
+        CtEntry, CtKey, Endpoint, EndpointKey, Network, NodeConfig, PodPort, PolicyRuleKey,
+        ScopedIp, ScopedMac, SourceMac, Vtep, DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD,
+        MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES,
+        MAX_SOURCES, MAX_VTEPS, POLICY_KEY_FIXED_BITS,
+    },
+    Tally,
 };
 
 #[map]
@@ -26,6 +31,26 @@ static NETWORKS: HashMap<u32, Network> = HashMap::with_max_entries(MAX_NETWORKS,
 
 #[map]
 static VTEPS: HashMap<[u8; 4], Vtep> = HashMap::with_max_entries(MAX_VTEPS, 0);
+
+#[map]
+static SOURCES: LpmTrie<ScopedIp, SourceMac> = LpmTrie::with_max_entries(MAX_SOURCES, 0);
+
+#[map]
+static PAIR_MACS: HashMap<ScopedMac, u32> = HashMap::with_max_entries(MAX_SOURCES, 0);
+
+#[map]
+static IDENTITIES: LpmTrie<ScopedIp, u32> = LpmTrie::with_max_entries(MAX_IDENTITIES, 0);
+
+#[map]
+static POLICY: LpmTrie<PolicyRuleKey, u32> = LpmTrie::with_max_entries(MAX_POLICY_ENTRIES, 0);
+
+/// Sized by the agent from the state (`conntrack.max_entries`) before loading.
+#[map]
+pub static CONNTRACK: HashMap<CtKey, CtEntry> =
+    HashMap::with_max_entries(DEFAULT_CONNTRACK_ENTRIES, 0);
+
+#[map]
+pub static RULE_HITS: PerCpuArray<Tally> = PerCpuArray::with_max_entries(MAX_RULES, 0);
 
 /// Copies the value behind a map pointer.
 #[inline(always)]
@@ -64,4 +89,42 @@ pub fn network(vni: u32) -> Option<Network> {
 #[inline(always)]
 pub fn is_known_vtep(ip: [u8; 4]) -> bool {
     VTEPS.get_ptr(ip).is_some()
+}
+
+/// The MAC the pod behind `ifindex` must send from when its source address is `ip`, if it owns
+/// `ip`.
+#[inline(always)]
+pub fn source_mac(ifindex: u32, ip: [u8; 4]) -> Option<[u8; 6]> {
+    SOURCES
+        .get(Key::new(64, ScopedIp { scope: ifindex, ip }))
+        .map(|owned| owned.mac)
+}
+
+/// Whether `mac` is the MAC of one of the allowed address pairs of the pod behind `ifindex`.
+#[inline(always)]
+pub fn is_pair_mac(ifindex: u32, mac: [u8; 6]) -> bool {
+    PAIR_MACS
+        .get_ptr(ScopedMac {
+            scope: ifindex,
+            mac,
+            _pad: [0; 2],
+        })
+        .is_some()
+}
+
+/// The identity of address `ip` on plane `vni` (which security-group selectors it matches).
+#[inline(always)]
+pub fn identity(vni: u32, ip: [u8; 4]) -> u32 {
+    IDENTITIES
+        .get(Key::new(64, ScopedIp { scope: vni, ip }))
+        .copied()
+        .unwrap_or(IDENTITY_WORLD)
+}
+
+/// The rule of compiled policy `key.policy` that allows `key`, if any.
+#[inline(always)]
+pub fn policy_rule(key: PolicyRuleKey) -> Option<u32> {
+    POLICY
+        .get(Key::new(POLICY_KEY_FIXED_BITS + 16, key))
+        .copied()
 }

@@ -11,8 +11,9 @@ use aya_ebpf::programs::XdpContext;
 use ctpath_common::{
     wire::{
         ARP_HTYPE_ETHERNET, ARP_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_ADDR_LEN, ETH_HDR_LEN,
-        ICMP_HDR_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_FLAG_DF, IPV4_FLAG_MF,
-        IPV4_FRAG_OFFSET_MASK, IPV4_MIN_HDR_LEN, TCP_MIN_HDR_LEN, UDP_HDR_LEN,
+        ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HDR_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+        IPV4_FLAG_DF, IPV4_FLAG_MF, IPV4_FRAG_OFFSET_MASK, IPV4_MIN_HDR_LEN, TCP_MIN_HDR_LEN,
+        UDP_HDR_LEN,
     },
     DropReason,
 };
@@ -37,6 +38,8 @@ pub struct Ipv4Packet {
     pub header: Ipv4Hdr,
     /// Length of the header with its options.
     pub header_len: usize,
+    /// Offset of the layer-4 header from the start of the packet data.
+    pub l4_offset: usize,
     pub l4: L4,
 }
 
@@ -46,11 +49,24 @@ impl Ipv4Packet {
     }
 }
 
-/// Ports for TCP and UDP, the identifier for ICMP echo, zeros otherwise: the part of the flow
-/// key above IPv4.
+/// The part of a flow above IPv4: ports for TCP and UDP; for ICMP echo the identifier in both
+/// port slots (so request and reply share a conntrack key); zeros otherwise.
 pub struct L4 {
     pub src_port: u16,
     pub dst_port: u16,
+    /// TCP flags; 0 for other protocols.
+    pub tcp_flags: u8,
+    /// ICMP type; 0 for other protocols.
+    pub icmp_type: u8,
+}
+
+impl L4 {
+    const NONE: L4 = L4 {
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        icmp_type: 0,
+    };
 }
 
 /// Validates the Ethernet frame at `base` in `ctx` down to its layer-4 header.
@@ -107,14 +123,12 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Ipv4Packet, DropReason>
         IPPROTO_TCP => parse_tcp(ctx, l4_offset, l4_len)?,
         IPPROTO_UDP => parse_udp(ctx, l4_offset, l4_len)?,
         IPPROTO_ICMP => parse_icmp(ctx, l4_offset, l4_len)?,
-        _ => L4 {
-            src_port: 0,
-            dst_port: 0,
-        },
+        _ => L4::NONE,
     };
     Ok(Ipv4Packet {
         header,
         header_len,
+        l4_offset,
         l4,
     })
 }
@@ -135,6 +149,8 @@ fn parse_tcp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropR
     Ok(L4 {
         src_port: tcp.src_port(),
         dst_port: tcp.dst_port(),
+        tcp_flags: tcp.flags,
+        icmp_type: 0,
     })
 }
 
@@ -151,6 +167,7 @@ fn parse_udp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropR
     Ok(L4 {
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
+        ..L4::NONE
     })
 }
 
@@ -160,8 +177,14 @@ fn parse_icmp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, Drop
         return Err(DropReason::IcmpTruncated);
     }
     let icmp: IcmpHdr = header_at(ctx, offset).ok_or(DropReason::IcmpTruncated)?;
+    let id = match icmp.icmp_type {
+        ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY => icmp.echo_id(),
+        _ => 0,
+    };
     Ok(L4 {
-        src_port: icmp.echo_id(),
-        dst_port: 0,
+        src_port: id,
+        dst_port: id,
+        tcp_flags: 0,
+        icmp_type: icmp.icmp_type,
     })
 }

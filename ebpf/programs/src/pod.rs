@@ -13,16 +13,16 @@
 use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_redirect, programs::XdpContext};
 use ctpath_common::{
     flow::{flow_hash, vxlan_source_port},
-    maps::{endpoint_kind, Endpoint, NodeConfig, PodPort},
+    maps::{endpoint_kind, Endpoint, NodeConfig, PodPort, NO_POLICY},
     wire::ETHERTYPE_IPV4,
     Counter, DropReason,
 };
 
 use crate::{
-    arp, icmp, maps,
+    arp, conntrack, icmp, maps,
     packet::{write_at, EthHdr},
     parse::{self, Ipv4Packet, Payload},
-    route, stats, vxlan,
+    route, spoof, stats, vxlan,
 };
 
 pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
@@ -32,7 +32,9 @@ pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
         stats::count(ctx, Counter::PodPassed);
         return Ok(xdp_action::XDP_PASS);
     };
-    let port = maps::pod_port(ctx.ingress_ifindex() as u32).ok_or(DropReason::UnconfiguredPort)?;
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let port = maps::pod_port(ifindex).ok_or(DropReason::UnconfiguredPort)?;
+    spoof::check(ifindex, &port, &frame)?;
     match frame.payload {
         Payload::Arp(request) => {
             let target = arp::resolve(&request, port.vni, arp::answerable_to_local_pod)?;
@@ -78,6 +80,12 @@ fn forward(
     }
     let destination =
         maps::endpoint(port.vni, packet.header.dst).ok_or(DropReason::UnknownDestination)?;
+    let receiver_policy = match destination.kind {
+        endpoint_kind::LOCAL => destination.policy,
+        endpoint_kind::REMOTE => NO_POLICY,
+        _ => return Err(DropReason::UnknownDestination),
+    };
+    conntrack::admit(ctx, node, port.vni, packet, port.policy, receiver_policy)?;
     let src_mac = if eth.dst == node.router_mac {
         node.router_mac
     } else {

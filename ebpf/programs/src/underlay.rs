@@ -7,13 +7,13 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use ctpath_common::{
-    maps::endpoint_kind,
+    maps::{endpoint_kind, NO_POLICY},
     wire::{ETHERTYPE_IPV4, VXLAN_ENCAP_LEN},
     Counter, DropReason,
 };
 
 use crate::{
-    arp, maps,
+    arp, conntrack, maps,
     packet::{write_at, EthHdr},
     parse::{self, Payload},
     pod::{bounce, redirect},
@@ -50,6 +50,14 @@ pub fn try_from_underlay(ctx: &XdpContext) -> Result<u32, DropReason> {
                 Some(endpoint) if endpoint.kind == endpoint_kind::LOCAL => endpoint,
                 _ => return Err(DropReason::UnknownDestination),
             };
+            conntrack::admit(
+                ctx,
+                &node,
+                received.vni,
+                &packet,
+                NO_POLICY,
+                destination.policy,
+            )?;
             stats::count(ctx, Counter::UnderlayDecapsulated);
             vxlan::decapsulate(ctx)?;
             write_at(
