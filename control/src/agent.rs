@@ -10,18 +10,24 @@
 //! `ctpath status` only finds the pins from the same mount namespace.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     io,
     path::{Path, PathBuf},
     process::Command,
+    time::{Duration, Instant, SystemTime},
 };
 
-use aya::{programs::XdpMode, Ebpf};
-use ctpath_common::{Counter, CounterKind, DropReason};
+use aya::{
+    programs::{xdp::XdpLinkId, XdpMode},
+    Ebpf,
+};
+use ctpath_common::{maps::names, Counter, CounterKind, DropReason};
 use signal_hook::{consts::signal::*, iterator::Signals};
 use thiserror::Error;
 
 use crate::{
     compile::{self, CompileError, NodePlan},
+    conntrack,
     datapath::{self, DatapathError, XdpProgram},
     links::KernelLinks,
     state::{ClusterState, StateError},
@@ -98,82 +104,211 @@ pub struct AgentOptions {
     pub xdp_mode: XdpMode,
 }
 
+/// How often the agent looks at signals and the state file.
+const TICK: Duration = Duration::from_millis(250);
+/// How often expired conntrack entries are collected.
+const COLLECT_EVERY: Duration = Duration::from_secs(10);
+/// How often a rejected state is tried again (e.g. a pod's veth not created yet).
+const RETRY_EVERY: Duration = Duration::from_secs(2);
+
+/// The maps pinned under the pin directory for `ctpath status`.
+const PINNED_MAPS: [&str; 4] = [
+    DropReason::MAP_NAME,
+    Counter::MAP_NAME,
+    names::RULE_HITS,
+    names::CONNTRACK,
+];
+
 /// Runs the agent until SIGTERM or SIGINT. `ready` is called once the datapath carries
-/// traffic.
+/// traffic. The state file is read again when it changes or on SIGHUP: a valid new state is
+/// applied as a diff (make before break); an invalid one is logged and the last good state
+/// stays in force.
 pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), AgentError> {
     // Signals are blocked from here on, so one arriving during set-up is not lost.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(AgentError::Signals)?;
-    let state = ClusterState::from_path(&options.state)?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(AgentError::Signals)?;
     let links = KernelLinks::open().map_err(AgentError::Links)?;
-    let plan = compile::compile(&state, &options.node, &links)?;
+    let mut state_version = modified(&options.state);
+    let plan = compile_state(options, &links)?;
     tracing::info!(
         node = %options.node,
         pod_interfaces = plan.pod_ports.len(),
         endpoints = plan.endpoints.len(),
         networks = plan.networks.len(),
         remote_vteps = plan.remote_vteps.len(),
+        policies = plan.policy.policies.len(),
+        policy_entries = plan.policy.entries.len(),
         "compiled the cluster state"
     );
 
-    let running = Running::start(options, &plan)?;
-    ready(&plan);
-    let signal = signals.forever().next();
-    tracing::info!(?signal, "stopping: detaching programs and removing pins");
-    drop(running);
-    Ok(())
+    let mut running = Running::start(options, plan)?;
+    ready(&running.plan);
+    let mut last_collect = Instant::now();
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let mut reload = retry_at.is_some_and(|at| Instant::now() >= at);
+        for signal in signals.pending() {
+            if signal == SIGHUP {
+                reload = true;
+            } else {
+                tracing::info!(signal, "stopping: detaching programs and removing pins");
+                return Ok(());
+            }
+        }
+        let version = modified(&options.state);
+        if version != state_version {
+            state_version = version;
+            reload = true;
+        }
+        if reload {
+            retry_at = match compile_state(options, &links).and_then(|plan| running.update(plan)) {
+                Ok(()) => None,
+                Err(error) => {
+                    tracing::error!(%error, "new cluster state not applied; the last good one stays in force");
+                    Some(Instant::now() + RETRY_EVERY)
+                }
+            };
+        }
+        if last_collect.elapsed() >= COLLECT_EVERY {
+            last_collect = Instant::now();
+            running.collect_expired();
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn compile_state(options: &AgentOptions, links: &KernelLinks) -> Result<NodePlan, AgentError> {
+    let state = ClusterState::from_path(&options.state)?;
+    Ok(compile::compile(&state, &options.node, links)?)
+}
+
+/// When the state file was last changed (none if it cannot be read: the next read reports it).
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .ok()
 }
 
 /// A started datapath: dropping it detaches the programs (their links close with `ebpf`).
 struct Running {
     ebpf: Ebpf,
+    plan: NodePlan,
+    generation: u32,
+    mode: XdpMode,
+    /// `from_pod` links by interface name.
+    pod_links: BTreeMap<String, XdpLinkId>,
     pins: Vec<PathBuf>,
     pin_dir: PathBuf,
-    neighbours: Vec<(String, String)>,
+    neighbours: BTreeSet<(String, String)>,
     /// The underlay's forwarding sysctl and the value to restore on stop.
     forwarding: Option<(PathBuf, String)>,
 }
 
 impl Running {
-    fn start(options: &AgentOptions, plan: &NodePlan) -> Result<Running, AgentError> {
-        let mut ebpf = datapath::load()?;
-        datapath::write_plan(&mut ebpf, plan)?;
+    fn start(options: &AgentOptions, plan: NodePlan) -> Result<Running, AgentError> {
+        let mut ebpf = datapath::load_with(plan.conntrack_entries)?;
+        datapath::apply_plan(&mut ebpf, None, &plan, 1)?;
         let mut running = Running {
             ebpf,
+            plan,
+            generation: 1,
+            mode: options.xdp_mode,
+            pod_links: BTreeMap::new(),
             pins: Vec::new(),
             pin_dir: options.pin_dir.clone(),
-            neighbours: Vec::new(),
+            neighbours: BTreeSet::new(),
             forwarding: None,
         };
         // On any error below, dropping `running` undoes what was done so far.
-        running.enable_forwarding(&plan.underlay_interface)?;
-        running.resolve_vteps(plan)?;
-        running.attach(
-            XdpProgram::FromUnderlay,
-            &plan.underlay_interface,
-            options.xdp_mode,
-        )?;
-        for interface in plan.pod_interfaces.values() {
-            running.attach(XdpProgram::FromPod, interface, options.xdp_mode)?;
-        }
+        let underlay = running.plan.underlay_interface.clone();
+        running.enable_forwarding(&underlay)?;
+        running.resolve_vteps()?;
+        running.attach(XdpProgram::FromUnderlay, &underlay)?;
+        running.sync_pod_links()?;
         running.pin_maps()?;
         Ok(running)
     }
 
-    fn attach(
-        &mut self,
-        program: XdpProgram,
-        interface: &str,
-        mode: XdpMode,
-    ) -> Result<(), AgentError> {
+    /// Applies `plan` in place of the running one.
+    fn update(&mut self, plan: NodePlan) -> Result<(), AgentError> {
+        if plan == self.plan {
+            tracing::info!("cluster state changed, nothing for this node");
+            return Ok(());
+        }
+        if plan.underlay_interface != self.plan.underlay_interface
+            || plan.conntrack_entries != self.plan.conntrack_entries
+        {
+            tracing::warn!(
+                "a new underlay interface or conntrack size takes effect when the agent restarts"
+            );
+        }
+        let generation = self.generation + 1;
+        datapath::apply_plan(&mut self.ebpf, Some(&self.plan), &plan, generation)?;
+        self.generation = generation;
+        self.plan = plan;
+        self.resolve_vteps()?;
+        self.sync_pod_links()?;
+        tracing::info!(
+            generation,
+            pod_interfaces = self.plan.pod_ports.len(),
+            endpoints = self.plan.endpoints.len(),
+            policy_entries = self.plan.policy.entries.len(),
+            "applied the new cluster state"
+        );
+        Ok(())
+    }
+
+    fn attach(&mut self, program: XdpProgram, interface: &str) -> Result<XdpLinkId, AgentError> {
         let xdp = datapath::xdp_program(&mut self.ebpf, program)?;
-        xdp.attach(interface, mode)
+        let link = xdp
+            .attach(interface, self.mode)
             .map_err(|source| AgentError::Attach {
                 program: program.symbol(),
                 interface: interface.to_owned(),
                 source,
             })?;
-        tracing::info!(program = program.symbol(), interface, ?mode, "attached");
+        tracing::info!(program = program.symbol(), interface, mode = ?self.mode, "attached");
+        Ok(link)
+    }
+
+    /// Attaches `from_pod` to the plan's pod interfaces that lack it, and detaches it from
+    /// interfaces no longer in the plan.
+    fn sync_pod_links(&mut self) -> Result<(), AgentError> {
+        let wanted: BTreeSet<String> = self.plan.pod_interfaces.values().cloned().collect();
+        let gone: Vec<String> = self
+            .pod_links
+            .keys()
+            .filter(|name| !wanted.contains(*name))
+            .cloned()
+            .collect();
+        for interface in gone {
+            let link = self.pod_links.remove(&interface).expect("listed above");
+            let xdp = datapath::xdp_program(&mut self.ebpf, XdpProgram::FromPod)?;
+            // The interface may be gone already, taking the program with it.
+            if let Err(error) = xdp.detach(link) {
+                tracing::debug!(interface, %error, "detach");
+            }
+            tracing::info!(interface, "detached from_pod");
+        }
+        for interface in wanted {
+            if !self.pod_links.contains_key(&interface) {
+                let link = self.attach(XdpProgram::FromPod, &interface)?;
+                self.pod_links.insert(interface, link);
+            }
+        }
         Ok(())
+    }
+
+    /// Removes expired conntrack entries, logging how many.
+    fn collect_expired(&mut self) {
+        let timeouts = self.plan.node.ct_timeouts;
+        let Some(map) = self.ebpf.map_mut(names::CONNTRACK) else {
+            return;
+        };
+        match conntrack::collect_expired(map, &timeouts) {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "collected expired conntrack entries"),
+            Err(error) => tracing::warn!(%error, "collecting conntrack entries"),
+        }
     }
 
     /// `bpf_fib_lookup` refuses to work on a device without IPv4 forwarding, even for an
@@ -203,15 +338,19 @@ impl Running {
 
     /// Managed neighbour entries: the kernel resolves them and keeps them fresh, so
     /// `bpf_fib_lookup` finds the next hop towards every other node's VTEP.
-    fn resolve_vteps(&mut self, plan: &NodePlan) -> Result<(), AgentError> {
-        for vtep in &plan.remote_vteps {
+    fn resolve_vteps(&mut self) -> Result<(), AgentError> {
+        let device = self.plan.underlay_interface.clone();
+        for vtep in &self.plan.remote_vteps {
             let vtep = std::net::Ipv4Addr::from(*vtep).to_string();
+            if self.neighbours.contains(&(vtep.clone(), device.clone())) {
+                continue;
+            }
             ip(&[
                 "neigh",
                 "replace",
                 &vtep,
                 "dev",
-                &plan.underlay_interface,
+                &device,
                 "managed",
                 "extern_learn",
             ])
@@ -219,8 +358,7 @@ impl Running {
                 vtep: vtep.clone(),
                 message,
             })?;
-            self.neighbours
-                .push((vtep, plan.underlay_interface.clone()));
+            self.neighbours.insert((vtep, device.clone()));
         }
         Ok(())
     }
@@ -231,7 +369,7 @@ impl Running {
             path: self.pin_dir.clone(),
             source,
         })?;
-        for name in [DropReason::MAP_NAME, Counter::MAP_NAME] {
+        for name in PINNED_MAPS {
             let path = self.pin_dir.join(name);
             // A pin left by an agent that was killed is stale: replace it.
             let _ = std::fs::remove_file(&path);
@@ -244,7 +382,7 @@ impl Running {
                 })?;
             self.pins.push(path);
         }
-        tracing::info!(pin_dir = %self.pin_dir.display(), "pinned the counter maps");
+        tracing::info!(pin_dir = %self.pin_dir.display(), "pinned the counter and conntrack maps");
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     agent::{self, AgentOptions},
     state::{ClusterState, StateError},
-    status::Snapshot,
+    status::{self, Snapshot},
 };
 
 /// Exit status for invalid input, the same as clap's for a bad command line.
@@ -77,6 +77,10 @@ pub enum Command {
         /// Show counters that are zero too.
         #[arg(long)]
         all: bool,
+        /// The cluster state the agent runs: adds each security-group rule's hits and the
+        /// conntrack table's occupancy.
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
 }
 
@@ -116,11 +120,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 xdp_mode,
             })
         }
-        Command::Status { node, pin_dir, all } => status(
-            &pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node)),
-            &node,
+        Command::Status {
+            node,
+            pin_dir,
             all,
-        ),
+            state,
+        } => {
+            let pin_dir = pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node));
+            status(&pin_dir, &node, all, state.as_deref())
+        }
     }
 }
 
@@ -149,17 +157,47 @@ fn run_agent(options: &AgentOptions) -> ExitCode {
     }
 }
 
-fn status(pin_dir: &Path, node: &str, all: bool) -> ExitCode {
-    match Snapshot::read(pin_dir) {
-        Ok(snapshot) => {
-            println!("node {node} ({})", pin_dir.display());
-            if all {
-                print!("{snapshot:#}");
-            } else {
-                print!("{snapshot}");
-            }
-            ExitCode::SUCCESS
+fn status(pin_dir: &Path, node: &str, all: bool, state: Option<&Path>) -> ExitCode {
+    let snapshot = match Snapshot::read(pin_dir) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            eprintln!("ctpath status: {error}");
+            return ExitCode::FAILURE;
         }
+    };
+    println!("node {node} ({})", pin_dir.display());
+    if all {
+        print!("{snapshot:#}");
+    } else {
+        print!("{snapshot}");
+    }
+    let Some(path) = state else {
+        return ExitCode::SUCCESS;
+    };
+    let state = match ClusterState::from_path(path) {
+        Ok(state) => state,
+        Err(error) => {
+            eprintln!("ctpath status: {error}");
+            return ExitCode::from(EXIT_INVALID_INPUT);
+        }
+    };
+    let result = status::rule_hits(pin_dir, &state).and_then(|hits| {
+        println!(
+            "{:<60} {:>14} {:>16}",
+            "security-group rules", "packets", "bytes"
+        );
+        for (label, tally) in hits.iter().filter(|(_, tally)| all || tally.packets != 0) {
+            println!("  {label:<58} {:>14} {:>16}", tally.packets, tally.bytes);
+        }
+        let table = status::conntrack_summary(pin_dir, &state.conntrack.timeouts())?;
+        println!(
+            "conntrack: {} entries ({} expired, awaiting collection) of {}",
+            table.entries, table.expired, state.conntrack.max_entries
+        );
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ctpath status: {error}");
             ExitCode::FAILURE

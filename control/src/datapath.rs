@@ -81,9 +81,17 @@ pub enum DatapathError {
     },
 }
 
-/// Loads [`OBJECT`] into the kernel (maps created, programs not yet verified).
+/// Loads [`OBJECT`] into the kernel (maps created, programs not yet verified), with the
+/// default conntrack table size.
 pub fn load() -> Result<Ebpf, DatapathError> {
-    Ok(EbpfLoader::new().load(OBJECT)?)
+    load_with(ctpath_common::maps::DEFAULT_CONNTRACK_ENTRIES)
+}
+
+/// Loads [`OBJECT`] with a conntrack table of `conntrack_entries` entries.
+pub fn load_with(conntrack_entries: u32) -> Result<Ebpf, DatapathError> {
+    Ok(EbpfLoader::new()
+        .map_max_entries(names::CONNTRACK, conntrack_entries)
+        .load(OBJECT)?)
 }
 
 /// The XDP program `program` of `ebpf`, loaded (verified) into the kernel.

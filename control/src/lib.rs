@@ -6,12 +6,14 @@
 //! - [`compile`]: cluster state to one node's map contents.
 //! - [`policy`]: security groups to identities and policy LPM entries.
 //! - [`datapath`]: the embedded eBPF object: loading, programs, maps, counters.
+//! - [`conntrack`]: the expired-entry collector and table summary.
 //! - [`agent`]: `ctpath agent`, the node agent.
 //! - [`status`]: `ctpath status`, a node's counters.
 //! - [`cli`]: the command line.
 pub mod agent;
 pub mod cli;
 pub mod compile;
+pub mod conntrack;
 pub mod datapath;
 pub mod links;
 pub mod policy;

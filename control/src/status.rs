@@ -1,13 +1,22 @@
 //! `ctpath status`: a node's counters, read from the maps its agent pinned, as a table of
-//! what the datapath forwarded and what it dropped, and why.
+//! what the datapath forwarded and what it dropped, and why; with the cluster state at hand,
+//! also every security-group rule's hits and the conntrack table's occupancy.
 
 use std::{fmt, path::Path};
 
-use aya::maps::{Map, MapData};
-use ctpath_common::{Counter, CounterKind, DropReason, Tally};
+use aya::maps::{Map, MapData, PerCpuArray};
+use ctpath_common::{
+    maps::{names, CtTimeouts},
+    Counter, CounterKind, DropReason, Tally,
+};
 use thiserror::Error;
 
-use crate::datapath::{self, DatapathError};
+use crate::{
+    conntrack::{self, TableSummary},
+    datapath::{self, DatapathError},
+    policy,
+    state::{ClusterState, Direction, Rule},
+};
 
 #[derive(Debug, Error)]
 pub enum StatusError {
@@ -57,6 +66,76 @@ fn lookup<K: PartialEq>(tallies: &[(K, Tally)], kind: K) -> Tally {
         .find(|(k, _)| *k == kind)
         .map(|(_, tally)| *tally)
         .unwrap_or_default()
+}
+
+/// Opens the map `name` pinned under `pin_dir`.
+fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<Map, StatusError> {
+    let path = pin_dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|source| StatusError::NotPinned {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })?)
+}
+
+/// Packets and bytes each rule of `state` allowed, summed over CPUs, with a label per rule.
+pub fn rule_hits(
+    pin_dir: &Path,
+    state: &ClusterState,
+) -> Result<Vec<(String, Tally)>, StatusError> {
+    let map = open_pinned(pin_dir, names::RULE_HITS)?;
+    let error = |source| DatapathError::Map {
+        name: names::RULE_HITS,
+        source,
+    };
+    let hits = PerCpuArray::<_, Tally>::try_from(&map).map_err(error)?;
+    policy::rule_ids(state)
+        .map(|(id, group, index, rule)| {
+            let per_cpu = hits.get(&id, 0).map_err(error)?;
+            let total = per_cpu.iter().fold(Tally::default(), |sum, cpu| Tally {
+                packets: sum.packets + cpu.packets,
+                bytes: sum.bytes + cpu.bytes,
+            });
+            Ok((format!("{group}[{index}] {}", describe(rule)), total))
+        })
+        .collect()
+}
+
+/// A rule in one line: `ingress udp 2152 from group smf`.
+pub fn describe(rule: &Rule) -> String {
+    let direction = match rule.direction {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    };
+    let ports = rule
+        .ports
+        .map(|ports| format!(" {ports}"))
+        .unwrap_or_default();
+    let preposition = if rule.direction == Direction::Ingress {
+        "from"
+    } else {
+        "to"
+    };
+    let remote = match (&rule.remote_group, &rule.remote_cidr) {
+        (Some(group), _) => format!("group {group}"),
+        (None, Some(cidr)) => cidr.to_string(),
+        (None, None) => "anywhere".to_owned(),
+    };
+    format!(
+        "{direction} {}{ports} {preposition} {remote}",
+        rule.protocol.as_str()
+    )
+}
+
+/// The conntrack table's occupancy under `timeouts`.
+pub fn conntrack_summary(
+    pin_dir: &Path,
+    timeouts: &CtTimeouts,
+) -> Result<TableSummary, StatusError> {
+    Ok(conntrack::summarize(
+        &open_pinned(pin_dir, names::CONNTRACK)?,
+        timeouts,
+    )?)
 }
 
 fn read_pinned<K: CounterKind>(pin_dir: &Path) -> Result<Vec<(K, Tally)>, StatusError> {

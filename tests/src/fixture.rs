@@ -89,7 +89,12 @@ impl FixtureRunner {
     /// to arrive on the loopback device (ifindex 1) unless [`Self::with_ingress_ifindex`] says
     /// otherwise: `BPF_PROG_TEST_RUN` requires a real device in the caller's namespace.
     pub fn new(program: XdpProgram) -> FixtureRunner {
-        let mut ebpf = datapath::load().expect("load the eBPF object (are you root?)");
+        Self::with_conntrack_entries(program, ctpath_common::maps::DEFAULT_CONNTRACK_ENTRIES)
+    }
+
+    /// Like [`Self::new`], with a conntrack table of `entries` entries.
+    pub fn with_conntrack_entries(program: XdpProgram, entries: u32) -> FixtureRunner {
+        let mut ebpf = datapath::load_with(entries).expect("load the eBPF object (are you root?)");
         datapath::xdp_program(&mut ebpf, program).expect("verify the XDP program");
         FixtureRunner {
             ebpf,
@@ -101,6 +106,18 @@ impl FixtureRunner {
     pub fn with_ingress_ifindex(mut self, ifindex: u32) -> FixtureRunner {
         self.ingress_ifindex = ifindex;
         self
+    }
+
+    /// Frames from now on arrive on `ifindex` (a device in the caller's namespace).
+    pub fn set_ingress_ifindex(&mut self, ifindex: u32) {
+        self.ingress_ifindex = ifindex;
+    }
+
+    /// Runs `program` from now on: another program of the same object, sharing its maps (and so
+    /// its conntrack table).
+    pub fn set_program(&mut self, program: XdpProgram) {
+        self.program = program;
+        datapath::xdp_program(&mut self.ebpf, program).expect("verify the XDP program");
     }
 
     /// The loaded object, for filling maps before a run.

@@ -51,6 +51,30 @@ pub struct CtTimeouts {
 }
 const _: () = assert!(core::mem::size_of::<CtTimeouts>() == 24);
 
+impl CtTimeouts {
+    /// The idle timeout, in seconds, of an entry of `protocol` in `state`.
+    #[inline(always)]
+    pub fn for_entry(&self, protocol: u8, state: u8) -> u32 {
+        use crate::wire::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+        match (protocol, state) {
+            (IPPROTO_TCP, ct_state::TCP_SYN_SENT) => self.tcp_syn,
+            (IPPROTO_TCP, ct_state::TCP_CLOSING) => self.tcp_closing,
+            (IPPROTO_TCP, _) => self.tcp_established,
+            (IPPROTO_UDP, _) => self.udp,
+            (IPPROTO_ICMP, _) => self.icmp,
+            _ => self.other,
+        }
+    }
+
+    /// Whether an entry of `protocol` last seen at `entry.last_seen_ns` has expired at `now_ns`
+    /// (both CLOCK_MONOTONIC).
+    #[inline(always)]
+    pub fn is_expired(&self, protocol: u8, entry: &CtEntry, now_ns: u64) -> bool {
+        now_ns.saturating_sub(entry.last_seen_ns)
+            > self.for_entry(protocol, entry.state) as u64 * 1_000_000_000
+    }
+}
+
 impl Default for CtTimeouts {
     /// The defaults of docs/security-groups.md.
     fn default() -> Self {

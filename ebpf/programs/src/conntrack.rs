@@ -12,7 +12,7 @@
 use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, programs::XdpContext};
 use ctpath_common::{
     flow::ct_key,
-    maps::{ct_state, CtEntry, CtKey, CtTimeouts, NodeConfig, NO_POLICY, NO_RULE},
+    maps::{ct_state, CtEntry, CtKey, NodeConfig, NO_POLICY, NO_RULE},
     wire::{
         ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HDR_LEN, IPPROTO_ICMP,
         IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HDR_LEN,
@@ -36,7 +36,6 @@ const ICMP_PARAMETER_PROBLEM: u8 = 12;
 const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
 const EEXIST: i64 = 17;
-const NS_PER_S: u64 = 1_000_000_000;
 
 /// Admits or drops `packet` on plane `vni`, sent by a pod whose policy on this node is
 /// `sender_policy` to one whose policy is `receiver_policy` ([`NO_POLICY`]: not filtered here,
@@ -89,7 +88,7 @@ pub fn admit(
         // updates of the same entry from other CPUs race benignly (last writer wins on
         // timestamps and state), as in the kernel's own conntrack fast path.
         let entry = unsafe { &mut *entry };
-        if is_expired(entry, header.protocol, &node.ct_timeouts, now) {
+        if node.ct_timeouts.is_expired(header.protocol, entry, now) {
             replace_expired = true;
         } else if entry.generation == node.policy_generation
             || revalidate(
@@ -225,25 +224,6 @@ fn advance(entry: &mut CtEntry, protocol: u8, tcp_flags: u8, reply: bool) {
     }
 }
 
-/// The idle timeout, in seconds, of an entry of `protocol` in `state`.
-#[inline(always)]
-pub fn timeout_s(timeouts: &CtTimeouts, protocol: u8, state: u8) -> u32 {
-    match (protocol, state) {
-        (IPPROTO_TCP, ct_state::TCP_SYN_SENT) => timeouts.tcp_syn,
-        (IPPROTO_TCP, ct_state::TCP_CLOSING) => timeouts.tcp_closing,
-        (IPPROTO_TCP, _) => timeouts.tcp_established,
-        (IPPROTO_UDP, _) => timeouts.udp,
-        (IPPROTO_ICMP, _) => timeouts.icmp,
-        _ => timeouts.other,
-    }
-}
-
-#[inline(always)]
-fn is_expired(entry: &CtEntry, protocol: u8, timeouts: &CtTimeouts, now: u64) -> bool {
-    now.saturating_sub(entry.last_seen_ns)
-        > timeout_s(timeouts, protocol, entry.state) as u64 * NS_PER_S
-}
-
 #[inline(always)]
 fn is_icmp_error(icmp_type: u8) -> bool {
     matches!(
@@ -301,7 +281,9 @@ fn quoted_connection_is_live(
 fn live_entry(key: &CtKey, node: &NodeConfig, now: u64) -> bool {
     match CONNTRACK.get_ptr(*key) {
         // SAFETY: a pointer from a successful lookup, valid for this program run.
-        Some(entry) => !is_expired(unsafe { &*entry }, key.protocol, &node.ct_timeouts, now),
+        Some(entry) => !node
+            .ct_timeouts
+            .is_expired(key.protocol, unsafe { &*entry }, now),
         None => false,
     }
 }
