@@ -29,6 +29,12 @@ use crate::{
     Addressing, ChildGuard, NodeHandle, PodHandle, PodInterfaceSpec, PodSpec, Testbed, UnderlaySpec,
 };
 
+/// What an agent logs once it has applied a new state, or found nothing in it for its node.
+const STATE_TAKEN_IN: [&str; 2] = [
+    "applied the new cluster state",
+    "cluster state changed, nothing for this node",
+];
+
 /// How long an agent may take to report `ready`.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -209,6 +215,47 @@ impl Cluster {
         self.pods
             .get(name)
             .unwrap_or_else(|| panic!("no pod {name}"))
+    }
+
+    /// Replaces the cluster state with `state_yaml` (what an operator or a controller does)
+    /// and waits until every agent has taken it in.
+    pub fn update_state(&mut self, state_yaml: &str) {
+        let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
+        let taken_in = |cluster: &Cluster| -> Vec<usize> {
+            cluster
+                .ctpath_nodes()
+                .map(|node| {
+                    let log = cluster.agent_log(node);
+                    STATE_TAKEN_IN
+                        .iter()
+                        .map(|line| log.matches(line).count())
+                        .sum()
+                })
+                .collect()
+        };
+        let before = taken_in(self);
+        std::fs::write(self.workdir.path().join("state.yaml"), state_yaml).expect("write state");
+        let deadline = std::time::Instant::now() + AGENT_START_TIMEOUT;
+        while taken_in(self)
+            .iter()
+            .zip(&before)
+            .any(|(now, was)| now <= was)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agents did not take in the new state:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.state = state;
+    }
+
+    fn logs(&self) -> String {
+        self.ctpath_nodes()
+            .map(|node| format!("{node}:\n{}", self.agent_log(node)))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The nodes that run a ctpath agent.
