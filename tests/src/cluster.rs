@@ -271,6 +271,12 @@ impl Cluster {
             .join("\n")
     }
 
+    /// Each security-group rule's hits on `node`, labelled.
+    pub fn rule_hits(&self, node: &str) -> Vec<(String, ctpath_common::Tally)> {
+        ctpath_control::status::rule_hits(&self.pin_dirs[node], &self.state)
+            .expect("read the agent's rule hits")
+    }
+
     /// The counters of the agent of `node`.
     pub fn status(&self, node: &str) -> Snapshot {
         Snapshot::read(&self.pin_dirs[node]).expect("read the agent's pinned counters")
