@@ -30,10 +30,11 @@
 use std::net::Ipv4Addr;
 
 use ctpath_common::wire::{
-    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-    IPV4_MIN_HDR_LEN,
+    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, ICMP_ERROR_QUOTED_PAYLOAD, IPPROTO_ICMP,
+    IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HDR_LEN,
 };
 
+use crate::model::vxlan;
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp, MacAddr};
 
 /// TTL of every IPv4 header the builders write.
@@ -256,6 +257,53 @@ impl FrameBuilder {
         let mut payload = vec![0u8; repr.buffer_len()];
         repr.emit(&mut arp::Packet::new_unchecked(&mut payload[..]));
         Self::ethernet(repr.sender_mac, dst_mac, ETHERTYPE_ARP, &payload)
+    }
+
+    /// An ICMP error (`icmp_type` 3, 11 or 12, any code) quoting the IPv4 header and the first 8
+    /// payload bytes of `offending`, an IPv4 frame (as much as it has, if it has less).
+    pub fn icmp_error(
+        src_mac: impl Into<MacAddr>,
+        dst_mac: impl Into<MacAddr>,
+        src_ip: impl Into<Ipv4Addr>,
+        dst_ip: impl Into<Ipv4Addr>,
+        icmp_type: u8,
+        code: u8,
+        offending: &[u8],
+    ) -> Vec<u8> {
+        let datagram = offending.get(ETH_HDR_LEN..).unwrap_or_default();
+        let header_len = datagram
+            .first()
+            .map_or(0, |byte| usize::from(byte & 0x0f) * 4);
+        let quoted = &datagram[..datagram.len().min(header_len + ICMP_ERROR_QUOTED_PAYLOAD)];
+        let repr = icmp::Repr::Other {
+            msg_type: icmp_type,
+            code,
+            rest_of_header: [0; 4],
+            data: quoted,
+        };
+        Self::icmp(src_mac, dst_mac, src_ip, dst_ip, repr)
+    }
+
+    /// `inner` wrapped in VXLAN (outer IPv4 with DF, UDP to port 4789 without checksum), as
+    /// the datapath and the Linux vxlan device send it.
+    pub fn vxlan(
+        src_mac: impl Into<MacAddr>,
+        dst_mac: impl Into<MacAddr>,
+        src_ip: impl Into<Ipv4Addr>,
+        dst_ip: impl Into<Ipv4Addr>,
+        src_port: u16,
+        vni: u32,
+        inner: &[u8],
+    ) -> Vec<u8> {
+        let outer = vxlan::Outer {
+            src_mac: src_mac.into(),
+            dst_mac: dst_mac.into(),
+            src_ip: src_ip.into(),
+            dst_ip: dst_ip.into(),
+            src_port,
+            vni,
+        };
+        vxlan::encapsulate(&outer, inner)
     }
 
     /// Writes Ethernet and IPv4 headers and lets `emit_l4` write the `l4_len` bytes after them.

@@ -1,5 +1,5 @@
 //! Userspace views of the headers the datapath parses: Ethernet, ARP (Ethernet/IPv4 only), IPv4,
-//! TCP, UDP and ICMP, plus the internet checksum.
+//! TCP, UDP, ICMP and VXLAN, plus the internet checksum.
 //!
 //! The style is smoltcp's (`src/wire/`): each module has
 //!
@@ -15,10 +15,10 @@
 //! # Errors
 //!
 //! One `thiserror` enum per module (`EthernetError`, `ArpError`, `Ipv4Error`, `TcpError`,
-//! `UdpError`, `IcmpError`), as `/work/shared/STYLE.md` asks, rather than one shared `WireError`:
-//! each variant then names exactly the fields of its header that were wrong, and the reference
-//! model maps each variant to one `DropReason` with an exhaustive `match`, so a new variant
-//! cannot go unclassified.
+//! `UdpError`, `IcmpError`, `VxlanError`), as `/work/shared/STYLE.md` asks, rather than one
+//! shared `WireError`: each variant then names exactly the fields of its header that were
+//! wrong, and the reference model maps each variant to one `DropReason` with an exhaustive
+//! `match`, so a new variant cannot go unclassified.
 //!
 //! # Panic contract (all modules)
 //!
@@ -41,6 +41,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
+pub mod vxlan;
 
 pub use ethernet::MacAddr;
 

@@ -67,11 +67,11 @@ impl CtTimeouts {
     }
 
     /// Whether an entry of `protocol` last seen at `entry.last_seen_ns` has expired at `now_ns`
-    /// (both CLOCK_MONOTONIC).
+    /// (both CLOCK_MONOTONIC): idle for its timeout or longer, as Linux counts.
     #[inline(always)]
     pub fn is_expired(&self, protocol: u8, entry: &CtEntry, now_ns: u64) -> bool {
         now_ns.saturating_sub(entry.last_seen_ns)
-            > self.for_entry(protocol, entry.state) as u64 * 1_000_000_000
+            >= self.for_entry(protocol, entry.state) as u64 * 1_000_000_000
     }
 }
 

@@ -14,8 +14,8 @@ use ctpath_common::{
     flow::ct_key,
     maps::{ct_state, CtEntry, CtKey, NodeConfig, NO_POLICY, NO_RULE},
     wire::{
-        ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HDR_LEN, IPPROTO_ICMP,
-        IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HDR_LEN,
+        ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_ERROR_QUOTED_PAYLOAD,
+        ICMP_HDR_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HDR_LEN,
     },
     DropReason,
 };
@@ -248,7 +248,14 @@ fn quoted_connection_is_live(
         return false;
     };
     let quoted_len = quoted.ihl() as usize * 4;
-    if quoted_len < IPV4_MIN_HDR_LEN {
+    // An error goes to the sender of the packet it quotes (Linux requires as much); the quote
+    // is an IPv4 header and 8 bytes, all within the error's own IPv4 packet.
+    let error_len = packet.header.total_len() as usize - packet.header_len;
+    if quoted.version() != 4
+        || quoted_len < IPV4_MIN_HDR_LEN
+        || ICMP_HDR_LEN + quoted_len + ICMP_ERROR_QUOTED_PAYLOAD > error_len
+        || quoted.src != packet.header.dst
+    {
         return false;
     }
     // The first 4 bytes after the quoted header: ports, or ICMP type/code/checksum.
