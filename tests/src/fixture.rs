@@ -15,30 +15,8 @@ use aya::{
 use ctpath_common::{Counter, CounterKind, DropReason, Tally};
 use ctpath_control::datapath::{self, XdpProgram};
 
-/// XDP verdicts (`enum xdp_action`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum XdpAction {
-    Aborted = 0,
-    Drop = 1,
-    Pass = 2,
-    Tx = 3,
-    Redirect = 4,
-}
-
-impl XdpAction {
-    fn from_raw(raw: u32) -> Option<XdpAction> {
-        [
-            Self::Aborted,
-            Self::Drop,
-            Self::Pass,
-            Self::Tx,
-            Self::Redirect,
-        ]
-        .into_iter()
-        .find(|action| *action as u32 == raw)
-    }
-}
+/// XDP verdicts (`enum xdp_action`), as the reference model names them.
+pub use ctpath_dataplane::model::XdpAction;
 
 /// What the program must leave in the packet buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,7 +131,7 @@ impl FixtureRunner {
             .expect("BPF_PROG_TEST_RUN");
         output.truncate(result.data_size_out as usize);
         RunOutcome {
-            action: XdpAction::from_raw(result.return_value),
+            action: XdpAction::from_code(result.return_value),
             raw_action: result.return_value,
             output,
         }

@@ -299,8 +299,8 @@ fn from_pod_drops_frames_from_an_unconfigured_port() {
     runner(XdpProgram::FromPod, &plan(7, 2)).check_all(&fixtures);
 }
 
-/// A VXLAN packet as a node sends it: outer Ethernet/IPv4 (DF, TTL 64)/UDP (checksum 0)/VXLAN
-/// around `inner`.
+/// A VXLAN packet as a node sends it (see `FrameBuilder::vxlan`), with the VXLAN flags byte
+/// set to `flags`.
 fn vxlan(
     macs: ([u8; 6], [u8; 6]),
     ips: ([u8; 4], [u8; 4]),
@@ -309,12 +309,7 @@ fn vxlan(
     flags: u8,
     inner: &[u8],
 ) -> Vec<u8> {
-    let mut payload = vec![flags, 0, 0, 0];
-    payload.extend_from_slice(&(vni << 8).to_be_bytes());
-    payload.extend_from_slice(inner);
-    let mut frame = FrameBuilder::udp(macs.0, macs.1, ips.0, ips.1, src_port, 4789, &payload);
-    frame[40..42].copy_from_slice(&[0, 0]);
-    frame
+    FrameBuilder::vxlan(macs.0, macs.1, ips.0, ips.1, src_port, vni, inner).with_byte(42, flags)
 }
 
 /// What node B sends node A: `inner` in VXLAN on `vni` from `src_vtep`.

@@ -123,13 +123,7 @@ fn unreachable(from: Pod, to: Pod, offending: &[u8]) -> Vec<u8> {
 
 /// VXLAN from node B carrying `inner`.
 fn from_node_b(inner: &[u8]) -> Vec<u8> {
-    let mut payload = vec![0x08, 0, 0, 0, 0, 0, 100, 0];
-    payload.extend_from_slice(inner);
-    let mut frame = FrameBuilder::udp(
-        NODE_B.0, NODE_A.0, NODE_B.1, NODE_A.1, 51000, 4789, &payload,
-    );
-    frame[40..42].copy_from_slice(&[0, 0]);
-    frame
+    FrameBuilder::vxlan(NODE_B.0, NODE_A.0, NODE_B.1, NODE_A.1, 51000, 100, inner)
 }
 
 fn allowed(description: &'static str, input: Vec<u8>, counter: Counter) -> Fixture {

@@ -1,0 +1,902 @@
+//! Differential test: random clusters (security groups and rules, port security, address pairs)
+//! and random packet sequences (new connections, replies, ICMP errors about earlier packets,
+//! spoofed and corrupted frames, rule changes in the middle of a sequence) run through the
+//! reference model (`ctpath_dataplane::model::NodeModel`) and through the XDP programs in the
+//! kernel (`BPF_PROG_TEST_RUN`). For every frame the verdict, the frame that leaves and the
+//! counter that moves must agree; after every sequence, so must the conntrack tables.
+//!
+//! The kernel side runs node A's plan, compiled by the agent's compiler from the same state, in
+//! a namespace with a real veth per local pod and a permanent neighbour for node B. Proptest
+//! shrinks a failure to a small cluster and sequence.
+
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use aya::maps::{HashMap as BpfHashMap, PerCpuArray};
+use ctpath_common::{
+    maps::{names, CtEntry as KernelCtEntry, CtKey as KernelCtKey, NO_RULE},
+    Counter, CounterKind, DropReason, Tally,
+};
+use ctpath_control::{
+    compile::{self, NodePlan, ROUTER_MAC},
+    datapath::{self, XdpProgram},
+    links::KernelLinks,
+    state::{self, ClusterState},
+};
+use ctpath_dataplane::{
+    model::{
+        topology::{
+            AddressPair, ConntrackConfig, Direction, Ipv4Prefix, LocalPort, Node, Plane, PortRange,
+            Protocol, Remote, RemoteEndpoint, Rule, SecurityGroup, Topology,
+        },
+        vxlan::{encapsulate, Outer},
+        Counted, NodeModel, Outcome,
+    },
+    testing::{FrameBuilder, Malform},
+    wire::{tcp::Flags, MacAddr},
+};
+use ctpath_testbed::{fixture::FixtureRunner, require_root, Netns, Testbed};
+use proptest::prelude::*;
+
+/// Sequences run: cases × sequences per case (`CTPATH_DIFFERENTIAL_CASES` overrides the
+/// number of cases, e.g. for a quick look while developing).
+const CASES: u32 = 5_000;
+const SEQUENCES_PER_CASE: usize = 20;
+
+const NODE_A_IP: [u8; 4] = [192, 168, 77, 1];
+const NODE_B_IP: [u8; 4] = [192, 168, 77, 2];
+const NODE_A_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+const NODE_B_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
+
+/// A pod of the fixed universe: name, node, plane, host veth, address, MAC.
+#[derive(Clone, Copy)]
+struct PodSpec {
+    name: &'static str,
+    local: bool,
+    network: &'static str,
+    host_interface: &'static str,
+    ip: [u8; 4],
+    mac: [u8; 6],
+}
+
+/// Three pods on node A (ours), three on node B; two planes whose address ranges overlap (red's
+/// r2 has blue's l0's address).
+const PODS: [PodSpec; 6] = [
+    PodSpec {
+        name: "l0",
+        local: true,
+        network: "blue",
+        host_interface: "vl0",
+        ip: [10, 0, 1, 1],
+        mac: [2, 0, 0, 0, 1, 1],
+    },
+    PodSpec {
+        name: "l1",
+        local: true,
+        network: "blue",
+        host_interface: "vl1",
+        ip: [10, 0, 1, 2],
+        mac: [2, 0, 0, 0, 1, 2],
+    },
+    PodSpec {
+        name: "l2",
+        local: true,
+        network: "red",
+        host_interface: "vl2",
+        ip: [10, 0, 1, 3],
+        mac: [2, 0, 0, 0, 1, 3],
+    },
+    PodSpec {
+        name: "r0",
+        local: false,
+        network: "blue",
+        host_interface: "vr0",
+        ip: [10, 0, 2, 1],
+        mac: [2, 0, 0, 0, 2, 1],
+    },
+    PodSpec {
+        name: "r1",
+        local: false,
+        network: "blue",
+        host_interface: "vr1",
+        ip: [10, 0, 2, 2],
+        mac: [2, 0, 0, 0, 2, 2],
+    },
+    PodSpec {
+        name: "r2",
+        local: false,
+        network: "red",
+        host_interface: "vr2",
+        ip: [10, 0, 1, 1],
+        mac: [2, 0, 0, 0, 2, 3],
+    },
+];
+const GROUPS: [&str; 3] = ["g0", "g1", "g2"];
+const CIDRS: [&str; 5] = [
+    "10.0.1.0/24",
+    "10.0.2.0/24",
+    "10.0.0.0/16",
+    "10.0.1.2/32",
+    "192.0.2.0/24",
+];
+const PORT_RANGES: [Option<&str>; 4] = [None, Some("80"), Some("80-81"), Some("1000-2000")];
+const PORTS: [u16; 5] = [80, 81, 1500, 2000, 53];
+
+#[derive(Clone, Debug)]
+struct RuleSpec {
+    ingress: bool,
+    /// 0 tcp, 1 udp, 2 icmp, 3 any.
+    protocol: usize,
+    ports: usize,
+    /// 0 anywhere, 1..=3 a group, 4.. a CIDR.
+    remote: usize,
+}
+
+#[derive(Clone, Debug)]
+struct PodConfig {
+    groups: Vec<bool>,
+    port_security: bool,
+    /// 0 none, 1 a /32 with a MAC of its own, 2 a /24 without a MAC.
+    pair: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    pods: Vec<PodConfig>,
+    rules: Vec<Vec<RuleSpec>>,
+}
+
+fn rule_spec() -> impl Strategy<Value = RuleSpec> {
+    (
+        any::<bool>(),
+        0..4usize,
+        0..PORT_RANGES.len(),
+        0..(1 + GROUPS.len() + CIDRS.len()),
+    )
+        .prop_map(|(ingress, protocol, ports, remote)| RuleSpec {
+            ingress,
+            protocol,
+            ports,
+            remote,
+        })
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    let pod = (
+        prop::collection::vec(prop::bool::weighted(0.4), GROUPS.len()),
+        prop::bool::weighted(0.9),
+        0..3usize,
+    )
+        .prop_map(|(groups, port_security, pair)| PodConfig {
+            groups,
+            port_security,
+            pair,
+        });
+    (
+        prop::collection::vec(pod, PODS.len()),
+        prop::collection::vec(prop::collection::vec(rule_spec(), 0..5), GROUPS.len()),
+    )
+        .prop_map(|(pods, rules)| Scenario { pods, rules })
+}
+
+/// The cluster state of a scenario, as YAML.
+fn state_yaml(scenario: &Scenario) -> String {
+    let mut yaml = String::from(
+        "version: 1\nnetworks:\n  - { name: blue, vni: 100, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450 }\n  \
+         - { name: red, vni: 200, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450 }\nnodes:\n  \
+         - { name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }\n  \
+         - { name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }\nsecurity_groups:\n",
+    );
+    for (group, rules) in GROUPS.iter().zip(&scenario.rules) {
+        yaml += &format!("  - name: {group}\n    rules:\n");
+        if rules.is_empty() {
+            yaml.truncate(yaml.len() - "    rules:\n".len());
+            yaml += "    rules: []\n";
+        }
+        for rule in rules {
+            let protocol = ["tcp", "udp", "icmp", "any"][rule.protocol];
+            let mut line = format!(
+                "      - {{ direction: {}, protocol: {protocol}",
+                if rule.ingress { "ingress" } else { "egress" }
+            );
+            if let (Some(ports), 0 | 1) = (PORT_RANGES[rule.ports], rule.protocol) {
+                line += &format!(", ports: \"{ports}\"");
+            }
+            match rule.remote {
+                0 => {}
+                group @ 1..=3 => line += &format!(", remote_group: {}", GROUPS[group - 1]),
+                cidr => line += &format!(", remote_cidr: {}", CIDRS[cidr - 1 - GROUPS.len()]),
+            }
+            yaml += &line;
+            yaml += " }\n";
+        }
+    }
+    yaml += "pods:\n";
+    for (index, (pod, config)) in PODS.iter().zip(&scenario.pods).enumerate() {
+        let groups: Vec<&str> = GROUPS
+            .iter()
+            .zip(&config.groups)
+            .filter(|(_, on)| **on)
+            .map(|(g, _)| *g)
+            .collect();
+        let [a, b, c, d] = pod.ip;
+        let mac = MacAddr(pod.mac);
+        yaml += &format!(
+            "  - name: {}\n    node: {}\n    interfaces:\n      - network: {}\n        host_interface: {}\n        \
+             ip: {a}.{b}.{c}.{d}\n        mac: \"{mac}\"\n        security_groups: [{}]\n        port_security: {}\n",
+            pod.name,
+            if pod.local { "node-a" } else { "node-b" },
+            pod.network,
+            pod.host_interface,
+            groups.join(", "),
+            config.port_security,
+        );
+        match config.pair {
+            1 => yaml += &format!("        allowed_address_pairs: [{{ ip: 10.0.9.{index}, mac: \"02:00:00:00:09:0{index}\" }}]\n"),
+            2 => yaml += &format!("        allowed_address_pairs: [{{ ip: 10.0.{}.0/24 }}]\n", 20 + index),
+            _ => {}
+        }
+    }
+    yaml
+}
+
+/// The model's view of node A in `state`, with the veths' real ifindexes.
+fn topology(state: &ClusterState, ifindex: &BTreeMap<String, u32>) -> Topology {
+    let plane = |name: &str| state.network(name).expect("known plane");
+    let pairs = |interface: &state::PodInterface| -> Vec<AddressPair> {
+        interface
+            .allowed_address_pairs
+            .iter()
+            .map(|pair| AddressPair {
+                prefix: Ipv4Prefix::new(pair.ip.network(), pair.ip.prefix_len()),
+                mac: pair.mac.map(|mac| MacAddr(mac.0)),
+            })
+            .collect()
+    };
+    let mut ports = Vec::new();
+    let mut remotes = Vec::new();
+    for pod in &state.pods {
+        for interface in &pod.interfaces {
+            let network = plane(&interface.network);
+            if pod.node == "node-a" {
+                ports.push(LocalPort {
+                    ifindex: ifindex[&interface.host_interface],
+                    vni: network.vni,
+                    ip: interface.ip,
+                    mac: MacAddr(interface.mac.0),
+                    mtu: network.mtu.unwrap_or(1450),
+                    gateway: network.gateway,
+                    port_security: interface.port_security,
+                    security_groups: interface.security_groups.clone(),
+                    allowed_address_pairs: pairs(interface),
+                });
+            } else {
+                remotes.push(RemoteEndpoint {
+                    vni: network.vni,
+                    ip: interface.ip,
+                    mac: MacAddr(interface.mac.0),
+                    vtep: Ipv4Addr::from(NODE_B_IP),
+                    security_groups: interface.security_groups.clone(),
+                    allowed_address_pairs: pairs(interface),
+                });
+            }
+        }
+    }
+    let security_groups = state
+        .security_groups
+        .iter()
+        .map(|group| SecurityGroup {
+            name: group.name.clone(),
+            rules: group
+                .rules
+                .iter()
+                .map(|rule| {
+                    let ports = rule.ports.map(|ports| PortRange {
+                        first: ports.first(),
+                        last: ports.last(),
+                    });
+                    Rule {
+                        direction: match rule.direction {
+                            state::Direction::Ingress => Direction::Ingress,
+                            state::Direction::Egress => Direction::Egress,
+                        },
+                        protocol: match rule.protocol {
+                            state::Protocol::Tcp => Protocol::Tcp { ports },
+                            state::Protocol::Udp => Protocol::Udp { ports },
+                            state::Protocol::Icmp => Protocol::Icmp,
+                            state::Protocol::Any => Protocol::Any,
+                        },
+                        remote: match (&rule.remote_group, &rule.remote_cidr) {
+                            (Some(group), _) => Remote::Group(group.clone()),
+                            (None, Some(cidr)) => {
+                                Remote::Cidr(Ipv4Prefix::new(cidr.network(), cidr.prefix_len()))
+                            }
+                            (None, None) => Remote::Anywhere,
+                        },
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Topology {
+        node: Node {
+            underlay_ip: Ipv4Addr::from(NODE_A_IP),
+            underlay_mac: MacAddr(NODE_A_MAC),
+            router_mac: MacAddr(ROUTER_MAC),
+        },
+        planes: state
+            .networks
+            .iter()
+            .map(|n| Plane {
+                vni: n.vni,
+                mtu: n.mtu.unwrap_or(1450),
+                gateway: n.gateway,
+            })
+            .collect(),
+        ports,
+        remotes,
+        vteps: vec![Ipv4Addr::from(NODE_B_IP)],
+        security_groups,
+        conntrack: ConntrackConfig {
+            timeouts: state.conntrack.timeouts(),
+            max_entries: state.conntrack.max_entries,
+        },
+    }
+}
+
+/// What a packet of a sequence is.
+#[derive(Clone, Debug)]
+enum Packet {
+    /// A new packet from pod `from` to pod `to` (or, for `to` past the pods, an address that
+    /// is no pod, or the gateway).
+    Fresh {
+        from: usize,
+        to: usize,
+        kind: Kind,
+        spoof: Spoof,
+    },
+    /// The reverse of the `index`-th packet sent so far.
+    Reply { index: usize, kind: Kind },
+    /// An ICMP error about the `index`-th packet sent so far, from its receiver, to its
+    /// sender (or, with `misdirected`, to another pod).
+    Error {
+        index: usize,
+        misdirected: Option<usize>,
+    },
+    /// The rules change to those of `scenario` (same pods), mid-sequence.
+    RulesChange { rules: Vec<Vec<RuleSpec>> },
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Tcp {
+        sport: usize,
+        dport: usize,
+        flags: usize,
+    },
+    Udp {
+        sport: usize,
+        dport: usize,
+    },
+    Echo {
+        id: u16,
+    },
+    Other,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Spoof {
+    None,
+    Ip,
+    Mac,
+    /// A byte of the frame overwritten.
+    Corrupt(usize, u8),
+}
+
+const TCP_FLAGS: [Flags; 5] = [
+    Flags::SYN,
+    Flags(Flags::SYN.bits() | Flags::ACK.bits()),
+    Flags::ACK,
+    Flags(Flags::FIN.bits() | Flags::ACK.bits()),
+    Flags::RST,
+];
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        4 => (0..PORTS.len(), 0..PORTS.len(), 0..TCP_FLAGS.len()).prop_map(|(sport, dport, flags)| Kind::Tcp { sport, dport, flags }),
+        3 => (0..PORTS.len(), 0..PORTS.len()).prop_map(|(sport, dport)| Kind::Udp { sport, dport }),
+        2 => (1..3u16).prop_map(|id| Kind::Echo { id }),
+        1 => Just(Kind::Other),
+    ]
+}
+
+fn packet() -> impl Strategy<Value = Packet> {
+    let spoof = prop_oneof![
+        16 => Just(Spoof::None),
+        1 => Just(Spoof::Ip),
+        1 => Just(Spoof::Mac),
+        1 => (0usize..80, any::<u8>()).prop_map(|(at, byte)| Spoof::Corrupt(at, byte)),
+    ];
+    prop_oneof![
+        6 => (0..PODS.len(), 0..PODS.len() + 2, kind(), spoof).prop_map(|(from, to, kind, spoof)| Packet::Fresh { from, to, kind, spoof }),
+        4 => (0..8usize, kind()).prop_map(|(index, kind)| Packet::Reply { index, kind }),
+        1 => (0..8usize, prop::option::weighted(0.3, 0..PODS.len())).prop_map(|(index, misdirected)| Packet::Error { index, misdirected }),
+        1 => prop::collection::vec(prop::collection::vec(rule_spec(), 0..4), GROUPS.len()).prop_map(|rules| Packet::RulesChange { rules }),
+    ]
+}
+
+/// A frame as one side sends it: the sending pod, the receiving pod (if a pod), the frame.
+#[derive(Clone)]
+struct Sent {
+    from: usize,
+    to: Option<usize>,
+    frame: Vec<u8>,
+}
+
+/// The inner frame from pod `from` to address/MAC `to`.
+fn frame(
+    from: &PodSpec,
+    to_ip: [u8; 4],
+    to_mac: [u8; 6],
+    kind: &Kind,
+    reverse_ports: bool,
+) -> Vec<u8> {
+    let (src, dst) = ((from.mac, from.ip), (to_mac, to_ip));
+    match *kind {
+        Kind::Tcp {
+            sport,
+            dport,
+            flags,
+        } => {
+            let (s, d) = if reverse_ports {
+                (PORTS[dport], PORTS[sport])
+            } else {
+                (PORTS[sport], PORTS[dport])
+            };
+            FrameBuilder::tcp(src.0, dst.0, src.1, dst.1, s, d, TCP_FLAGS[flags], b"")
+        }
+        Kind::Udp { sport, dport } => {
+            let (s, d) = if reverse_ports {
+                (PORTS[dport], PORTS[sport])
+            } else {
+                (PORTS[sport], PORTS[dport])
+            };
+            FrameBuilder::udp(src.0, dst.0, src.1, dst.1, s, d, b"x")
+        }
+        Kind::Echo { id } if reverse_ports => {
+            FrameBuilder::icmp_echo_reply(src.0, dst.0, src.1, dst.1, id, 1)
+        }
+        Kind::Echo { id } => FrameBuilder::icmp_echo_request(src.0, dst.0, src.1, dst.1, id, 1),
+        Kind::Other => {
+            FrameBuilder::udp(src.0, dst.0, src.1, dst.1, 1, 2, b"gre").with_ipv4_protocol(47)
+        }
+    }
+}
+
+/// Node A's namespace: a veth per local pod, and an underlay with node B as permanent neighbour.
+struct NodeA {
+    _testbed: Testbed,
+    ns: Netns,
+    ifindex: BTreeMap<String, u32>,
+}
+
+fn node_a() -> NodeA {
+    let testbed = Testbed::new("diff").unwrap();
+    let node = testbed.add_node("node-a").unwrap();
+    let mut ifindex = BTreeMap::new();
+    for name in PODS
+        .iter()
+        .filter(|p| p.local)
+        .map(|p| p.host_interface)
+        .chain(["eth0"])
+    {
+        node.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("p{name}"),
+        ])
+        .unwrap();
+        node.ip(&["link", "set", name, "up"]).unwrap();
+        ifindex.insert(name.to_owned(), node.ifindex(name).unwrap());
+    }
+    node.ip(&["link", "set", "eth0", "address", "52:54:00:00:00:01"])
+        .unwrap();
+    node.ip(&["addr", "add", "192.168.77.1/24", "dev", "eth0"])
+        .unwrap();
+    node.ip(&[
+        "neigh",
+        "add",
+        "192.168.77.2",
+        "lladdr",
+        "52:54:00:00:00:02",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    node.sysctl("net.ipv4.conf.eth0.forwarding", "1").unwrap();
+    let ns = node.ns().clone();
+    NodeA {
+        _testbed: testbed,
+        ns,
+        ifindex,
+    }
+}
+
+/// The kernel side: one loaded object, its current plan and generation.
+struct Kernel {
+    runner: FixtureRunner,
+    plan: NodePlan,
+    generation: u32,
+    eth0: u32,
+}
+
+impl Kernel {
+    fn apply(&mut self, plan: NodePlan) {
+        self.generation += 1;
+        datapath::apply_plan(
+            self.runner.ebpf_mut(),
+            Some(&self.plan),
+            &plan,
+            self.generation,
+        )
+        .unwrap();
+        self.plan = plan;
+    }
+
+    fn clear_conntrack(&mut self) {
+        let map = self.runner.ebpf_mut().map_mut(names::CONNTRACK).unwrap();
+        let mut table = BpfHashMap::<_, KernelCtKey, KernelCtEntry>::try_from(map).unwrap();
+        let keys: Vec<KernelCtKey> = table.keys().map(Result::unwrap).collect();
+        for key in keys {
+            table.remove(&key).unwrap();
+        }
+    }
+
+    fn conntrack(&mut self) -> BTreeMap<KernelCtKey, KernelCtEntry> {
+        let map = self.runner.ebpf_mut().map(names::CONNTRACK).unwrap();
+        BpfHashMap::<_, KernelCtKey, KernelCtEntry>::try_from(map)
+            .unwrap()
+            .iter()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Packets counted so far under `counted`.
+    fn count(&mut self, counted: Counted) -> u64 {
+        let (name, index) = match counted {
+            Counted::Drop(reason) => (DropReason::MAP_NAME, reason.index()),
+            Counted::Counter(counter) => (Counter::MAP_NAME, counter.index()),
+        };
+        let map = self.runner.ebpf_mut().map(name).unwrap();
+        let array = PerCpuArray::<_, Tally>::try_from(map).unwrap();
+        array
+            .get(&index, 0)
+            .unwrap()
+            .iter()
+            .map(|tally| tally.packets)
+            .sum()
+    }
+}
+
+/// The state of `yaml` and node A's plan (call from inside node A's namespace).
+fn compile_for(yaml: &str) -> (ClusterState, NodePlan) {
+    let state = ClusterState::from_yaml_str(yaml).unwrap_or_else(|error| panic!("{error}\n{yaml}"));
+    let plan = compile::compile(&state, "node-a", &KernelLinks::open().unwrap()).unwrap();
+    (state, plan)
+}
+
+/// Runs one sequence through both sides; an error describes the first disagreement.
+fn run_sequence(
+    node: &NodeA,
+    kernel: &mut Kernel,
+    base: &Scenario,
+    base_state: &ClusterState,
+    base_plan: &NodePlan,
+    packets: &[Packet],
+) -> Result<(), String> {
+    kernel.clear_conntrack();
+    if kernel.plan != *base_plan {
+        kernel.apply(base_plan.clone());
+    }
+    let mut model = NodeModel::new(topology(base_state, &node.ifindex));
+    let mut sent: Vec<Sent> = Vec::new();
+    for (step, packet) in packets.iter().enumerate() {
+        let (from, to, inner) = match packet {
+            Packet::RulesChange { rules } => {
+                let scenario = Scenario {
+                    pods: base.pods.clone(),
+                    rules: rules.clone(),
+                };
+                let (state, plan) = compile_for(&state_yaml(&scenario));
+                kernel.apply(plan);
+                model.set_policy(topology(&state, &node.ifindex));
+                continue;
+            }
+            Packet::Fresh {
+                from,
+                to,
+                kind,
+                spoof,
+            } => {
+                let sender = &PODS[*from];
+                let (to_ip, to_mac, to_pod) = match to {
+                    i if *i < PODS.len() => (PODS[*i].ip, PODS[*i].mac, Some(*i)),
+                    i if *i == PODS.len() => ([10, 0, 7, 7], [2, 0, 0, 0, 7, 7], None),
+                    _ => ([10, 0, 0, 1], ROUTER_MAC, None),
+                };
+                let mut bytes = frame(sender, to_ip, to_mac, kind, false);
+                match spoof {
+                    Spoof::None => {}
+                    Spoof::Ip => {
+                        bytes = frame(
+                            &PodSpec {
+                                ip: [10, 0, 1, 99],
+                                ..*sender
+                            },
+                            to_ip,
+                            to_mac,
+                            kind,
+                            false,
+                        )
+                    }
+                    Spoof::Mac => bytes[6..12].copy_from_slice(&[2, 0, 0, 0, 6, 6]),
+                    Spoof::Corrupt(at, byte) => {
+                        if *at < bytes.len() {
+                            bytes[*at] = *byte;
+                        }
+                    }
+                }
+                (*from, to_pod, bytes)
+            }
+            Packet::Reply { index, kind } => {
+                let Some(original) = sent.get(index % sent.len().max(1)).cloned() else {
+                    continue;
+                };
+                let Some(replier) = original.to else { continue };
+                let (back, kind) = (&PODS[original.from], kind);
+                // Same protocol as the original where it has one, else the generated kind.
+                let reply_kind = match original.frame.get(23) {
+                    Some(6) => Kind::Tcp {
+                        sport: port_index(&original.frame, 34),
+                        dport: port_index(&original.frame, 36),
+                        flags: 1,
+                    },
+                    Some(17) => Kind::Udp {
+                        sport: port_index(&original.frame, 34),
+                        dport: port_index(&original.frame, 36),
+                    },
+                    Some(1) => Kind::Echo {
+                        id: u16::from_be_bytes([original.frame[38], original.frame[39]]),
+                    },
+                    _ => kind.clone(),
+                };
+                (
+                    replier,
+                    Some(original.from),
+                    frame(&PODS[replier], back.ip, back.mac, &reply_kind, true),
+                )
+            }
+            Packet::Error { index, misdirected } => {
+                let Some(original) = sent.get(index % sent.len().max(1)).cloned() else {
+                    continue;
+                };
+                let Some(reporter) = original.to else {
+                    continue;
+                };
+                let target = misdirected.unwrap_or(original.from);
+                let (reporter, target_pod) = (&PODS[reporter], &PODS[target]);
+                let error = FrameBuilder::icmp_error(
+                    reporter.mac,
+                    target_pod.mac,
+                    reporter.ip,
+                    target_pod.ip,
+                    3,
+                    3,
+                    &original.frame,
+                );
+                (original.to.unwrap(), Some(target), error)
+            }
+        };
+        let sender = &PODS[from];
+        let now = ctpath_control::conntrack::monotonic_ns();
+        let (verdict, input, program, ingress) = if sender.local {
+            let ingress = node.ifindex[sender.host_interface];
+            (
+                model.from_pod(ingress, &inner, now),
+                inner.clone(),
+                XdpProgram::FromPod,
+                ingress,
+            )
+        } else {
+            let vni = if sender.network == "blue" { 100 } else { 200 };
+            let outer = FrameBuilder::vxlan(
+                NODE_B_MAC, NODE_A_MAC, NODE_B_IP, NODE_A_IP, 51000, vni, &inner,
+            );
+            (
+                model.from_underlay(&outer, now),
+                outer,
+                XdpProgram::FromUnderlay,
+                kernel.eth0,
+            )
+        };
+        kernel.runner.set_program(program);
+        kernel.runner.set_ingress_ifindex(ingress);
+        let before = kernel.count(verdict.counted);
+        let outcome = kernel.runner.run(&input);
+        let after = kernel.count(verdict.counted);
+        let context = || {
+            format!(
+                "step {step} {packet:?}: model {:?} counted {:?}",
+                verdict.outcome_summary(),
+                verdict.counted
+            )
+        };
+        let expected_action = verdict.outcome.xdp_action();
+        if outcome.action.map(|a| a as u32) != Some(expected_action as u32) {
+            return Err(format!("{}: kernel action {:?}", context(), outcome.action));
+        }
+        if after != before + 1 {
+            return Err(format!("{}: the kernel did not count it there", context()));
+        }
+        let expected_frame = match &verdict.outcome {
+            Outcome::Drop(_) => None,
+            Outcome::Pass => Some(input.clone()),
+            Outcome::Redirect { frame, .. } | Outcome::Bounce { frame } => Some(frame.clone()),
+            Outcome::Encapsulate {
+                vtep,
+                vni,
+                src_port,
+                inner,
+            } => Some(encapsulate(
+                &Outer {
+                    src_mac: MacAddr(NODE_A_MAC),
+                    dst_mac: MacAddr(NODE_B_MAC),
+                    src_ip: Ipv4Addr::from(NODE_A_IP),
+                    dst_ip: *vtep,
+                    src_port: *src_port,
+                    vni: *vni,
+                },
+                inner,
+            )),
+        };
+        if let Some(expected) = expected_frame {
+            if outcome.output != expected {
+                return Err(format!(
+                    "{}: output differs\n  kernel {:02x?}\n  model  {expected:02x?}",
+                    context(),
+                    outcome.output
+                ));
+            }
+        }
+        sent.push(Sent {
+            from,
+            to,
+            frame: inner,
+        });
+    }
+    // The tables: same connections, states and originators; a rule where the model has one.
+    let now = ctpath_control::conntrack::monotonic_ns();
+    let timeouts = model.topology().conntrack.timeouts;
+    let modelled: BTreeMap<KernelCtKey, (u8, u8, bool, bool)> = model
+        .conntrack()
+        .filter(|(key, entry)| !entry.is_expired(key.protocol, &timeouts, now))
+        .map(|(key, entry)| {
+            (
+                (*key).into(),
+                (
+                    entry.state.code(),
+                    entry.originator.code(),
+                    entry.egress_rule.is_some(),
+                    entry.ingress_rule.is_some(),
+                ),
+            )
+        })
+        .collect();
+    let kernel_table: BTreeMap<KernelCtKey, (u8, u8, bool, bool)> = kernel
+        .conntrack()
+        .into_iter()
+        .filter(|(key, entry)| !timeouts.is_expired(key.protocol, entry, now))
+        .map(|(key, entry)| {
+            (
+                key,
+                (
+                    entry.state,
+                    entry.origin,
+                    entry.egress_rule != NO_RULE,
+                    entry.ingress_rule != NO_RULE,
+                ),
+            )
+        })
+        .collect();
+    if modelled != kernel_table {
+        let keys: BTreeSet<_> = modelled.keys().chain(kernel_table.keys()).collect();
+        let diff: Vec<String> = keys
+            .into_iter()
+            .filter(|key| modelled.get(key) != kernel_table.get(key))
+            .map(|key| {
+                format!(
+                    "  {key:?}: model {:?}, kernel {:?}",
+                    modelled.get(key),
+                    kernel_table.get(key)
+                )
+            })
+            .collect();
+        return Err(format!(
+            "conntrack tables differ (state, origin, egress rule, ingress rule):\n{}",
+            diff.join("\n")
+        ));
+    }
+    Ok(())
+}
+
+/// The index in `PORTS` of the port at `offset` of `frame` (0 if it is none of them).
+fn port_index(frame: &[u8], offset: usize) -> usize {
+    let port = u16::from_be_bytes([frame[offset], frame[offset + 1]]);
+    PORTS.iter().position(|p| *p == port).unwrap_or(0)
+}
+
+trait OutcomeSummary {
+    fn outcome_summary(&self) -> String;
+}
+
+impl OutcomeSummary for ctpath_dataplane::model::Verdict {
+    fn outcome_summary(&self) -> String {
+        match &self.outcome {
+            Outcome::Drop(reason) => format!("drop {}", reason.name()),
+            Outcome::Pass => "pass".into(),
+            Outcome::Redirect { ifindex, .. } => format!("redirect to {ifindex}"),
+            Outcome::Bounce { .. } => "bounce".into(),
+            Outcome::Encapsulate { vtep, vni, .. } => format!("encapsulate to {vtep} vni {vni}"),
+        }
+    }
+}
+
+#[test]
+fn kernel_and_model_agree_on_random_sequences() {
+    require_root();
+    let node = node_a();
+    let eth0 = node.ifindex["eth0"];
+    let sequences =
+        || prop::collection::vec(prop::collection::vec(packet(), 1..9), SEQUENCES_PER_CASE);
+    let cases = std::env::var("CTPATH_DIFFERENTIAL_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CASES);
+    let config = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 2_000,
+        ..ProptestConfig::default()
+    };
+    node.ns
+        .run_in(|| {
+                        let (_, empty) = compile_for(&state_yaml(&Scenario {
+                pods: vec![PodConfig { groups: vec![false; 3], port_security: true, pair: 0 }; PODS.len()],
+                rules: vec![vec![]; GROUPS.len()],
+            }));
+            let mut runner = FixtureRunner::new(XdpProgram::FromPod);
+            runner.set_program(XdpProgram::FromUnderlay);
+            datapath::write_plan(runner.ebpf_mut(), &empty).unwrap();
+            let kernel = RefCell::new(Kernel { runner, plan: empty, generation: 1, eth0 });
+            proptest!(config, |(scenario in scenario(), sequences in sequences())| {
+                                let (state, plan) = compile_for(&state_yaml(&scenario));
+                let mut kernel = kernel.borrow_mut();
+                for packets in &sequences {
+                    if let Err(disagreement) = run_sequence(&node, &mut kernel, &scenario, &state, &plan, packets) {
+                        prop_assert!(false, "{disagreement}\nstate:\n{}\nsequence: {packets:#?}", state_yaml(&scenario));
+                    }
+                }
+            });
+        })
+        .unwrap();
+}
