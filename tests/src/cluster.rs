@@ -2,7 +2,8 @@
 //! an underlay between them, every pod with one interface per plane, and on each node either a
 //! real `ctpath agent` process or, for interop tests, the kernel's own overlay set up as flannel
 //! and Rancher do (a vxlan device per VNI, a bridge with the pods' veths, an all-zeros FDB entry
-//! towards each other node). Dropping the [`Cluster`] stops the agents and removes everything.
+//! towards each other node), or nothing at all for the caller to wire ([`NodeKind::Bare`]).
+//! Dropping the [`Cluster`] stops the agents and removes everything.
 //!
 //! The agents run the `ctpath` binary built next to the test executable (`target/<profile>/`),
 //! or the one named by `CTPATH_BIN`, joined to the node's network namespace only
@@ -45,6 +46,9 @@ pub enum NodeKind {
     Ctpath,
     /// The Linux kernel's vxlan device and a bridge, flannel style.
     KernelVxlan,
+    /// Nothing: no agent and no kernel overlay; the caller wires the node itself (the bench's
+    /// `ceiling` topology attaches its own probes).
+    Bare,
 }
 
 /// How one pod's interfaces are addressed.
@@ -200,6 +204,7 @@ impl Cluster {
             {
                 NodeKind::Ctpath => cluster.start_agent(&node.name, &state_path),
                 NodeKind::KernelVxlan => cluster.configure_kernel_vxlan(&node.name),
+                NodeKind::Bare => {}
             }
         }
         cluster

@@ -1,0 +1,370 @@
+//! The load generator: an AF_XDP TX-only flood of pre-built UDP frames out of one interface,
+//! run as `ctpath-bench generate` inside the source pod's namespace (the harness spawns it there,
+//! pinned with `taskset`, so the same generator drives every topology).
+//!
+//! Owns [`GenerateArgs`], [`Flood`] and [`GeneratorError`]. The socket is bound in copy mode to
+//! queue 0 with `XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD` (a TX-only socket needs no XDP program; veth
+//! has no zero-copy). Every frame is written into the UMEM once: `flows` templates that differ
+//! only in the UDP source port (and so in the UDP checksum), repeated over the UMEM. The loop
+//! keeps the TX ring full, kicks the kernel with `sendto` (copy mode transmits inside that call,
+//! at most 32 frames per call), reaps completions and puts their frames back in the free list.
+//! A copy-mode TX completes when the kernel frees the skb at the end of the path, so the flood
+//! never outruns the path: what completes is what the path took.
+//!
+//! Protocol on stdout, one line each, for the harness: `ready` once the socket is bound, then
+//! `start <completed>` after the warm-up, `stop <completed> <elapsed_ns>` after the measured
+//! window, and `done <completed> <outstanding>` when every frame in flight came back (or a
+//! drain timeout passed) and the generator exits.
+//!
+//! Panic contract: nothing here panics on bad input; arguments are checked and every failure
+//! is a [`GeneratorError`].
+
+use std::{
+    io::Write,
+    net::Ipv4Addr,
+    num::NonZeroU32,
+    time::{Duration, Instant},
+};
+
+use ctpath_dataplane::testing::FrameBuilder;
+use thiserror::Error;
+use xsk_rs::{
+    config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
+    socket::Socket,
+    umem::{frame::FrameDesc, Umem},
+    CompQueue, TxQueue,
+};
+
+/// Smallest frame the generator builds: 64 bytes on the wire with the FCS.
+pub const MIN_FRAME: usize = 64;
+/// Largest frame: a 1450-byte pod MTU plus the Ethernet header and FCS.
+pub const MAX_FRAME: usize = 1450 + 14 + 4;
+/// The FCS the NIC would append; our buffers are 4 bytes shorter than the wire size.
+pub const FCS_LEN: usize = 4;
+/// UMEM frames: enough that the TX ring never starves waiting for completions.
+const UMEM_FRAMES: u32 = 8192;
+/// TX and completion ring sizes.
+const RING_SIZE: u32 = 4096;
+/// Frames produced per ring reservation.
+const BATCH: usize = 64;
+/// How long the generator waits for frames in flight after the window.
+const DRAIN: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Error)]
+pub enum GeneratorError {
+    #[error("frame size {0} is outside {MIN_FRAME}..={MAX_FRAME} bytes")]
+    FrameSize(usize),
+    #[error("flows must be 1..=16384, got {0}")]
+    Flows(u32),
+    #[error("source port base {base} + {flows} flows runs past port 65535")]
+    PortRange { base: u16, flows: u32 },
+    #[error("interface name {0:?} is not valid")]
+    Interface(String),
+    #[error("creating the UMEM ({frames} frames): {message}")]
+    Umem { frames: u32, message: String },
+    #[error("binding an AF_XDP socket to {ifname} queue 0 (copy mode): {message}")]
+    Socket { ifname: String, message: String },
+    #[error("writing frame {index} into the UMEM: {source}")]
+    Write {
+        index: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("kicking the TX ring of {ifname}: {source}")]
+    Kick {
+        ifname: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reporting to the harness: {0}")]
+    Report(#[source] std::io::Error),
+}
+
+/// What to send, from where, for how long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenerateArgs {
+    pub ifname: String,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src_ip: Ipv4Addr,
+    pub dst_ip: Ipv4Addr,
+    /// First UDP source port; flow `i` uses `src_port + i`.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Distinct UDP flows (source ports).
+    pub flows: u32,
+    /// Frame size on the wire, FCS included (64 means a 60-byte buffer).
+    pub frame_size: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+impl GenerateArgs {
+    /// Checks the arguments and builds the `flows` frame templates.
+    pub fn frames(&self) -> Result<Vec<Vec<u8>>, GeneratorError> {
+        if !(MIN_FRAME..=MAX_FRAME).contains(&self.frame_size) {
+            return Err(GeneratorError::FrameSize(self.frame_size));
+        }
+        if !(1..=16384).contains(&self.flows) {
+            return Err(GeneratorError::Flows(self.flows));
+        }
+        if u32::from(self.src_port) + self.flows - 1 > u32::from(u16::MAX) {
+            return Err(GeneratorError::PortRange {
+                base: self.src_port,
+                flows: self.flows,
+            });
+        }
+        // Ethernet 14 + IPv4 20 + UDP 8 = 42 bytes of headers.
+        let payload = vec![0u8; self.frame_size - FCS_LEN - 42];
+        Ok((0..self.flows)
+            .map(|flow| {
+                FrameBuilder::udp(
+                    self.src_mac,
+                    self.dst_mac,
+                    self.src_ip,
+                    self.dst_ip,
+                    self.src_port + flow as u16,
+                    self.dst_port,
+                    &payload,
+                )
+            })
+            .collect())
+    }
+}
+
+/// Counts of one flood.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flood {
+    /// Frames the kernel completed (took and freed) over the whole run, warm-up included.
+    pub completed: u64,
+    /// Frames still in flight when the generator gave up waiting.
+    pub outstanding: u64,
+}
+
+/// The AF_XDP socket with its UMEM and free frames.
+struct Sender {
+    umem: Umem,
+    tx: TxQueue,
+    comp: CompQueue,
+    /// Frames not in flight, ready to be produced.
+    free: Vec<FrameDesc>,
+    /// Scratch for completions.
+    reaped: Vec<FrameDesc>,
+    /// Every frame's descriptor as written (length included), by frame index.
+    written: Vec<FrameDesc>,
+    frame_size: usize,
+    ifname: String,
+    completed: u64,
+}
+
+impl Sender {
+    fn open(args: &GenerateArgs, frames: &[Vec<u8>]) -> Result<Sender, GeneratorError> {
+        let frame_size = 2048u32;
+        let umem_config = UmemConfig::builder()
+            .frame_size(FrameSize::new(frame_size).expect("2048 is a valid frame size"))
+            .comp_queue_size(QueueSize::new(RING_SIZE).expect("power of two"))
+            .fill_queue_size(QueueSize::new(RING_SIZE).expect("power of two"))
+            .build()
+            .map_err(|e| GeneratorError::Umem {
+                frames: UMEM_FRAMES,
+                message: e.to_string(),
+            })?;
+        let count = NonZeroU32::new(UMEM_FRAMES).expect("non-zero");
+        let (umem, mut descs) =
+            Umem::new(umem_config, count, false).map_err(|e| GeneratorError::Umem {
+                frames: UMEM_FRAMES,
+                message: e.to_string(),
+            })?;
+        let socket_config = SocketConfig::builder()
+            .tx_queue_size(QueueSize::new(RING_SIZE).expect("power of two"))
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(BindFlags::XDP_COPY)
+            .build();
+        let interface: Interface = args
+            .ifname
+            .parse()
+            .map_err(|_| GeneratorError::Interface(args.ifname.clone()))?;
+        // SAFETY: nothing else in this process binds a socket to this interface and queue, and
+        // the UMEM outlives the socket (both are fields of the returned `Sender`, the UMEM
+        // dropped after the queues).
+        let (tx, _rx, fq_cq) = unsafe { Socket::new(socket_config, &umem, &interface, 0) }
+            .map_err(|e| GeneratorError::Socket {
+                ifname: args.ifname.clone(),
+                message: e.to_string(),
+            })?;
+        let (_fill, comp) = fq_cq.ok_or_else(|| GeneratorError::Socket {
+            ifname: args.ifname.clone(),
+            message: "the first socket of a UMEM has no fill and completion queues".into(),
+        })?;
+        for (index, desc) in descs.iter_mut().enumerate() {
+            let frame = &frames[index % frames.len()];
+            // SAFETY: `desc` is a frame of `umem` that no queue holds yet, and no other
+            // reference to its data exists.
+            let mut data = unsafe { umem.data_mut(desc) };
+            data.cursor()
+                .write_all(frame)
+                .map_err(|source| GeneratorError::Write { index, source })?;
+        }
+        Ok(Sender {
+            umem,
+            tx,
+            comp,
+            written: descs.clone(),
+            reaped: descs.clone(),
+            free: descs,
+            frame_size: frame_size as usize,
+            ifname: args.ifname.clone(),
+            completed: 0,
+        })
+    }
+
+    /// One round: produce what is free, kick, reap.
+    fn round(&mut self) -> Result<(), GeneratorError> {
+        while !self.free.is_empty() {
+            let take = self.free.len().min(BATCH);
+            let start = self.free.len() - take;
+            // SAFETY: the frames in `free` belong to `self.umem` and are in no queue: each was
+            // either never produced or came back through the completion queue.
+            let produced = unsafe { self.tx.produce(&self.free[start..]) };
+            self.free.truncate(self.free.len() - produced);
+            if produced < take {
+                break; // TX ring full
+            }
+        }
+        self.tx.wakeup().map_err(|source| GeneratorError::Kick {
+            ifname: self.ifname.clone(),
+            source,
+        })?;
+        self.reap();
+        Ok(())
+    }
+
+    /// Moves completed frames back to the free list.
+    fn reap(&mut self) {
+        // SAFETY: `reaped` is scratch space; the completion queue only writes addresses of
+        // frames of `self.umem` into it.
+        let n = unsafe { self.comp.consume(&mut self.reaped) };
+        for desc in &self.reaped[..n] {
+            // The completion carries the frame's address only; take its written descriptor.
+            let index = desc.addr() / self.frame_size;
+            if let Some(written) = self.written.get(index) {
+                self.free.push(*written);
+            }
+        }
+        self.completed += n as u64;
+    }
+
+    fn in_flight(&self) -> u64 {
+        (self.written.len() - self.free.len()) as u64
+    }
+
+    /// Keeps the umem alive until after the queues (field order is not relied on).
+    fn close(self) {
+        let Sender { tx, comp, umem, .. } = self;
+        drop(tx);
+        drop(comp);
+        drop(umem);
+    }
+}
+
+/// Runs the flood described by `args`, reporting on `out` (see the module docs).
+pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<Flood, GeneratorError> {
+    let frames = args.frames()?;
+    let mut sender = Sender::open(args, &frames)?;
+    let mut say = |line: String| -> Result<(), GeneratorError> {
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(GeneratorError::Report)
+    };
+    say("ready".into())?;
+    let warmup_end = Instant::now() + args.warmup;
+    while Instant::now() < warmup_end {
+        sender.round()?;
+    }
+    say(format!("start {}", sender.completed))?;
+    let start = Instant::now();
+    let (start_count, end) = (sender.completed, start + args.duration);
+    let mut rounds = 0u32;
+    loop {
+        sender.round()?;
+        rounds = rounds.wrapping_add(1);
+        // Reading the clock every round costs more than a round at 64 bytes.
+        if rounds.is_multiple_of(16) && Instant::now() >= end {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    say(format!(
+        "stop {} {}",
+        sender.completed - start_count,
+        elapsed.as_nanos()
+    ))?;
+    let drain_end = Instant::now() + DRAIN;
+    while sender.in_flight() > 0 && Instant::now() < drain_end {
+        sender.tx.wakeup().map_err(|source| GeneratorError::Kick {
+            ifname: sender.ifname.clone(),
+            source,
+        })?;
+        sender.reap();
+    }
+    let flood = Flood {
+        completed: sender.completed,
+        outstanding: sender.in_flight(),
+    };
+    say(format!("done {} {}", flood.completed, flood.outstanding))?;
+    sender.close();
+    Ok(flood)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(frame_size: usize, flows: u32) -> GenerateArgs {
+        GenerateArgs {
+            ifname: "eth0".into(),
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: Ipv4Addr::new(10, 0, 0, 1),
+            dst_ip: Ipv4Addr::new(10, 0, 0, 2),
+            src_port: 40000,
+            dst_port: 9,
+            flows,
+            frame_size,
+            warmup: Duration::ZERO,
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn frames_have_the_wire_size_less_the_fcs_and_one_port_per_flow() {
+        let frames = args(64, 1024).frames().unwrap();
+        assert_eq!(frames.len(), 1024);
+        assert!(frames.iter().all(|f| f.len() == 60));
+        let ports: std::collections::BTreeSet<u16> = frames
+            .iter()
+            .map(|f| u16::from_be_bytes([f[34], f[35]]))
+            .collect();
+        assert_eq!(ports.len(), 1024);
+        assert_eq!(ports.first(), Some(&40000));
+        assert_eq!(args(1400, 1).frames().unwrap()[0].len(), 1396);
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        assert_eq!(
+            args(60, 1).frames().unwrap_err().to_string(),
+            "frame size 60 is outside 64..=1468 bytes"
+        );
+        assert!(matches!(
+            args(64, 0).frames(),
+            Err(GeneratorError::Flows(0))
+        ));
+        let mut wide = args(64, 1024);
+        wide.src_port = 65000;
+        assert!(matches!(
+            wide.frames(),
+            Err(GeneratorError::PortRange { .. })
+        ));
+    }
+}

@@ -1,0 +1,113 @@
+//! `ctpath-bench`: ctpath against the kernel path on veth, side by side in one run. See
+//! `bench/README.md` for what it measures, how, and how to reproduce the committed results.
+//!
+//! Modules, one concern each:
+//! - `cli`: the command line.
+//! - `run`: one run start to end: topologies, interleaved cases, progress, outputs.
+//! - `topology`: the kernel, ctpath-xdp and ceiling topologies (on the shared testbed), the
+//!   security group as cluster state and as iptables rules, the XDP probes (sink, redirect).
+//! - `generator`: the AF_XDP TX flood, run as `ctpath-bench generate` inside the source pod.
+//! - `measure`: one pps, latency or TCP sample.
+//! - `cpus`: `--cpus same|split` and the pinning behind it.
+//! - `machine`: the machine's description.
+//! - `report`: the JSON record, summary, table, headline ratios, sanity checks.
+//! - `plot`: the PNG plots.
+
+mod cli;
+mod cpus;
+mod generator;
+mod machine;
+mod measure;
+mod plot;
+mod report;
+mod run;
+mod topology;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::{
+    cli::{Cli, Command},
+    report::Results,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Generate(args)) => {
+            let args = generator::GenerateArgs::from(args);
+            match generator::run(&args, &mut std::io::stdout().lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ctpath-bench generate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Hold {
+            topology,
+            rules,
+            cpus,
+            seconds,
+            no_sink,
+        }) => match run::hold(topology, rules, cpus, seconds, !no_sink) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ctpath-bench hold: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Report { results, out }) => {
+            let dir = out.unwrap_or_else(|| {
+                results
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default()
+            });
+            let outcome = Results::read_json(&results)
+                .map_err(run::RunError::from)
+                .and_then(|mut r| {
+                    r.headline = r.compute_headline();
+                    run::write_outputs(&r, &dir)
+                });
+            match outcome {
+                Ok(table) => {
+                    print!("{table}");
+                    println!("written to {}", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ctpath-bench report: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => match run::run(&cli.run) {
+            Ok(results) => {
+                println!();
+                print!("{}", report::table(&results));
+                println!(
+                    "\nresults, table and plots in {} ({:.0} s)",
+                    cli.run.out.display(),
+                    results.duration_seconds
+                );
+                let problems = report::sanity_problems(&results);
+                if problems.is_empty() {
+                    println!("every case ran and produced non-zero, sane figures");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("ctpath-bench: {} problem(s):", problems.len());
+                    for p in &problems {
+                        eprintln!("  {p}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("ctpath-bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

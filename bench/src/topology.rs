@@ -1,0 +1,545 @@
+//! The bench's topologies, all built by the shared testbed's [`Cluster`] from one generated
+//! cluster state, so every topology has the same two nodes, the same underlay, and the same two
+//! pods with the same addresses, MACs, MTU (1450) and interface tuning (the testbed wires each
+//! pod veth with TX checksum offload off and GRO on, see `tests/src/topology.rs`):
+//!
+//! - `kernel`: what users run today, flannel/Rancher style, bridged. Per node a Linux bridge with
+//!   the pods' host veths and a kernel vxlan device (VNI 100, dstport 4789) with an all-zeros FDB
+//!   entry to the other node (the testbed's `NodeKind::KernelVxlan`), plus static FDB entries for
+//!   both pods' MACs (bridge and vxlan, as flannel installs them), `bridge-nf-call-iptables=1` on
+//!   both nodes (br_netfilter, as Kubernetes requires), and on the destination node the
+//!   destination pod's security group as an iptables chain jumped to from FORWARD for frames
+//!   bridged out of the pod's host veth (`physdev`): `ESTABLISHED,RELATED -j ACCEPT`, N rules
+//!   of which the last matches, then DROP. Loaded with `iptables-restore` (Debian's `iptables`,
+//!   the nf_tables backend).
+//! - `ctpath-xdp`: real `ctpath agent`s on both nodes with the same state, whose security group
+//!   on the destination pod's interface has the same N rules.
+//! - `ceiling`: no overlay at all (`NodeKind::Bare`): `bench_redirect` on the source pod's host
+//!   veth sends every frame straight into the node's underlay interface, unencapsulated, and
+//!   `bench_sink` on the far node's underlay interface counts and drops it: the floor of
+//!   per-packet cost of an XDP forwarding path on this machine with this generator.
+//! - `generator-only` (a diagnostic, not a dataplane): `bench_sink` on the source pod's host
+//!   veth, so frames go no further than the first veth hop: the cost of the generator itself
+//!   (AF_XDP copy-mode TX, the skb, the veth's copy of it for XDP), which every topology pays.
+//!   A topology's per-packet time less this one's is the time of its path beyond the pod.
+//!
+//! The sink of `kernel` and `ctpath-xdp` is `bench_sink` on the destination pod's own interface,
+//! inside the pod's namespace (so every topology pays the same receive cost). A sink drops every
+//! frame, so sinks are attached for the pps phases only ([`Topology::attach_sinks`]) and removed
+//! for the latency and TCP phases.
+//!
+//! The security group of the state: N-1 rules `ingress udp <port 20000+i> from <source pod>/32`
+//! that the flood never matches, then `ingress any from <source pod>/32` that everything from the
+//! source pod matches, then `egress any` (not counted in N; the kernel's equivalent is that only
+//! traffic towards the pod enters the chain). ctpath enforces the group statefully
+//! (`docs/security-groups.md`): a flow's first packet is checked against the rules and creates
+//! a conntrack entry, later packets of the flow hit the entry; the kernel's conntrack never marks
+//! a one-way UDP flow ESTABLISHED, so its chain is walked for every flood packet.
+//!
+//! Panic contract: [`Cluster::start`] panics when the testbed cannot be built (it is test code);
+//! everything after that returns [`TopologyError`].
+
+use std::{fmt, fmt::Write as _, net::Ipv4Addr};
+
+use aya::{
+    maps::{Array, PerCpuArray},
+    programs::XdpMode,
+    Ebpf,
+};
+use ctpath_common::Tally;
+use ctpath_control::datapath::{self, DatapathError, XdpProgram};
+use ctpath_testbed::{
+    cluster::{Cluster, ClusterOptions, NodeKind},
+    format_mac, Netns,
+};
+use thiserror::Error;
+
+use crate::cpus::{CpuError, Placement};
+
+pub const NODE_A: &str = "node-a";
+pub const NODE_B: &str = "node-b";
+pub const SRC_POD: &str = "src";
+pub const DST_POD: &str = "dst";
+/// Host-side interface names (in the nodes) and the pod-side name (in the pods).
+pub const SRC_HOST_IF: &str = "vsrc";
+pub const DST_HOST_IF: &str = "vdst";
+pub const POD_IF: &str = "eth0";
+pub const UNDERLAY_IF: &str = "eth0";
+pub const SRC_IP: Ipv4Addr = Ipv4Addr::new(10, 100, 1, 2);
+pub const DST_IP: Ipv4Addr = Ipv4Addr::new(10, 100, 2, 2);
+pub const SRC_MAC: [u8; 6] = [0x02, 0x00, 0x0a, 0x64, 0x01, 0x02];
+pub const DST_MAC: [u8; 6] = [0x02, 0x00, 0x0a, 0x64, 0x02, 0x02];
+pub const VNI: u32 = 100;
+/// The non-matching rules use ports from here up.
+const FIRST_DECOY_PORT: u32 = 20000;
+/// The iptables chain of the destination pod's security group.
+const SG_CHAIN: &str = "ctpath-sg-dst";
+
+#[derive(Debug, Error)]
+pub enum TopologyError {
+    #[error("{topology}: {source}")]
+    Datapath {
+        topology: String,
+        #[source]
+        source: Box<DatapathError>,
+    },
+    #[error("{topology}: attaching {program} to {ifname} in {netns}: {message}")]
+    Attach {
+        topology: String,
+        program: &'static str,
+        ifname: String,
+        netns: String,
+        message: String,
+    },
+    #[error("{topology}: {what}: {message}")]
+    Setup {
+        topology: String,
+        what: String,
+        message: String,
+    },
+    #[error("rule count {0} is outside 1..={max}", max = MAX_RULES)]
+    RuleCount(usize),
+    #[error(transparent)]
+    Cpu(#[from] CpuError),
+}
+
+/// At most this many rules (ports 20000..65535 for the non-matching ones).
+pub const MAX_RULES: usize = 40000;
+
+/// The topologies, in the order they run within a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TopologyKind {
+    Kernel,
+    CtpathXdp,
+    CtpathAfxdp,
+    Ceiling,
+    GeneratorOnly,
+}
+
+impl TopologyKind {
+    pub const ALL: [TopologyKind; 5] = [
+        TopologyKind::Kernel,
+        TopologyKind::CtpathXdp,
+        TopologyKind::CtpathAfxdp,
+        TopologyKind::Ceiling,
+        TopologyKind::GeneratorOnly,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            TopologyKind::Kernel => "kernel",
+            TopologyKind::CtpathXdp => "ctpath-xdp",
+            TopologyKind::CtpathAfxdp => "ctpath-afxdp",
+            TopologyKind::Ceiling => "ceiling",
+            TopologyKind::GeneratorOnly => "generator-only",
+        }
+    }
+}
+
+impl fmt::Display for TopologyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why `ctpath-afxdp` is not measured.
+pub const AFXDP_SKIPPED: &str = "the AF_XDP fast path does not exist yet (dataplane/ has no \
+                                 forwarder): skipped until it lands";
+
+/// The cluster state of every topology, with a security group of `rules` ingress rules on the
+/// destination pod's interface (see the module docs).
+pub fn state_yaml(rules: usize) -> Result<String, TopologyError> {
+    if !(1..=MAX_RULES).contains(&rules) {
+        return Err(TopologyError::RuleCount(rules));
+    }
+    let mut yaml = format!(
+        "# ctpath-bench: two nodes, a source and a destination pod, one plane; the destination's
+# security group has {rules} ingress rules, the last one matching everything from the source.
+version: 1
+networks:
+  - {{ name: bench, vni: {VNI}, cidr: 10.100.0.0/16, gateway: 10.100.0.1, mtu: 1450 }}
+nodes:
+  - {{ name: {NODE_A}, underlay_interface: {UNDERLAY_IF}, underlay_ip: 192.168.77.1 }}
+  - {{ name: {NODE_B}, underlay_interface: {UNDERLAY_IF}, underlay_ip: 192.168.77.2 }}
+security_groups:
+  - name: bench-dst
+    rules:
+"
+    );
+    for i in 0..rules - 1 {
+        let port = FIRST_DECOY_PORT + i as u32;
+        writeln!(
+            yaml,
+            "      - {{ direction: ingress, protocol: udp, ports: \"{port}\", remote_cidr: {SRC_IP}/32 }}"
+        )
+        .expect("write to String");
+    }
+    write!(
+        yaml,
+        "      - {{ direction: ingress, protocol: any, remote_cidr: {SRC_IP}/32 }}
+      - {{ direction: egress, protocol: any }}
+pods:
+  - name: {SRC_POD}
+    node: {NODE_A}
+    interfaces:
+      - {{ network: bench, host_interface: {SRC_HOST_IF}, ip: {SRC_IP}, mac: \"{}\" }}
+  - name: {DST_POD}
+    node: {NODE_B}
+    interfaces:
+      - {{ network: bench, host_interface: {DST_HOST_IF}, ip: {DST_IP}, mac: \"{}\", security_groups: [bench-dst] }}
+",
+        format_mac(SRC_MAC),
+        format_mac(DST_MAC)
+    )
+    .expect("write to String");
+    Ok(yaml)
+}
+
+/// The kernel topology's filter table for `iptables-restore`: the security group of `rules`
+/// rules as a chain, jumped to from FORWARD for frames bridged out of the destination pod's
+/// host veth.
+pub fn iptables_ruleset(rules: usize) -> Result<String, TopologyError> {
+    if !(1..=MAX_RULES).contains(&rules) {
+        return Err(TopologyError::RuleCount(rules));
+    }
+    let mut text = format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:{SG_CHAIN} - [0:0]\n\
+         -A FORWARD -m physdev --physdev-out {DST_HOST_IF} --physdev-is-bridged -j {SG_CHAIN}\n\
+         -A {SG_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+    );
+    for i in 0..rules - 1 {
+        let port = FIRST_DECOY_PORT + i as u32;
+        writeln!(
+            text,
+            "-A {SG_CHAIN} -s {SRC_IP}/32 -p udp -m udp --dport {port} -j ACCEPT"
+        )
+        .expect("write to String");
+    }
+    write!(
+        text,
+        "-A {SG_CHAIN} -s {SRC_IP}/32 -j ACCEPT\n-A {SG_CHAIN} -j DROP\nCOMMIT\n"
+    )
+    .expect("write to String");
+    Ok(text)
+}
+
+/// One eBPF probe of the ctpath object (`bench_sink` or `bench_redirect`), attached in native
+/// mode to one interface; detached when dropped.
+pub struct Probe {
+    ebpf: Ebpf,
+}
+
+impl Probe {
+    /// `bench_sink` on `ifname` in `ns`.
+    pub fn sink(topology: &str, ns: &Netns, ifname: &str) -> Result<Probe, TopologyError> {
+        Self::attach(topology, ns, ifname, XdpProgram::BenchSink, None)
+    }
+
+    /// `bench_redirect` on `ifname` in `ns`, redirecting to `target_ifindex` (same namespace).
+    pub fn redirect(
+        topology: &str,
+        ns: &Netns,
+        ifname: &str,
+        target_ifindex: u32,
+    ) -> Result<Probe, TopologyError> {
+        Self::attach(
+            topology,
+            ns,
+            ifname,
+            XdpProgram::BenchRedirect,
+            Some(target_ifindex),
+        )
+    }
+
+    fn attach(
+        topology: &str,
+        ns: &Netns,
+        ifname: &str,
+        program: XdpProgram,
+        target: Option<u32>,
+    ) -> Result<Probe, TopologyError> {
+        let datapath_error = |source| TopologyError::Datapath {
+            topology: topology.to_owned(),
+            source: Box::new(source),
+        };
+        let attach_error = |message: String| TopologyError::Attach {
+            topology: topology.to_owned(),
+            program: program.symbol(),
+            ifname: ifname.to_owned(),
+            netns: ns.name().to_owned(),
+            message,
+        };
+        let loaded = ns
+            .run_in(|| -> Result<Ebpf, TopologyError> {
+                let mut ebpf = datapath::load().map_err(datapath_error)?;
+                if let Some(ifindex) = target {
+                    let map = ebpf
+                        .map_mut("BENCH_TARGET")
+                        .ok_or(DatapathError::MissingMap("BENCH_TARGET"))
+                        .map_err(datapath_error)?;
+                    let mut array = Array::<_, u32>::try_from(map)
+                        .map_err(|e| attach_error(format!("BENCH_TARGET: {e}")))?;
+                    array
+                        .set(0, ifindex, 0)
+                        .map_err(|e| attach_error(format!("BENCH_TARGET: {e}")))?;
+                }
+                datapath::xdp_program(&mut ebpf, program)
+                    .map_err(datapath_error)?
+                    .attach(ifname, XdpMode::Driver)
+                    .map_err(|e| attach_error(e.to_string()))?;
+                Ok(ebpf)
+            })
+            .map_err(|e| attach_error(e.to_string()))??;
+        Ok(Probe { ebpf: loaded })
+    }
+
+    /// What `bench_sink` counted so far, all CPUs together (zero for a redirect probe).
+    pub fn received(&self) -> Tally {
+        let Some(map) = self.ebpf.map("BENCH_SINK") else {
+            return Tally::default();
+        };
+        let Ok(array) = PerCpuArray::<_, Tally>::try_from(map) else {
+            return Tally::default();
+        };
+        array
+            .get(&0, 0)
+            .map(|per_cpu| {
+                per_cpu.iter().fold(Tally::default(), |sum, cpu| Tally {
+                    packets: sum.packets + cpu.packets,
+                    bytes: sum.bytes + cpu.bytes,
+                })
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One built topology.
+pub struct Topology {
+    pub kind: TopologyKind,
+    pub rules: usize,
+    pub cluster: Cluster,
+    /// The ceiling's redirect probe (kept for its lifetime).
+    redirect: Option<Probe>,
+    sink: Option<Probe>,
+}
+
+impl Topology {
+    /// Builds `kind` with a security group of `rules` rules and prepares its CPUs.
+    pub fn build(
+        kind: TopologyKind,
+        rules: usize,
+        placement: &Placement,
+    ) -> Result<Topology, TopologyError> {
+        let yaml = state_yaml(rules)?;
+        let node_kind = match kind {
+            TopologyKind::Kernel => NodeKind::KernelVxlan,
+            TopologyKind::CtpathXdp | TopologyKind::CtpathAfxdp => NodeKind::Ctpath,
+            TopologyKind::Ceiling | TopologyKind::GeneratorOnly => NodeKind::Bare,
+        };
+        let options = ClusterOptions {
+            node_kinds: [
+                (NODE_A.to_owned(), node_kind),
+                (NODE_B.to_owned(), node_kind),
+            ]
+            .into(),
+            ..ClusterOptions::default()
+        };
+        let cluster = Cluster::start(&format!("bench-{}", kind.name()), &yaml, options);
+        let mut topology = Topology {
+            kind,
+            rules,
+            cluster,
+            redirect: None,
+            sink: None,
+        };
+        match kind {
+            TopologyKind::Kernel => topology.configure_kernel(rules)?,
+            TopologyKind::Ceiling => {
+                let node_a = topology.cluster.node(NODE_A);
+                let underlay = node_a.underlay().ok_or_else(|| TopologyError::Setup {
+                    topology: kind.name().into(),
+                    what: "underlay".into(),
+                    message: "node-a has no underlay port".into(),
+                })?;
+                topology.redirect = Some(Probe::redirect(
+                    kind.name(),
+                    node_a,
+                    SRC_HOST_IF,
+                    underlay.ifindex,
+                )?);
+            }
+            TopologyKind::CtpathXdp | TopologyKind::CtpathAfxdp | TopologyKind::GeneratorOnly => {}
+        }
+        let c = &topology.cluster;
+        placement.prepare(
+            &[
+                c.node(NODE_A).ns(),
+                c.node(NODE_B).ns(),
+                c.pod(SRC_POD).ns(),
+                c.pod(DST_POD).ns(),
+            ],
+            (c.node(NODE_A).ns(), SRC_HOST_IF),
+        )?;
+        Ok(topology)
+    }
+
+    fn setup_error(&self, what: &str, message: impl fmt::Display) -> TopologyError {
+        TopologyError::Setup {
+            topology: self.kind.name().into(),
+            what: what.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// br_netfilter on both nodes, static FDB entries for both pods, the security group.
+    fn configure_kernel(&mut self, rules: usize) -> Result<(), TopologyError> {
+        let vxlan = format!("vx{VNI}");
+        let (src_mac, dst_mac) = (format_mac(SRC_MAC), format_mac(DST_MAC));
+        for (node, local_if, local_mac, remote_mac, remote_vtep) in [
+            (NODE_A, SRC_HOST_IF, &src_mac, &dst_mac, "192.168.77.2"),
+            (NODE_B, DST_HOST_IF, &dst_mac, &src_mac, "192.168.77.1"),
+        ] {
+            let ns = self.cluster.node(node).ns().clone();
+            ns.sysctl("net.bridge.bridge-nf-call-iptables", "1")
+                .map_err(|e| self.setup_error("br_netfilter", e))?;
+            for command in [
+                vec![
+                    "fdb", "replace", local_mac, "dev", local_if, "master", "static",
+                ],
+                vec![
+                    "fdb", "replace", remote_mac, "dev", &vxlan, "master", "static",
+                ],
+                vec![
+                    "fdb",
+                    "replace",
+                    remote_mac,
+                    "dev",
+                    &vxlan,
+                    "self",
+                    "dst",
+                    remote_vtep,
+                    "static",
+                ],
+            ] {
+                let argv: Vec<&str> = std::iter::once("bridge").chain(command).collect();
+                ns.exec(&argv)
+                    .map_err(|e| self.setup_error("static FDB", e))?;
+            }
+        }
+        self.set_kernel_rules(rules)
+    }
+
+    /// Replaces the kernel topology's security group with one of `rules` rules (atomically,
+    /// `iptables-restore`).
+    pub fn set_kernel_rules(&mut self, rules: usize) -> Result<(), TopologyError> {
+        let ruleset = iptables_ruleset(rules)?;
+        let ns = self.cluster.node(NODE_B).ns().clone();
+        let path = std::env::temp_dir().join(format!(
+            "ctpath-bench-{}-rules-{rules}.txt",
+            std::process::id()
+        ));
+        std::fs::write(&path, ruleset).map_err(|e| self.setup_error("iptables rules file", e))?;
+        let result = ns.exec(&[
+            "sh",
+            "-c",
+            &format!("iptables-restore < {}", path.display()),
+        ]);
+        let _ = std::fs::remove_file(&path);
+        result.map_err(|e| self.setup_error("iptables-restore", e))?;
+        self.rules = rules;
+        Ok(())
+    }
+
+    /// Where the flood is counted: the destination pod's interface, or for the ceiling the far
+    /// node's underlay interface.
+    fn sink_location(&self) -> (&Netns, &str) {
+        match self.kind {
+            TopologyKind::Ceiling => (self.cluster.node(NODE_B).ns(), UNDERLAY_IF),
+            TopologyKind::GeneratorOnly => (self.cluster.node(NODE_A).ns(), SRC_HOST_IF),
+            _ => (self.cluster.pod(DST_POD).ns(), POD_IF),
+        }
+    }
+
+    pub fn attach_sinks(&mut self) -> Result<(), TopologyError> {
+        if self.sink.is_none() {
+            let (ns, ifname) = self.sink_location();
+            self.sink = Some(Probe::sink(self.kind.name(), ns, ifname)?);
+        }
+        Ok(())
+    }
+
+    pub fn detach_sinks(&mut self) {
+        self.sink = None;
+    }
+
+    /// What the sink counted so far.
+    pub fn received(&self) -> Tally {
+        self.sink.as_ref().map(Probe::received).unwrap_or_default()
+    }
+
+    pub fn src(&self) -> &Netns {
+        self.cluster.pod(SRC_POD).ns()
+    }
+
+    pub fn dst(&self) -> &Netns {
+        self.cluster.pod(DST_POD).ns()
+    }
+
+    /// (role, namespace name) of the nodes and pods.
+    pub fn namespaces(&self) -> Vec<(&'static str, String)> {
+        [
+            ("node-a", self.cluster.node(NODE_A).ns()),
+            ("node-b", self.cluster.node(NODE_B).ns()),
+            ("src pod", self.src()),
+            ("dst pod", self.dst()),
+        ]
+        .into_iter()
+        .map(|(role, ns)| (role, ns.name().to_owned()))
+        .collect()
+    }
+
+    /// ctpath's drops on both nodes so far (all reasons), or 0 for other topologies.
+    pub fn datapath_drops(&self) -> u64 {
+        self.cluster
+            .ctpath_nodes()
+            .map(|node| self.cluster.status(node).total_dropped())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ctpath_control::state::ClusterState;
+
+    use super::*;
+
+    #[test]
+    fn the_state_is_valid_and_has_the_rules() {
+        for rules in [1, 10, 10000] {
+            let state = ClusterState::from_yaml_str(&state_yaml(rules).unwrap()).unwrap();
+            let group = state.security_group("bench-dst").unwrap();
+            assert_eq!(
+                group.rules.len(),
+                rules + 1,
+                "N ingress rules and egress any"
+            );
+            assert_eq!(state.pods[1].interfaces[0].security_groups, ["bench-dst"]);
+        }
+        assert!(state_yaml(0).is_err());
+    }
+
+    #[test]
+    fn the_iptables_chain_has_the_rules_in_order() {
+        let text = iptables_ruleset(3).unwrap();
+        let chain: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("-A ctpath-sg-dst"))
+            .collect();
+        assert_eq!(chain.len(), 1 + 3 + 1, "{text}");
+        assert!(chain[0].contains("RELATED,ESTABLISHED"));
+        assert!(chain[1].contains("--dport 20000"));
+        assert!(chain[3].ends_with("-s 10.100.1.2/32 -j ACCEPT"));
+        assert!(chain[4].ends_with("-j DROP"));
+        assert!(text.ends_with("COMMIT\n"));
+    }
+}
