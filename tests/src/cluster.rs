@@ -27,7 +27,8 @@ use ctpath_control::{
 use ipnet::Ipv4Net;
 
 use crate::{
-    Addressing, ChildGuard, NodeHandle, PodHandle, PodInterfaceSpec, PodSpec, Testbed, UnderlaySpec,
+    Addressing, ChildGuard, NodeHandle, Offloads, PodHandle, PodInterfaceSpec, PodSpec, Testbed,
+    UnderlaySpec,
 };
 
 /// What an agent logs once it has applied a new state, or found nothing in it for its node.
@@ -149,6 +150,12 @@ impl Cluster {
                 .get(&pod.name)
                 .copied()
                 .unwrap_or(PodAddressing::OnLink);
+            // Pods of a kernel-path node keep the kernel's offloads, as users run them; XDP at
+            // the host end (ctpath, the bench's ceiling) needs the CNI's settings.
+            let offloads = match options.node_kinds.get(&pod.node) {
+                Some(NodeKind::KernelVxlan) => Offloads::KernelDefault,
+                _ => Offloads::Ctpath,
+            };
             let interfaces = pod
                 .interfaces
                 .iter()
@@ -161,6 +168,7 @@ impl Cluster {
                     PodInterfaceSpec {
                         pod_ifname: Some(format!("eth{i}")),
                         mtu: plane_mtu(network),
+                        offloads,
                         addressing: match addressing {
                             PodAddressing::OnLink => Addressing::OnLink {
                                 gateway: (i == 0).then_some(network.gateway),

@@ -64,8 +64,9 @@ pub use netns::{LinkInfo, Netns, NETNS_RUN_DIR};
 pub use process::ChildGuard;
 pub use raw::RawSocket;
 pub use topology::{
-    Addressing, NodeHandle, PodHandle, PodInterface, PodInterfaceSpec, PodSpec, Testbed, Underlay,
-    UnderlayPort, UnderlaySpec, DEFAULT_POD_MTU, DEFAULT_UNDERLAY_IFNAME, DEFAULT_UNDERLAY_MTU,
+    Addressing, NodeHandle, Offloads, PodHandle, PodInterface, PodInterfaceSpec, PodSpec, Testbed,
+    Underlay, UnderlayPort, UnderlaySpec, DEFAULT_POD_MTU, DEFAULT_UNDERLAY_IFNAME,
+    DEFAULT_UNDERLAY_MTU,
 };
 
 /// Panics with an explanation unless the process runs as root. Call it first in every test that

@@ -338,7 +338,9 @@ impl Testbed {
             node.ip(&["link", "set", &itf.host_ifname, "up"])?;
             // GRO on (NAPI for XDP redirects into the pod) and TX checksum offload off (frames
             // leave the pod with complete checksums): see the module doc.
-            pod.exec(&["ethtool", "-K", &pod_ifname, "gro", "on", "tx", "off"])?;
+            if itf.offloads == Offloads::Ctpath {
+                pod.exec(&["ethtool", "-K", &pod_ifname, "gro", "on", "tx", "off"])?;
+            }
             let host = node.link(&itf.host_ifname)?;
             let pod_link = pod.link(&pod_ifname)?;
             interfaces.push(PodInterface {
@@ -586,6 +588,19 @@ pub struct PodInterfaceSpec {
     pub mtu: u32,
     /// How the pod reaches the plane.
     pub addressing: Addressing,
+    /// How the pod side's offloads are set.
+    pub offloads: Offloads,
+}
+
+/// Offloads of a pod's side of its veth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offloads {
+    /// As ctpath's CNI sets them for XDP at the host end: GRO on (NAPI for redirects into the
+    /// pod), TX checksum offload (and with it TSO/GSO) off.
+    Ctpath,
+    /// The kernel's defaults, as pods on a kernel-path node (bridge + vxlan) have them: TX
+    /// checksum offload and TSO on.
+    KernelDefault,
 }
 
 impl PodInterfaceSpec {
@@ -600,6 +615,7 @@ impl PodInterfaceSpec {
             mac,
             mtu: DEFAULT_POD_MTU,
             addressing: Addressing::OnLink { gateway: None },
+            offloads: Offloads::Ctpath,
         }
     }
 }
