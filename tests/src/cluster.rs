@@ -125,8 +125,24 @@ impl Cluster {
             .collect();
         let underlay = underlay_subnet(&state);
         let ordered: Vec<&NodeHandle> = state.nodes.iter().map(|node| &nodes[&node.name]).collect();
+        // Where no node runs XDP on its underlay, the underlay keeps the kernel's offloads.
+        let kernel_only = state
+            .nodes
+            .iter()
+            .all(|node| options.node_kinds.get(&node.name) == Some(&NodeKind::KernelVxlan));
+        let offloads = if kernel_only {
+            Offloads::KernelDefault
+        } else {
+            Offloads::Ctpath
+        };
         let ports = testbed
-            .connect_underlay_with(&ordered, &UnderlaySpec::new(underlay))
+            .connect_underlay_with(
+                &ordered,
+                &UnderlaySpec {
+                    offloads,
+                    ..UnderlaySpec::new(underlay)
+                },
+            )
             .expect("underlay");
         for (node, port) in state.nodes.iter().zip(&ports.ports) {
             assert_eq!(

@@ -217,7 +217,9 @@ impl Testbed {
                 ])?;
                 switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
                 // Frames XDP redirects into the node's end arrive here: see below.
-                switch.exec(&["ethtool", "-K", &port, "gro", "on", "tx", "off"])?;
+                if spec.offloads == Offloads::Ctpath {
+                    switch.exec(&["ethtool", "-K", &port, "gro", "on", "tx", "off"])?;
+                }
             }
             Some(switch)
         };
@@ -230,7 +232,9 @@ impl Testbed {
             // XDP_REDIRECT or XDP_TX into a veth needs NAPI on its peer: an XDP program there
             // (a ctpath node) or GRO (a node without ctpath, e.g. a kernel vxlan node). A real
             // NIC needs nothing of the kind.
-            node.exec(&["ethtool", "-K", ifname, "gro", "on", "tx", "off"])?;
+            if spec.offloads == Offloads::Ctpath {
+                node.exec(&["ethtool", "-K", ifname, "gro", "on", "tx", "off"])?;
+            }
             let link = node.link(ifname)?;
             let port = UnderlayPort {
                 node: node.name.clone(),
@@ -511,6 +515,12 @@ pub struct UnderlaySpec {
     pub ifname: String,
     /// The MTU of every underlay interface (default 1500).
     pub mtu: u32,
+    /// How the underlay veths' offloads are set: [`Offloads::Ctpath`] (the default) makes them
+    /// behave like a wire between NICs for nodes with XDP on their underlay (complete
+    /// checksums, NAPI for redirects); [`Offloads::KernelDefault`] leaves them as the kernel
+    /// sets them, for clusters where no node runs XDP (GSO packets stay whole to the other
+    /// node, as a NIC with TSO would carry them).
+    pub offloads: Offloads,
 }
 
 impl UnderlaySpec {
@@ -520,6 +530,7 @@ impl UnderlaySpec {
             subnet,
             ifname: DEFAULT_UNDERLAY_IFNAME.to_owned(),
             mtu: DEFAULT_UNDERLAY_MTU,
+            offloads: Offloads::Ctpath,
         }
     }
 }
