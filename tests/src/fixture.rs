@@ -8,6 +8,8 @@
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
+use crate::{format_mac, Netns, Testbed};
+
 use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
@@ -260,5 +262,77 @@ impl fmt::Display for Hex<'_> {
             write!(f, "{byte:02x}")?;
         }
         Ok(())
+    }
+}
+
+/// A namespace standing for one node in fixture tests that need real devices and a real FIB:
+/// a veth per pod interface name (test runs need a real ingress device), an underlay `eth0`
+/// with this node's MAC and address (/24), the other node as a permanent neighbour, and IPv4
+/// forwarding on the underlay (as the agent sets it), so `bpf_fib_lookup` resolves without
+/// any traffic. Run the fixtures inside with [`crate::Netns::run_in`].
+pub struct FixtureNode {
+    _testbed: Testbed,
+    pub ns: Netns,
+    /// ifindex of every device created, `eth0` included.
+    pub ifindex: BTreeMap<String, u32>,
+}
+
+impl FixtureNode {
+    /// `underlay`: this node's (MAC, address); `neighbour`: the other node's.
+    pub fn new(
+        label: &str,
+        pod_interfaces: &[&str],
+        underlay: ([u8; 6], [u8; 4]),
+        neighbour: ([u8; 6], [u8; 4]),
+    ) -> FixtureNode {
+        let testbed = Testbed::new(label).expect("testbed");
+        let node = testbed.add_node("node").expect("node namespace");
+        let mut ifindex = BTreeMap::new();
+        for name in pod_interfaces.iter().copied().chain(["eth0"]) {
+            node.ip(&[
+                "link",
+                "add",
+                name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("p{name}"),
+            ])
+            .expect("veth");
+            node.ip(&["link", "set", name, "up"]).expect("link up");
+            ifindex.insert(name.to_owned(), node.ifindex(name).expect("ifindex"));
+        }
+        let ip = |bytes: [u8; 4]| std::net::Ipv4Addr::from(bytes).to_string();
+        node.ip(&["link", "set", "eth0", "address", &format_mac(underlay.0)])
+            .expect("underlay MAC");
+        node.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", ip(underlay.1)),
+            "dev",
+            "eth0",
+        ])
+        .expect("underlay address");
+        node.ip(&[
+            "neigh",
+            "add",
+            &ip(neighbour.1),
+            "lladdr",
+            &format_mac(neighbour.0),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])
+        .expect("neighbour");
+        node.sysctl("net.ipv4.conf.eth0.forwarding", "1")
+            .expect("forwarding");
+        let ns = node.ns().clone();
+        FixtureNode {
+            _testbed: testbed,
+            ns,
+            ifindex,
+        }
     }
 }

@@ -38,7 +38,10 @@ use ctpath_dataplane::{
     testing::{FrameBuilder, Malform},
     wire::{tcp::Flags, MacAddr},
 };
-use ctpath_testbed::{fixture::FixtureRunner, require_root, Netns, Testbed};
+use ctpath_testbed::{
+    fixture::{FixtureNode, FixtureRunner},
+    require_root,
+};
 use proptest::prelude::*;
 
 /// Sequences run: cases × sequences per case (`CTPATH_DIFFERENTIAL_CASES` overrides the
@@ -477,59 +480,18 @@ fn frame(
 }
 
 /// Node A's namespace: a veth per local pod, and an underlay with node B as permanent neighbour.
-struct NodeA {
-    _testbed: Testbed,
-    ns: Netns,
-    ifindex: BTreeMap<String, u32>,
-}
-
-fn node_a() -> NodeA {
-    let testbed = Testbed::new("diff").unwrap();
-    let node = testbed.add_node("node-a").unwrap();
-    let mut ifindex = BTreeMap::new();
-    for name in PODS
+fn node_a() -> FixtureNode {
+    let local: Vec<&str> = PODS
         .iter()
         .filter(|p| p.local)
         .map(|p| p.host_interface)
-        .chain(["eth0"])
-    {
-        node.ip(&[
-            "link",
-            "add",
-            name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("p{name}"),
-        ])
-        .unwrap();
-        node.ip(&["link", "set", name, "up"]).unwrap();
-        ifindex.insert(name.to_owned(), node.ifindex(name).unwrap());
-    }
-    node.ip(&["link", "set", "eth0", "address", "52:54:00:00:00:01"])
-        .unwrap();
-    node.ip(&["addr", "add", "192.168.77.1/24", "dev", "eth0"])
-        .unwrap();
-    node.ip(&[
-        "neigh",
-        "add",
-        "192.168.77.2",
-        "lladdr",
-        "52:54:00:00:00:02",
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ])
-    .unwrap();
-    node.sysctl("net.ipv4.conf.eth0.forwarding", "1").unwrap();
-    let ns = node.ns().clone();
-    NodeA {
-        _testbed: testbed,
-        ns,
-        ifindex,
-    }
+        .collect();
+    FixtureNode::new(
+        "diff",
+        &local,
+        (NODE_A_MAC, NODE_A_IP),
+        (NODE_B_MAC, NODE_B_IP),
+    )
 }
 
 /// The kernel side: one loaded object, its current plan and generation.
@@ -597,7 +559,7 @@ fn compile_for(yaml: &str) -> (ClusterState, NodePlan) {
 
 /// Runs one sequence through both sides; an error describes the first disagreement.
 fn run_sequence(
-    node: &NodeA,
+    node: &FixtureNode,
     kernel: &mut Kernel,
     base: &Scenario,
     base_state: &ClusterState,

@@ -27,7 +27,7 @@ use ctpath_dataplane::{
     wire::{icmp, tcp::Flags},
 };
 use ctpath_testbed::{
-    fixture::{ExpectedCounter, ExpectedOutput, Fixture, FixtureRunner, XdpAction},
+    fixture::{ExpectedCounter, ExpectedOutput, Fixture, FixtureNode, FixtureRunner, XdpAction},
     require_root,
 };
 
@@ -462,31 +462,13 @@ fn from_pod_encapsulates_towards_the_remote_node() {
     require_root();
     // A node namespace whose eth0 (node A's MAC and address) has node B as a permanent
     // neighbour, so bpf_fib_lookup resolves the next hop without any traffic.
-    let testbed = ctpath_testbed::Testbed::new("encap").unwrap();
-    let node = testbed.add_node("node-a").unwrap();
-    for command in [
-        vec![
-            "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
-        ],
-        vec!["link", "set", "peer0", "up"],
-        vec!["link", "set", "eth0", "address", "52:54:00:00:00:01", "up"],
-        vec!["addr", "add", "192.168.77.1/24", "dev", "eth0"],
-        vec![
-            "neigh",
-            "add",
-            "192.168.77.2",
-            "lladdr",
-            "52:54:00:00:00:02",
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ],
-    ] {
-        node.ip(&command).unwrap();
-    }
-    node.sysctl("net.ipv4.conf.eth0.forwarding", "1").unwrap();
-    let eth0 = node.ifindex("eth0").unwrap();
+    let node = FixtureNode::new(
+        "encap",
+        &[],
+        (NODE_A_MAC, NODE_A_IP),
+        (NODE_B_MAC, NODE_B_IP),
+    );
+    let eth0 = node.ifindex["eth0"];
 
     let a_to_b = FrameBuilder::udp(
         POD_A_MAC, POD_B_MAC, POD_A_IP, POD_B_IP, 40000, 2152, b"gtp-u",
@@ -543,32 +525,36 @@ fn from_pod_encapsulates_towards_the_remote_node() {
             ExpectedCounter::Event(Counter::PodEncapsulated),
         ),
     ];
-    node.run_in(|| {
-        let mut runner = runner(XdpProgram::FromPod, &plan(eth0, eth0)).with_ingress_ifindex(eth0);
-        runner.check_all(&fixtures);
-        // Another flow, another outer source port: underlay ECMP and RSS can spread them.
-        let other = FrameBuilder::udp(
-            POD_A_MAC, POD_B_MAC, POD_A_IP, POD_B_IP, 40002, 2152, b"gtp-u",
-        );
-        let sport = |frame: &[u8]| u16::from_be_bytes([frame[34], frame[35]]);
-        assert_ne!(
-            sport(&runner.run(&a_to_b).output),
-            sport(&runner.run(&other).output)
-        );
-    })
-    .unwrap();
+    node.ns
+        .run_in(|| {
+            let mut runner =
+                runner(XdpProgram::FromPod, &plan(eth0, eth0)).with_ingress_ifindex(eth0);
+            runner.check_all(&fixtures);
+            // Another flow, another outer source port: underlay ECMP and RSS can spread them.
+            let other = FrameBuilder::udp(
+                POD_A_MAC, POD_B_MAC, POD_A_IP, POD_B_IP, 40002, 2152, b"gtp-u",
+            );
+            let sport = |frame: &[u8]| u16::from_be_bytes([frame[34], frame[35]]);
+            assert_ne!(
+                sport(&runner.run(&a_to_b).output),
+                sport(&runner.run(&other).output)
+            );
+        })
+        .unwrap();
 
     // Without the neighbour entry the frame is dropped and counted, not sent to a guessed MAC.
-    node.ip(&["neigh", "del", "192.168.77.2", "dev", "eth0"])
+    node.ns
+        .ip(&["neigh", "del", "192.168.77.2", "dev", "eth0"])
         .unwrap();
-    node.run_in(|| {
-        runner(XdpProgram::FromPod, &plan(eth0, eth0))
-            .with_ingress_ifindex(eth0)
-            .check_all(&[dropped(
-                "UDP to node B with no neighbour entry",
-                a_to_b,
-                DropReason::NoNeighbor,
-            )]);
-    })
-    .unwrap();
+    node.ns
+        .run_in(|| {
+            runner(XdpProgram::FromPod, &plan(eth0, eth0))
+                .with_ingress_ifindex(eth0)
+                .check_all(&[dropped(
+                    "UDP to node B with no neighbour entry",
+                    a_to_b,
+                    DropReason::NoNeighbor,
+                )]);
+        })
+        .unwrap();
 }

@@ -7,8 +7,6 @@
 //! ingress devices) and a permanent neighbour for node B; its plan is compiled from the state
 //! below by the agent's own compiler, so these tests cover the compiler too.
 
-use std::collections::BTreeMap;
-
 use aya::maps::HashMap as BpfHashMap;
 use ctpath_common::{
     maps::{ct_origin, ct_state, names, CtEntry, CtKey},
@@ -25,8 +23,8 @@ use ctpath_dataplane::{
     wire::{icmp, tcp::Flags},
 };
 use ctpath_testbed::{
-    fixture::{ExpectedCounter, ExpectedOutput, Fixture, FixtureRunner, XdpAction},
-    require_root, Netns, Testbed,
+    fixture::{ExpectedCounter, ExpectedOutput, Fixture, FixtureNode, FixtureRunner, XdpAction},
+    require_root,
 };
 
 const STATE: &str = r#"
@@ -147,58 +145,12 @@ fn dropped(description: &'static str, input: Vec<u8>, reason: DropReason) -> Fix
 }
 
 /// Node A's namespace: a veth per pod interface of node A, and an underlay towards node B.
-struct NodeA {
-    _testbed: Testbed,
-    ns: Netns,
-    ifindex: BTreeMap<&'static str, u32>,
-}
-
-fn node_a() -> NodeA {
-    let testbed = Testbed::new("sec").unwrap();
-    let node = testbed.add_node("node-a").unwrap();
-    let mut ifindex = BTreeMap::new();
-    for name in ["vweb", "vcli", "vopen", "vplain", "eth0"] {
-        node.ip(&[
-            "link",
-            "add",
-            name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("p{name}"),
-        ])
-        .unwrap();
-        node.ip(&["link", "set", name, "up"]).unwrap();
-        ifindex.insert(name, node.ifindex(name).unwrap());
-    }
-    node.ip(&["link", "set", "eth0", "address", "52:54:00:00:00:01"])
-        .unwrap();
-    node.ip(&["addr", "add", "192.168.77.1/24", "dev", "eth0"])
-        .unwrap();
-    node.ip(&[
-        "neigh",
-        "add",
-        "192.168.77.2",
-        "lladdr",
-        "52:54:00:00:00:02",
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ])
-    .unwrap();
-    node.sysctl("net.ipv4.conf.eth0.forwarding", "1").unwrap();
-    let ns = node.ns().clone();
-    NodeA {
-        _testbed: testbed,
-        ns,
-        ifindex,
-    }
+fn node_a() -> FixtureNode {
+    FixtureNode::new("sec", &["vweb", "vcli", "vopen", "vplain"], NODE_A, NODE_B)
 }
 
 /// Compiles `state` for node A with its real interfaces.
-fn compile(node: &NodeA, state: &str) -> NodePlan {
+fn compile(node: &FixtureNode, state: &str) -> NodePlan {
     let state = ClusterState::from_yaml_str(state).unwrap();
     node.ns
         .run_in(|| compile::compile(&state, "node-a", &KernelLinks::open().unwrap()).unwrap())
