@@ -81,6 +81,31 @@ fn subtitle(results: &Results) -> String {
     )
 }
 
+/// The subtitle (machine, CPUs) under a plot and its legend at `legend`.
+fn finish<'a, CT: CoordTranslate>(
+    results: &Results,
+    root: &DrawingArea<BitMapBackend<'a>, Shift>,
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    legend: SeriesLabelPosition,
+) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    root.draw(&Text::new(
+        subtitle(results),
+        (20, SIZE.1 as i32 - 22),
+        ("sans-serif", 13).into_font(),
+    ))
+    .map_err(|x| e(&x))?;
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(|x| e(&x))?;
+    Ok(())
+}
+
 fn pps(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let c = &results.config;
@@ -162,21 +187,7 @@ fn pps(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> Result<()
         ))
         .map_err(|x| e(&x))?;
     }
-    root.draw(&Text::new(
-        subtitle(results),
-        (20, SIZE.1 as i32 - 22),
-        ("sans-serif", 13).into_font(),
-    ))
-    .map_err(|x| e(&x))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(|x| e(&x))?;
-    Ok(())
+    finish(results, root, &mut chart, SeriesLabelPosition::UpperRight)
 }
 
 fn rules(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> Result<(), String> {
@@ -261,21 +272,7 @@ fn rules(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> Result<
             .label("ceiling (N does not apply)")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
     }
-    root.draw(&Text::new(
-        subtitle(results),
-        (20, SIZE.1 as i32 - 22),
-        ("sans-serif", 13).into_font(),
-    ))
-    .map_err(|x| e(&x))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(|x| e(&x))?;
-    Ok(())
+    finish(results, root, &mut chart, SeriesLabelPosition::LowerLeft)
 }
 
 fn latency_cdf(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> Result<(), String> {
@@ -346,19 +343,5 @@ fn latency_cdf(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> R
             .label(format!("{} (p99 {p99:.1} µs)", kind.name()))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(3)));
     }
-    root.draw(&Text::new(
-        subtitle(results),
-        (20, SIZE.1 as i32 - 22),
-        ("sans-serif", 13).into_font(),
-    ))
-    .map_err(|x| e(&x))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(|x| e(&x))?;
-    Ok(())
+    finish(results, root, &mut chart, SeriesLabelPosition::LowerRight)
 }
