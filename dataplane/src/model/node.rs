@@ -90,7 +90,7 @@ pub struct Verdict {
     pub outcome: Outcome,
     /// The one drop reason or counter the frame is counted under.
     pub counted: Counted,
-    /// The rules the packet counts towards (`ctpath status --rules`): those of its connection
+    /// The rules the packet counts towards (`ctpath status --state FILE`): those of its connection
     /// on this node. Empty for everything but forwarded IPv4.
     pub rules: RuleHits,
 }
