@@ -164,7 +164,13 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
                 Ok(()) => None,
                 Err(error) => {
                     tracing::error!(%error, "new cluster state not applied; the last good one stays in force");
-                    Some(Instant::now() + RETRY_EVERY)
+                    // Interfaces the CNI has not created yet may appear; anything else waits
+                    // for the next change of the file.
+                    let may_resolve = matches!(
+                        error,
+                        AgentError::Compile(CompileError::MissingInterfaces { .. })
+                    );
+                    may_resolve.then(|| Instant::now() + RETRY_EVERY)
                 }
             };
         }

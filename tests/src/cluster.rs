@@ -280,6 +280,12 @@ impl Cluster {
         self.state = state;
     }
 
+    /// Writes `text` as the cluster state without checking it (to see how agents take a bad
+    /// one); the state the test knows stays the last valid one.
+    pub fn write_state_unchecked(&self, text: &str) {
+        std::fs::write(self.workdir.path().join("state.yaml"), text).expect("write state");
+    }
+
     fn logs(&self) -> String {
         self.ctpath_nodes()
             .map(|node| format!("{node}:\n{}", self.agent_log(node)))

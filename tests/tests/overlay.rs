@@ -296,3 +296,34 @@ fn ctpath_node_interoperates_with_a_kernel_vxlan_node() {
         "tshark saw no VNI 500 from the ctpath node:\n{text}"
     );
 }
+
+#[test]
+fn a_malformed_state_is_rejected_and_the_last_good_one_stays() {
+    require_root();
+    let cluster = two_ctpath_nodes("badstate");
+    let (a1, b1) = (cluster.pod("a1"), cluster.pod("b1"));
+    let b1_ip = pod_ip(&cluster.state, "b1", "std");
+    assert!(ping(a1, b1_ip, 2, None));
+    // b1 moved outside its plane: the whole file is refused, naming the field.
+    cluster.write_state_unchecked(&STATE.replace("ip: 10.244.2.2,", "ip: 10.9.0.5,"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cluster.agent_log("node-a").contains("not applied") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            cluster.agent_log("node-a")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = cluster.agent_log("node-a");
+    assert!(
+        log.contains("pods[2].interfaces[0].ip: 10.9.0.5 is outside network std (10.244.0.0/16)"),
+        "{log}"
+    );
+    // Traffic goes on under the last good state, on both nodes.
+    assert!(ping(a1, b1_ip, 3, None), "{}", cluster.report());
+    assert_eq!(
+        udp_echo(b1, a1, pod_ip(&cluster.state, "a1", "std"), 4000, 10),
+        10
+    );
+}
