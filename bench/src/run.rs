@@ -169,6 +169,20 @@ impl Progress {
         }
     }
 
+    /// Reports a measurement that failed on `topology`, keeps it among `failures` (the run
+    /// then fails its final check) and moves the case's bar on.
+    fn failed(
+        &self,
+        case: &Case,
+        topology: TopologyKind,
+        error: &dyn std::fmt::Display,
+        failures: &mut Vec<String>,
+    ) {
+        self.say(&format!("FAILED: {error}"));
+        failures.push(error.to_string());
+        case.step(format!("{topology} failed"));
+    }
+
     fn say(&self, line: &str) {
         if self.tty {
             let _ = self.multi.println(line);
@@ -312,11 +326,7 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
                         ));
                         results.pps.push(sample);
                     }
-                    Err(e) => {
-                        progress.say(&format!("FAILED: {e}"));
-                        results.failures.push(e.to_string());
-                        case.step(format!("{} failed", topology.kind));
-                    }
+                    Err(e) => progress.failed(&case, topology.kind, &e, &mut results.failures),
                 }
             }
         }
@@ -352,11 +362,7 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
                     case.step(format!("{} p99 {:.1} µs", topology.kind, sample.p99_us));
                     results.latency.push(sample);
                 }
-                Err(e) => {
-                    progress.say(&format!("FAILED: {e}"));
-                    results.failures.push(e.to_string());
-                    case.step(format!("{} failed", topology.kind));
-                }
+                Err(e) => progress.failed(&case, topology.kind, &e, &mut results.failures),
             }
         }
     }
@@ -388,11 +394,7 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
                     ));
                     results.tcp.push(sample);
                 }
-                Err(e) => {
-                    progress.say(&format!("FAILED: {e}"));
-                    results.failures.push(e.to_string());
-                    case.step(format!("{} failed", topology.kind));
-                }
+                Err(e) => progress.failed(&case, topology.kind, &e, &mut results.failures),
             }
         }
     }
@@ -423,11 +425,7 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
                         ));
                         results.pps.push(sample);
                     }
-                    Err(e) => {
-                        progress.say(&format!("FAILED: {e}"));
-                        results.failures.push(e.to_string());
-                        case.step(format!("{} failed", topology.kind));
-                    }
+                    Err(e) => progress.failed(&case, topology.kind, &e, &mut results.failures),
                 }
             }
         }

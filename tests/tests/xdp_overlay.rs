@@ -146,6 +146,17 @@ fn fixture(
     }
 }
 
+/// Pod A's ARP request for `target`, answered (sent back to pod A) with `mac`.
+fn arp_answered(description: &'static str, target: [u8; 4], mac: [u8; 6]) -> Fixture {
+    fixture(
+        description,
+        FrameBuilder::arp_request(POD_A_MAC, POD_A_IP, target),
+        XdpAction::Redirect,
+        ExpectedOutput::Frame(FrameBuilder::arp_reply(mac, target, POD_A_MAC, POD_A_IP)),
+        ExpectedCounter::Event(Counter::PodArpReplied),
+    )
+}
+
 fn dropped(description: &'static str, input: Vec<u8>, reason: DropReason) -> Fixture {
     fixture(
         description,
@@ -166,32 +177,20 @@ fn from_pod_answers_arp_and_forwards_on_the_node() {
         POD_A_MAC, ROUTER_MAC, POD_A_IP, POD_C_IP, 40000, 2152, b"routed",
     );
     let fixtures = vec![
-        fixture(
+        arp_answered(
             "ARP for a pod on the same node: answered with its MAC",
-            FrameBuilder::arp_request(POD_A_MAC, POD_A_IP, POD_C_IP),
-            XdpAction::Redirect,
-            ExpectedOutput::Frame(FrameBuilder::arp_reply(
-                POD_C_MAC, POD_C_IP, POD_A_MAC, POD_A_IP,
-            )),
-            ExpectedCounter::Event(Counter::PodArpReplied),
+            POD_C_IP,
+            POD_C_MAC,
         ),
-        fixture(
+        arp_answered(
             "ARP for a pod on another node: answered with its MAC",
-            FrameBuilder::arp_request(POD_A_MAC, POD_A_IP, POD_B_IP),
-            XdpAction::Redirect,
-            ExpectedOutput::Frame(FrameBuilder::arp_reply(
-                POD_B_MAC, POD_B_IP, POD_A_MAC, POD_A_IP,
-            )),
-            ExpectedCounter::Event(Counter::PodArpReplied),
+            POD_B_IP,
+            POD_B_MAC,
         ),
-        fixture(
+        arp_answered(
             "ARP for the gateway: answered with the router MAC",
-            FrameBuilder::arp_request(POD_A_MAC, POD_A_IP, GATEWAY),
-            XdpAction::Redirect,
-            ExpectedOutput::Frame(FrameBuilder::arp_reply(
-                ROUTER_MAC, GATEWAY, POD_A_MAC, POD_A_IP,
-            )),
-            ExpectedCounter::Event(Counter::PodArpReplied),
+            GATEWAY,
+            ROUTER_MAC,
         ),
         dropped(
             "ARP for an address on no plane: not flooded",
