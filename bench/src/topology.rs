@@ -143,8 +143,9 @@ impl fmt::Display for TopologyKind {
 }
 
 /// Why `ctpath-afxdp` is not measured.
-pub const AFXDP_SKIPPED: &str = "the AF_XDP fast path does not exist yet (dataplane/ has no \
-                                 forwarder): skipped until it lands";
+pub const AFXDP_SKIPPED: &str = "the bench has no ctpath-afxdp topology yet (the AF_XDP \
+                                 forwarder exists and is tested end to end; its measurement is \
+                                 still to be built): skipped";
 
 /// The cluster state of every topology, with a security group of `rules` ingress rules on the
 /// destination pod's interface (see the module docs).

@@ -18,10 +18,14 @@ use std::{
 };
 
 use aya::{
-    programs::{xdp::XdpLinkId, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        XdpMode,
+    },
     Ebpf,
 };
-use ctpath_common::{maps::names, Counter, CounterKind, DropReason};
+use ctpath_common::maps::names;
 use signal_hook::{consts::signal::*, iterator::Signals};
 use thiserror::Error;
 
@@ -29,6 +33,7 @@ use crate::{
     compile::{self, CompileError, NodePlan},
     conntrack,
     datapath::{self, DatapathError, XdpProgram},
+    fastpath::{self, FastPath, FastPathError},
     links::KernelLinks,
     state::{ClusterState, StateError},
 };
@@ -67,12 +72,18 @@ pub enum AgentError {
     },
     #[error("pin directory {0} is not on a bpffs, and is not under {BPFFS} where the agent could mount one")]
     NotBpffs(PathBuf),
-    #[error("pinning map {name} at {path}: {source}")]
-    Pin {
-        name: &'static str,
+    #[error("pinning the XDP link of {interface} at {path}: {source}")]
+    PinLink {
+        interface: String,
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
+    },
+    #[error("the XDP attachment of {interface} is not a bpf_link (the kernel fell back to netlink), so it cannot be pinned: {source}")]
+    NotALink {
+        interface: String,
+        #[source]
+        source: aya::programs::links::LinkError,
     },
     #[error("installing the neighbour entry of VTEP {vtep}: {message}")]
     Neighbour { vtep: String, message: String },
@@ -85,6 +96,8 @@ pub enum AgentError {
     },
     #[error("installing signal handlers: {0}")]
     Signals(io::Error),
+    #[error(transparent)]
+    FastPath(#[from] FastPathError),
 }
 
 impl AgentError {
@@ -101,7 +114,12 @@ pub struct AgentOptions {
     pub state: PathBuf,
     pub node: String,
     pub pin_dir: PathBuf,
+    /// Where the agent writes what `ctpath status` reads besides the pins (the forwarder's
+    /// report).
+    pub run_dir: PathBuf,
     pub xdp_mode: XdpMode,
+    /// Cores of the AF_XDP forwarder's workers (one each), for the fast-path planes.
+    pub fastpath_cores: Vec<usize>,
 }
 
 /// How often the agent looks at signals and the state file.
@@ -110,14 +128,11 @@ const TICK: Duration = Duration::from_millis(250);
 const COLLECT_EVERY: Duration = Duration::from_secs(10);
 /// How often a rejected state is tried again (e.g. a pod's veth not created yet).
 const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// How often the forwarder's report is written and the underlay next hops are read again.
+const FAST_PATH_EVERY: Duration = Duration::from_secs(1);
 
-/// The maps pinned under the pin directory for `ctpath status`.
-const PINNED_MAPS: [&str; 4] = [
-    DropReason::MAP_NAME,
-    Counter::MAP_NAME,
-    names::RULE_HITS,
-    names::CONNTRACK,
-];
+/// How the pin of an interface's XDP link is named in the pin directory: `link_IFNAME`.
+const LINK_PIN_PREFIX: &str = "link_";
 
 /// Runs the agent until SIGTERM or SIGINT. `ready` is called once the datapath carries
 /// traffic. The state file is read again when it changes or on SIGHUP: a valid new state is
@@ -143,6 +158,7 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     let mut running = Running::start(options, plan)?;
     ready(&running.plan);
     let mut last_collect = Instant::now();
+    let mut last_fast_path = Instant::now();
     let mut retry_at: Option<Instant> = None;
     loop {
         let mut reload = retry_at.is_some_and(|at| Instant::now() >= at);
@@ -151,6 +167,7 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
                 reload = true;
             } else {
                 tracing::info!(signal, "stopping: detaching programs and removing pins");
+                running.stop();
                 return Ok(());
             }
         }
@@ -178,6 +195,10 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
             last_collect = Instant::now();
             running.collect_expired();
         }
+        if last_fast_path.elapsed() >= FAST_PATH_EVERY {
+            last_fast_path = Instant::now();
+            running.fast_path_tick();
+        }
         std::thread::sleep(TICK);
     }
 }
@@ -187,6 +208,11 @@ fn compile_state(options: &AgentOptions, links: &KernelLinks) -> Result<NodePlan
     Ok(compile::compile(&state, &options.node, links)?)
 }
 
+/// Whether the plan has a plane the AF_XDP forwarder carries.
+fn has_fast_path(plan: &NodePlan) -> bool {
+    !fastpath::fast_planes(plan).is_empty()
+}
+
 /// When the state file was last changed (none if it cannot be read: the next read reports it).
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path)
@@ -194,48 +220,124 @@ fn modified(path: &Path) -> Option<SystemTime> {
         .ok()
 }
 
-/// A started datapath: dropping it detaches the programs (their links close with `ebpf`).
+/// A started datapath. [`Running::stop`] takes it down: the forwarder first, then the
+/// programs are detached and the pins removed. Dropped any other way (an error at start-up
+/// after it took over a running datapath, a panic) it leaves the programs attached and the
+/// maps pinned, as a `kill -9` does, for the next agent to adopt.
 struct Running {
+    /// First field: dropped first, so its sockets close while the programs still run.
+    fast_path: Option<FastPath>,
+    fastpath_cores: Vec<usize>,
+    run_dir: PathBuf,
     ebpf: Ebpf,
     plan: NodePlan,
     generation: u32,
     mode: XdpMode,
-    /// `from_pod` links by interface name.
-    pod_links: BTreeMap<String, XdpLinkId>,
+    /// The pinned XDP links (`from_underlay` and `from_pod`) by interface name.
+    links: BTreeMap<String, PinnedXdp>,
+    /// The map pins (removed by a clean stop).
     pins: Vec<PathBuf>,
     pin_dir: PathBuf,
+    /// Whether dropping takes the datapath down (see the type's doc).
+    teardown: bool,
     neighbours: BTreeSet<(String, String)>,
     /// The underlay's forwarding sysctl and the value to restore on stop.
     forwarding: Option<(PathBuf, String)>,
 }
 
 impl Running {
-    fn start(options: &AgentOptions, plan: NodePlan) -> Result<Running, AgentError> {
-        let mut ebpf = datapath::load_with(plan.conntrack_entries)?;
-        datapath::apply_plan(&mut ebpf, None, &plan, 1)?;
+    fn start(options: &AgentOptions, mut plan: NodePlan) -> Result<Running, AgentError> {
+        compile::assign_xsk_slots(&mut plan, None)?;
+        prepare_pin_dir(&options.pin_dir)?;
+        let pinned = datapath::load_pinned(&options.pin_dir, plan.conntrack_entries)?;
+        let mut ebpf = pinned.ebpf;
+        let reconciled = datapath::reconcile(&mut ebpf, &plan)?;
+        if reconciled.resumed {
+            tracing::info!(
+                pin_dir = %options.pin_dir.display(),
+                reused_maps = pinned.reused.len(),
+                removed_entries = reconciled.removed,
+                generation = reconciled.generation,
+                "took over the pinned datapath of an earlier agent: its maps (conntrack, \
+                 counters) kept, the state written over them"
+            );
+        }
         let mut running = Running {
+            fast_path: None,
+            fastpath_cores: options.fastpath_cores.clone(),
+            run_dir: options.run_dir.clone(),
             ebpf,
             plan,
-            generation: 1,
+            generation: reconciled.generation,
             mode: options.xdp_mode,
-            pod_links: BTreeMap::new(),
-            pins: Vec::new(),
+            links: BTreeMap::new(),
+            pins: datapath::PINNED_MAPS
+                .iter()
+                .map(|name| options.pin_dir.join(name))
+                .collect(),
             pin_dir: options.pin_dir.clone(),
+            // On an error below, what this agent created is undone; a datapath it took over
+            // keeps running.
+            teardown: !reconciled.resumed,
             neighbours: BTreeSet::new(),
             forwarding: None,
         };
-        // On any error below, dropping `running` undoes what was done so far.
         let underlay = running.plan.underlay_interface.clone();
         running.enable_forwarding(&underlay)?;
         running.resolve_vteps()?;
-        running.attach(XdpProgram::FromUnderlay, &underlay)?;
+        let underlay_ifindex = running.plan.node.underlay_ifindex;
+        running.attach(XdpProgram::FromUnderlay, &underlay, underlay_ifindex)?;
         running.sync_pod_links()?;
-        running.pin_maps()?;
+        running.sync_fast_path()?;
+        // From here on only `stop` takes the datapath down.
+        running.teardown = false;
         Ok(running)
     }
 
+    /// Takes the datapath down (the clean stop on SIGTERM or SIGINT): see [`Running`].
+    fn stop(mut self) {
+        self.teardown = true;
+    }
+
+    /// Starts the forwarder when the plan has a fast-path plane, stops it when it has none
+    /// any more, or hands it the plan.
+    fn sync_fast_path(&mut self) -> Result<(), AgentError> {
+        match (&mut self.fast_path, has_fast_path(&self.plan)) {
+            (None, true) => {
+                let fast_path = FastPath::start(
+                    &self.ebpf,
+                    &self.run_dir,
+                    &self.plan,
+                    self.generation,
+                    &self.fastpath_cores,
+                )?;
+                // `ctpath status` sees the forwarder from the moment it carries traffic.
+                fast_path.write_report()?;
+                self.fast_path = Some(fast_path);
+            }
+            (Some(_), false) => {
+                self.fast_path = None;
+                tracing::info!("no fast-path plane left: AF_XDP forwarder stopped");
+            }
+            (Some(fast_path), true) => fast_path.update(&self.plan, self.generation),
+            (None, false) => {}
+        }
+        Ok(())
+    }
+
+    /// The forwarder's report for `ctpath status`, and its next hops read again.
+    fn fast_path_tick(&mut self) {
+        if let Some(fast_path) = &mut self.fast_path {
+            fast_path.refresh_next_hops();
+            if let Err(error) = fast_path.write_report() {
+                tracing::warn!(%error, "forwarder report not written");
+            }
+        }
+    }
+
     /// Applies `plan` in place of the running one.
-    fn update(&mut self, plan: NodePlan) -> Result<(), AgentError> {
+    fn update(&mut self, mut plan: NodePlan) -> Result<(), AgentError> {
+        compile::assign_xsk_slots(&mut plan, Some(&self.plan))?;
         if plan == self.plan {
             tracing::info!("cluster state changed, nothing for this node");
             return Ok(());
@@ -253,6 +355,7 @@ impl Running {
         self.plan = plan;
         self.resolve_vteps()?;
         self.sync_pod_links()?;
+        self.sync_fast_path()?;
         tracing::info!(
             generation,
             pod_interfaces = self.plan.pod_ports.len(),
@@ -263,45 +366,132 @@ impl Running {
         Ok(())
     }
 
-    fn attach(&mut self, program: XdpProgram, interface: &str) -> Result<XdpLinkId, AgentError> {
+    /// Attaches `program` to `interface` (ifindex `ifindex`) as a pinned link, or adopts the
+    /// link an earlier agent pinned for it: that link is switched to this agent's program in
+    /// one `bpf_link_update`, so the interface is never without a program. An adopted link
+    /// keeps the XDP mode it was created with.
+    fn attach(
+        &mut self,
+        program: XdpProgram,
+        interface: &str,
+        ifindex: u32,
+    ) -> Result<(), AgentError> {
+        let pin = self.pin_dir.join(format!("{LINK_PIN_PREFIX}{interface}"));
+        let earlier = pinned_link(&pin, interface, ifindex);
         let xdp = datapath::xdp_program(&mut self.ebpf, program)?;
-        let link = xdp
-            .attach(interface, self.mode)
-            .map_err(|source| AgentError::Attach {
-                program: program.symbol(),
+        let attach_error = |source| AgentError::Attach {
+            program: program.symbol(),
+            interface: interface.to_owned(),
+            source,
+        };
+        let not_a_link = |source| AgentError::NotALink {
+            interface: interface.to_owned(),
+            source,
+        };
+        let adopted = earlier.is_some();
+        let id = match earlier {
+            Some(link) => xdp.attach_to_link(link),
+            None => xdp.attach(interface, self.mode),
+        }
+        .map_err(attach_error)?;
+        let link =
+            FdLink::try_from(xdp.take_link(id).map_err(attach_error)?).map_err(not_a_link)?;
+        let link = if adopted {
+            tracing::info!(
+                program = program.symbol(),
+                interface,
+                pin = %pin.display(),
+                "adopted the pinned link: program replaced in place"
+            );
+            link
+        } else {
+            let pinned = link.pin(&pin).map_err(|source| AgentError::PinLink {
                 interface: interface.to_owned(),
+                path: pin.clone(),
                 source,
             })?;
-        tracing::info!(program = program.symbol(), interface, mode = ?self.mode, "attached");
-        Ok(link)
+            tracing::info!(
+                program = program.symbol(),
+                interface,
+                mode = ?self.mode,
+                pin = %pin.display(),
+                "attached (link pinned)"
+            );
+            FdLink::from(pinned)
+        };
+        let attached = PinnedXdp {
+            program,
+            pin,
+            ifindex,
+            link,
+        };
+        self.links.insert(interface.to_owned(), attached);
+        Ok(())
     }
 
-    /// Attaches `from_pod` to the plan's pod interfaces that lack it, and detaches it from
-    /// interfaces no longer in the plan.
+    /// Unpins and detaches the link of `interface`.
+    fn detach(&mut self, interface: &str) {
+        if let Some(attached) = self.links.remove(interface) {
+            attached.detach();
+            tracing::info!(interface, "detached");
+        }
+    }
+
+    /// Attaches `from_pod` to the plan's pod interfaces that lack it (or whose interface was
+    /// re-created: another ifindex), detaches it from interfaces no longer in the plan, and
+    /// removes link pins of interfaces this agent does not serve (left by an earlier agent).
     fn sync_pod_links(&mut self) -> Result<(), AgentError> {
-        let wanted: BTreeSet<String> = self.plan.pod_interfaces.values().cloned().collect();
+        let wanted: BTreeMap<String, u32> = self
+            .plan
+            .pod_interfaces
+            .iter()
+            .map(|(ifindex, name)| (name.clone(), *ifindex))
+            .collect();
         let gone: Vec<String> = self
-            .pod_links
-            .keys()
-            .filter(|name| !wanted.contains(*name))
-            .cloned()
+            .links
+            .iter()
+            .filter(|(name, attached)| {
+                attached.program == XdpProgram::FromPod
+                    && wanted.get(*name) != Some(&attached.ifindex)
+            })
+            .map(|(name, _)| name.clone())
             .collect();
         for interface in gone {
-            let link = self.pod_links.remove(&interface).expect("listed above");
-            let xdp = datapath::xdp_program(&mut self.ebpf, XdpProgram::FromPod)?;
             // The interface may be gone already, taking the program with it.
-            if let Err(error) = xdp.detach(link) {
-                tracing::debug!(interface, %error, "detach");
-            }
-            tracing::info!(interface, "detached from_pod");
+            self.detach(&interface);
         }
-        for interface in wanted {
-            if !self.pod_links.contains_key(&interface) {
-                let link = self.attach(XdpProgram::FromPod, &interface)?;
-                self.pod_links.insert(interface, link);
+        for (interface, ifindex) in wanted {
+            if !self.links.contains_key(&interface) {
+                self.attach(XdpProgram::FromPod, &interface, ifindex)?;
             }
         }
+        self.remove_stale_link_pins();
         Ok(())
+    }
+
+    /// Removes the link pins in the pin directory of interfaces without a link here: left by
+    /// an earlier agent for interfaces that are no longer in the plan. Their programs detach.
+    fn remove_stale_link_pins(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.pin_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(interface) = name.to_str().and_then(|n| n.strip_prefix(LINK_PIN_PREFIX))
+            else {
+                continue;
+            };
+            if self.links.contains_key(interface) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(
+                    interface,
+                    "removed the pinned link of an interface not in the plan: its program is detached"
+                ),
+                Err(error) => tracing::warn!(interface, %error, "could not remove a stale link pin"),
+            }
+        }
     }
 
     /// Removes expired conntrack entries, logging how many.
@@ -368,39 +558,106 @@ impl Running {
         }
         Ok(())
     }
+}
 
-    fn pin_maps(&mut self) -> Result<(), AgentError> {
-        ensure_bpffs(&self.pin_dir)?;
-        std::fs::create_dir_all(&self.pin_dir).map_err(|source| AgentError::PinDir {
-            path: self.pin_dir.clone(),
-            source,
-        })?;
-        for name in PINNED_MAPS {
-            let path = self.pin_dir.join(name);
-            // A pin left by an agent that was killed is stale: replace it.
-            let _ = std::fs::remove_file(&path);
-            datapath::map(&self.ebpf, name)?
-                .pin(&path)
-                .map_err(|source| AgentError::Pin {
-                    name,
-                    path: path.clone(),
-                    source,
-                })?;
-            self.pins.push(path);
+/// An XDP attachment held as a bpf_link pinned at `pin` (`PIN_DIR/link_IFNAME`): it outlives
+/// the agent's process, so the program keeps running when the agent dies, and goes only when
+/// both the pin and every fd of the link (`link`) are gone.
+struct PinnedXdp {
+    program: XdpProgram,
+    pin: PathBuf,
+    /// The interface the link was made for.
+    ifindex: u32,
+    link: FdLink,
+}
+
+impl PinnedXdp {
+    /// Removes the pin and closes the link: the program is detached.
+    fn detach(self) {
+        if let Err(error) = std::fs::remove_file(&self.pin) {
+            tracing::warn!(pin = %self.pin.display(), %error, "could not remove the link pin");
         }
-        tracing::info!(pin_dir = %self.pin_dir.display(), "pinned the counter and conntrack maps");
-        Ok(())
+        drop(self.link);
     }
+}
+
+/// The XDP link an earlier agent pinned at `pin` for `interface`, if it still holds that
+/// interface (ifindex `ifindex`). A pin whose link lost its interface (deleted, or re-created
+/// under the same name while no agent ran: the link then holds ifindex 0) or holds another
+/// one, or that is no XDP link, is removed, its link with it.
+fn pinned_link(pin: &Path, interface: &str, ifindex: u32) -> Option<XdpLink> {
+    if !pin.exists() {
+        return None;
+    }
+    let link = PinnedLink::from_pin(pin)
+        .map(FdLink::from)
+        .map_err(|error| error.to_string())
+        .and_then(|link| match link_ifindex(&link) {
+            Some(found) if found == ifindex => Ok(link),
+            found => Err(format!(
+                "the link holds ifindex {found:?}, the interface has {ifindex}"
+            )),
+        })
+        .and_then(|link| XdpLink::try_from(link).map_err(|error| error.to_string()));
+    match link {
+        Ok(link) => Some(link),
+        Err(reason) => {
+            tracing::warn!(
+                interface,
+                pin = %pin.display(),
+                reason,
+                "removing a stale link pin: the interface gets a new link"
+            );
+            if let Err(error) = std::fs::remove_file(pin) {
+                tracing::warn!(pin = %pin.display(), %error, "could not remove the stale link pin");
+            }
+            None
+        }
+    }
+}
+
+/// The ifindex an XDP link is attached to (0: its interface is gone), from the kernel's
+/// `/proc/self/fdinfo` of one of this process's fds of the link (aya does not expose it).
+fn link_ifindex(link: &FdLink) -> Option<u32> {
+    let id = link.info().ok()?.id();
+    let wanted = format!("link_id:\t{id}");
+    std::fs::read_dir("/proc/self/fdinfo")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .find(|info| info.lines().any(|line| line == wanted))?
+        .lines()
+        .find_map(|line| line.strip_prefix("ifindex:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if !self.teardown {
+            tracing::warn!(
+                pin_dir = %self.pin_dir.display(),
+                "agent stopping without SIGTERM/SIGINT: the programs stay attached and the maps \
+                 pinned, for the next agent to adopt"
+            );
+            return;
+        }
+        // The forwarder first: its sockets close while the programs still run.
+        drop(self.fast_path.take());
+        for (_, attached) in std::mem::take(&mut self.links) {
+            attached.detach();
+        }
         for pin in &self.pins {
-            if let Err(error) = std::fs::remove_file(pin) {
-                tracing::warn!(pin = %pin.display(), %error, "could not remove pin");
+            match std::fs::remove_file(pin) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(pin = %pin.display(), %error, "could not remove pin"),
             }
         }
-        let _ = std::fs::remove_dir(&self.pin_dir);
+        if let Err(error) = std::fs::remove_dir(&self.pin_dir) {
+            tracing::warn!(pin_dir = %self.pin_dir.display(), %error, "could not remove the pin directory");
+        }
         if let Some((path, previous)) = &self.forwarding {
             if let Err(error) = std::fs::write(path, previous) {
                 tracing::warn!(path = %path.display(), %error, "could not restore the forwarding setting");
@@ -412,6 +669,15 @@ impl Drop for Running {
             }
         }
     }
+}
+
+/// Makes sure the pin directory exists, on a bpffs.
+fn prepare_pin_dir(pin_dir: &Path) -> Result<(), AgentError> {
+    ensure_bpffs(pin_dir)?;
+    std::fs::create_dir_all(pin_dir).map_err(|source| AgentError::PinDir {
+        path: pin_dir.to_owned(),
+        source,
+    })
 }
 
 /// Runs `ip ARGS`, returning its stderr as the error.

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     agent::{self, AgentOptions},
+    fastpath,
     state::{ClusterState, StateError},
     status::{self, Snapshot},
 };
@@ -24,8 +25,9 @@ const EXIT_INVALID_INPUT: u8 = 2;
 /// ctpath: a container network dataplane for Kubernetes telco pods.
 ///
 /// Pods get one interface per network plane; each plane is a VXLAN segment carried between nodes
-/// by eBPF/XDP programs, with security groups and anti-spoofing enforced in XDP and an AF_XDP
-/// forwarder for fast-path planes. The cluster state (networks, nodes, security groups, pods) is
+/// by eBPF/XDP programs, with security groups and anti-spoofing enforced in XDP; planes marked
+/// `fast_path: true` are carried by an AF_XDP userspace forwarder with the same semantics.
+/// The cluster state (networks, nodes, security groups, pods) is
 /// described in a YAML file of schema version 1.
 #[derive(Debug, Parser)]
 #[command(
@@ -49,8 +51,10 @@ pub enum Command {
     ///
     /// Attaches `from_underlay` to the node's underlay interface and `from_pod` to the host-side
     /// veth of every pod interface on the node, fills the datapath's maps from the cluster state,
-    /// and pins its counter maps under the pin directory. Prints `ready` on stdout once traffic
-    /// flows. Needs root (CAP_BPF, CAP_NET_ADMIN).
+    /// and pins its counter maps under the pin directory. When the state has a fast-path plane it
+    /// also runs the AF_XDP forwarder (one AF_XDP socket per interface of those planes and on the
+    /// underlay); while the forwarder is not running, the XDP programs carry those planes. Prints
+    /// `ready` on stdout once traffic flows. Needs root (CAP_BPF, CAP_NET_ADMIN).
     Agent {
         /// The cluster-state YAML file.
         #[arg(long)]
@@ -61,12 +65,22 @@ pub enum Command {
         /// Where to pin the counter maps [default: /sys/fs/bpf/ctpath/NODE].
         #[arg(long)]
         pin_dir: Option<PathBuf>,
+        /// Where to write the AF_XDP forwarder's report for `ctpath status`
+        /// [default: /run/ctpath/NODE].
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
         /// XDP attach mode: `native` (in the driver; veth supports it) or `generic` (any device,
         /// slower).
         #[arg(long, default_value = "native", value_parser = ["native", "generic"])]
         xdp_mode: String,
+        /// Cores of the AF_XDP forwarder, which carries the planes marked `fast_path: true`:
+        /// one worker pinned to each, worker i serving receive queue i of every interface
+        /// (comma-separated, e.g. `2,3`). Unused when the state has no fast-path plane.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        fastpath_cores: Vec<usize>,
     },
-    /// Print a node's datapath counters: what was forwarded, what was dropped and why.
+    /// Print a node's datapath counters: what was forwarded, what was dropped and why; on a node
+    /// with fast-path planes, also the AF_XDP forwarder's (per worker and per socket).
     Status {
         /// The node whose agent pinned the counters (in this mount namespace).
         #[arg(long)]
@@ -74,6 +88,9 @@ pub enum Command {
         /// The agent's pin directory [default: /sys/fs/bpf/ctpath/NODE].
         #[arg(long)]
         pin_dir: Option<PathBuf>,
+        /// The agent's run directory [default: /run/ctpath/NODE].
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
         /// Show counters that are zero too.
         #[arg(long)]
         all: bool,
@@ -105,9 +122,12 @@ pub fn run(cli: Cli) -> ExitCode {
             state,
             node,
             pin_dir,
+            run_dir,
             xdp_mode,
+            fastpath_cores,
         } => {
             let pin_dir = pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node));
+            let run_dir = run_dir.unwrap_or_else(|| fastpath::default_run_dir(&node));
             let xdp_mode = if xdp_mode == "generic" {
                 XdpMode::Skb
             } else {
@@ -117,17 +137,21 @@ pub fn run(cli: Cli) -> ExitCode {
                 state,
                 node,
                 pin_dir,
+                run_dir,
                 xdp_mode,
+                fastpath_cores,
             })
         }
         Command::Status {
             node,
             pin_dir,
+            run_dir,
             all,
             state,
         } => {
             let pin_dir = pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node));
-            status(&pin_dir, &node, all, state.as_deref())
+            let run_dir = run_dir.unwrap_or_else(|| fastpath::default_run_dir(&node));
+            status(&pin_dir, &run_dir, &node, all, state.as_deref())
         }
     }
 }
@@ -157,7 +181,7 @@ fn run_agent(options: &AgentOptions) -> ExitCode {
     }
 }
 
-fn status(pin_dir: &Path, node: &str, all: bool, state: Option<&Path>) -> ExitCode {
+fn status(pin_dir: &Path, run_dir: &Path, node: &str, all: bool, state: Option<&Path>) -> ExitCode {
     let snapshot = match Snapshot::read(pin_dir) {
         Ok(snapshot) => snapshot,
         Err(error) => {
@@ -171,6 +195,16 @@ fn status(pin_dir: &Path, node: &str, all: bool, state: Option<&Path>) -> ExitCo
     } else {
         print!("{snapshot}");
     }
+    let fast_path = match status::fast_path(run_dir) {
+        Ok(fast_path) => fast_path,
+        Err(error) => {
+            eprintln!("ctpath status: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(fast_path) = &fast_path {
+        print!("{fast_path}");
+    }
     let Some(path) = state else {
         return ExitCode::SUCCESS;
     };
@@ -181,7 +215,7 @@ fn status(pin_dir: &Path, node: &str, all: bool, state: Option<&Path>) -> ExitCo
             return ExitCode::from(EXIT_INVALID_INPUT);
         }
     };
-    let result = status::rule_hits(pin_dir, &state).and_then(|hits| {
+    let result = status::rule_hits(pin_dir, &state, fast_path.as_ref()).and_then(|hits| {
         println!(
             "{:<60} {:>14} {:>16}",
             "security-group rules", "packets", "bytes"

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ctpath_common::{
     maps::{
-        endpoint_kind, port_flags, Endpoint, EndpointKey, Network, NodeConfig, PodPort, NO_POLICY,
+        endpoint_kind, network_flags, port_flags, Endpoint, EndpointKey, Network, NodeConfig,
+        PodPort, MAX_XSK_INTERFACES, NO_POLICY, XSK_QUEUES_PER_INTERFACE,
     },
     wire::VXLAN_ENCAP_LEN,
 };
@@ -60,6 +61,61 @@ pub enum CompileError {
     Policy(#[from] PolicyError),
     #[error("underlay interface {interface} has MTU {mtu}, too small to carry VXLAN (needs more than {VXLAN_ENCAP_LEN} bytes of overhead plus 576)")]
     UnderlayMtuTooSmall { interface: String, mtu: u32 },
+    #[error("{wanted} pod interfaces on fast-path planes on this node; the forwarder has socket slots for {}", MAX_XSK_INTERFACES - 1)]
+    XskSlotsExhausted { wanted: usize },
+}
+
+/// The underlay's `XSKS` slots come first; pod interfaces' follow, a block each.
+pub const UNDERLAY_XSK_BASE: u32 = 0;
+
+fn port_flags_of(interface: &PodInterface, network: &state::Network) -> u32 {
+    let mut flags = 0;
+    if interface.port_security {
+        flags |= port_flags::PORT_SECURITY;
+    }
+    if network.fast_path {
+        flags |= port_flags::FAST_PATH;
+    }
+    flags
+}
+
+/// Gives every local interface on a fast-path plane its block of `XSKS` slots (one per receive
+/// queue): an interface of `previous` keeps its block (its sockets stay where they are), a new
+/// one takes the lowest free block. Interfaces on other planes get none (`xsk_base` 0 and no
+/// `FAST_PATH` flag, which the programs check first).
+pub fn assign_xsk_slots(
+    plan: &mut NodePlan,
+    previous: Option<&NodePlan>,
+) -> Result<(), CompileError> {
+    let fast = |port: &PodPort| port.flags & port_flags::FAST_PATH != 0;
+    let kept: BTreeMap<u32, u32> = previous
+        .map(|previous| {
+            previous
+                .pod_ports
+                .iter()
+                .filter(|(ifindex, port)| {
+                    fast(port) && plan.pod_ports.get(ifindex).is_some_and(&fast)
+                })
+                .map(|(ifindex, port)| (*ifindex, port.xsk_base))
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted = plan.pod_ports.values().filter(|port| fast(port)).count();
+    let used: BTreeSet<u32> = kept.values().copied().collect();
+    let mut free = (1..MAX_XSK_INTERFACES)
+        .map(|block| UNDERLAY_XSK_BASE + block * XSK_QUEUES_PER_INTERFACE)
+        .filter(|base| !used.contains(base));
+    for (ifindex, port) in plan.pod_ports.iter_mut() {
+        port.xsk_base = if !fast(port) {
+            0
+        } else if let Some(base) = kept.get(ifindex) {
+            *base
+        } else {
+            free.next()
+                .ok_or(CompileError::XskSlotsExhausted { wanted })?
+        };
+    }
+    Ok(())
 }
 
 /// The plane MTU: as configured, or the underlay's less the VXLAN overhead.
@@ -122,6 +178,11 @@ pub fn compile(
                 network.vni,
                 Network {
                     mtu: plane_mtu(network, underlay.mtu) as u32,
+                    flags: if network.fast_path {
+                        network_flags::FAST_PATH
+                    } else {
+                        0
+                    },
                 },
             )
         })
@@ -146,11 +207,9 @@ pub fn compile(
                 mtu: plane_mtu(network, underlay.mtu),
                 gateway: network.gateway.octets(),
                 policy,
-                flags: if interface.port_security {
-                    port_flags::PORT_SECURITY
-                } else {
-                    0
-                },
+                flags: port_flags_of(interface, network),
+                // Assigned by `assign_xsk_slots`, which keeps a running interface's slots.
+                xsk_base: 0,
             },
         );
         pod_interfaces.insert(link.ifindex, interface.host_interface.clone());
@@ -223,6 +282,7 @@ pub fn compile(
             // The agent sets the generation when it writes the plan.
             policy_generation: 0,
             ct_timeouts: state.conntrack.timeouts(),
+            underlay_xsk_base: UNDERLAY_XSK_BASE,
         },
         underlay_interface: node.underlay_interface.clone(),
         pod_ports,
@@ -320,6 +380,30 @@ mod tests {
     }
 
     #[test]
+    fn fast_path_interfaces_get_socket_slots_that_stay_put() {
+        let mut plan = compile(&contract(), "node-a", &node_a_links()).unwrap();
+        assign_xsk_slots(&mut plan, None).unwrap();
+        // vupf0m (ifindex 11) is on media, the fast-path plane; vupf0s (10) is not.
+        assert_eq!(
+            plan.pod_ports[&11].flags & port_flags::FAST_PATH,
+            port_flags::FAST_PATH
+        );
+        assert_eq!(plan.pod_ports[&11].xsk_base, XSK_QUEUES_PER_INTERFACE);
+        assert_eq!(plan.pod_ports[&10].flags & port_flags::FAST_PATH, 0);
+        assert_eq!(plan.pod_ports[&10].xsk_base, 0);
+        assert_eq!(plan.node.underlay_xsk_base, UNDERLAY_XSK_BASE);
+        // A new fast-path interface takes a free block; the running one keeps its own.
+        let mut next = plan.clone();
+        let mut port = next.pod_ports[&11];
+        port.xsk_base = 0;
+        next.pod_ports.insert(11, port);
+        next.pod_ports.insert(5, port);
+        assign_xsk_slots(&mut next, Some(&plan)).unwrap();
+        assert_eq!(next.pod_ports[&11].xsk_base, XSK_QUEUES_PER_INTERFACE);
+        assert_eq!(next.pod_ports[&5].xsk_base, 2 * XSK_QUEUES_PER_INTERFACE);
+    }
+
+    #[test]
     fn contract_compiles_for_node_a() {
         let plan = compile(&contract(), "node-a", &node_a_links()).unwrap();
         assert_eq!(
@@ -332,6 +416,7 @@ mod tests {
                 configured: 1,
                 policy_generation: 0,
                 ct_timeouts: CtTimeouts::default(),
+                underlay_xsk_base: UNDERLAY_XSK_BASE,
             }
         );
         // std has an explicit MTU of 1450; media defaults to the underlay's 1500 less 50.
@@ -346,6 +431,7 @@ mod tests {
                 // upf-0 lists `upf`: the node's only policy; port security on by default.
                 policy: 1,
                 flags: port_flags::PORT_SECURITY,
+                xsk_base: 0,
             }
         );
         assert_eq!(plan.pod_ports[&11].policy, NO_POLICY);
@@ -365,7 +451,13 @@ mod tests {
         assert_eq!(plan.pod_ports[&11].vni, 300);
         assert_eq!(plan.pod_ports[&11].mtu, 1450);
         assert_eq!(plan.pod_interfaces[&10], "vupf0s");
-        assert_eq!(plan.networks[&100], Network { mtu: 1450 });
+        assert_eq!(
+            plan.networks[&100],
+            Network {
+                mtu: 1450,
+                flags: 0
+            }
+        );
         assert_eq!(plan.remote_vteps, BTreeSet::from([[192, 168, 77, 2]]));
         // Local upf-0 on std, remote smf-0 on std, and each plane's gateway.
         assert_eq!(
@@ -445,7 +537,13 @@ mod tests {
             endpoint_kind::REMOTE
         );
         // media has no MTU in the contract: 9000 - 50 on a jumbo underlay.
-        assert_eq!(plan.networks[&300], Network { mtu: 8950 });
+        assert_eq!(
+            plan.networks[&300],
+            Network {
+                mtu: 8950,
+                flags: network_flags::FAST_PATH
+            }
+        );
         assert_eq!(plan.pod_ports.keys().collect::<Vec<_>>(), vec![&7]);
     }
 

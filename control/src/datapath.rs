@@ -4,23 +4,23 @@
 //! Program and map names are the symbols of `ebpf/programs`; a fixture test loads every
 //! program and reads every counter map, so a rename on one side fails there.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapError, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapError, MapInfo, MapType, PerCpuArray},
     programs::{ProgramError, Xdp},
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use ctpath_common::{
-    maps::{
-        names, Endpoint, EndpointKey, Network, NodeConfig, PodPort, PolicyRuleKey, ScopedIp,
-        ScopedMac, SourceMac, Vtep,
-    },
-    CounterKind, Tally,
+    maps::{names, NodeConfig, ScopedIp, ScopedMac, SourceMac, Vtep},
+    Counter, CounterKind, DropReason, Tally,
 };
-use thiserror::Error;
-
+use ctpath_dataplane::forwarder::tables::MapContents;
 use ipnet::Ipv4Net;
+use thiserror::Error;
 
 use crate::{compile::NodePlan, policy::policy_prefix_len};
 
@@ -79,6 +79,18 @@ pub enum DatapathError {
         #[source]
         source: MapError,
     },
+    #[error("pinned map {path}: {source}")]
+    PinnedMap {
+        path: PathBuf,
+        #[source]
+        source: MapError,
+    },
+    #[error("removing the pinned map {path}, which does not match this datapath: {source}")]
+    Unpin {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Loads [`OBJECT`] into the kernel (maps created, programs not yet verified), with the
@@ -92,6 +104,181 @@ pub fn load_with(conntrack_entries: u32) -> Result<Ebpf, DatapathError> {
     Ok(EbpfLoader::new()
         .map_max_entries(names::CONNTRACK, conntrack_entries)
         .load(OBJECT)?)
+}
+
+/// Every map `from_pod` and `from_underlay` use: what the agent pins as `PIN_DIR/NAME` and
+/// the next agent reuses. The bench probes' maps are not among them.
+pub const PINNED_MAPS: [&str; 14] = [
+    names::NODE,
+    names::POD_PORTS,
+    names::ENDPOINTS,
+    names::NETWORKS,
+    names::VTEPS,
+    names::SOURCES,
+    names::PAIR_MACS,
+    names::IDENTITIES,
+    names::POLICY,
+    names::CONNTRACK,
+    names::RULE_HITS,
+    names::XSKS,
+    DropReason::MAP_NAME,
+    Counter::MAP_NAME,
+];
+
+/// [`OBJECT`] loaded over the maps pinned in a pin directory.
+pub struct PinnedDatapath {
+    pub ebpf: Ebpf,
+    /// The maps found pinned and reused, contents and all.
+    pub reused: Vec<&'static str>,
+    /// The size of the conntrack table in use: the pinned one's when it was reused.
+    pub conntrack_entries: u32,
+}
+
+/// Loads [`OBJECT`] with every map of [`PINNED_MAPS`] pinned at `pin_dir/NAME` (`pin_dir`
+/// must exist, on a bpffs). A map an earlier agent pinned there is reused, contents and all:
+/// the programs still attached (pinned links) and the new ones share it. Any other map is
+/// created and pinned.
+///
+/// aya opens a pinned map without comparing it with the object's definition (a pinned map of
+/// another size or layout would be used as if it were the declared one), so each is checked
+/// first against the layout of `ebpf/programs/src/maps.rs`: a pinned map of another type, key
+/// size, value size or capacity (an older datapath) is replaced by a fresh one, losing its
+/// contents (programs still attached keep the old map until they are replaced). The one
+/// exception is a conntrack table of another size than `conntrack_entries`: it is kept with
+/// its connections, and the new size takes effect once a clean stop has removed the pins.
+pub fn load_pinned(
+    pin_dir: &Path,
+    conntrack_entries: u32,
+) -> Result<PinnedDatapath, DatapathError> {
+    let mut reused = Vec::new();
+    let mut conntrack_size = conntrack_entries;
+    for name in PINNED_MAPS {
+        let path = pin_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| DatapathError::PinnedMap {
+            path: path.clone(),
+            source,
+        })?;
+        let found = MapLayout::of(&info);
+        let expected = MapLayout::declared(name, conntrack_entries);
+        let resized = MapLayout {
+            max_entries: expected.max_entries,
+            ..found
+        } == expected;
+        if found == expected {
+            reused.push(name);
+        } else if name == names::CONNTRACK && resized {
+            tracing::warn!(
+                pinned = found.max_entries,
+                requested = conntrack_entries,
+                "the pinned conntrack table has another size: kept with its connections; the \
+                 new size takes effect after a clean stop of the agent"
+            );
+            conntrack_size = found.max_entries;
+            reused.push(name);
+        } else {
+            tracing::warn!(
+                map = name,
+                ?found,
+                ?expected,
+                "pinned map does not match this datapath: replaced by a fresh, empty one"
+            );
+            std::fs::remove_file(&path).map_err(|source| DatapathError::Unpin {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries(names::CONNTRACK, conntrack_size);
+    for name in PINNED_MAPS {
+        loader.map_pin_path(name, pin_dir.join(name));
+    }
+    Ok(PinnedDatapath {
+        ebpf: loader.load(OBJECT)?,
+        reused,
+        conntrack_entries: conntrack_size,
+    })
+}
+
+/// What the kernel says of a map, and the object declares: enough to tell whether a pinned map
+/// can stand in for the declared one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MapLayout {
+    map_type: Option<MapType>,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+impl MapLayout {
+    fn of(info: &MapInfo) -> MapLayout {
+        MapLayout {
+            map_type: info.map_type().ok(),
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: info.max_entries(),
+        }
+    }
+
+    /// The map `name` as `ebpf/programs/src/maps.rs` and `stats.rs` declare it (the same
+    /// `ctpath_common` types and capacities), the conntrack table sized `conntrack_entries`.
+    /// `tests/tests/restart.rs` checks this against a freshly loaded object.
+    fn declared(name: &str, conntrack_entries: u32) -> MapLayout {
+        use ctpath_common::maps::{
+            CtEntry, CtKey, Endpoint, EndpointKey, Network, PodPort, PolicyRuleKey, MAX_ENDPOINTS,
+            MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES,
+            MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS,
+        };
+        fn layout<K, V>(map_type: MapType, max_entries: u32) -> MapLayout {
+            MapLayout {
+                map_type: Some(map_type),
+                key_size: std::mem::size_of::<K>() as u32,
+                value_size: std::mem::size_of::<V>() as u32,
+                max_entries,
+            }
+        }
+        match name {
+            names::NODE => layout::<u32, NodeConfig>(MapType::Array, 1),
+            names::POD_PORTS => layout::<u32, PodPort>(MapType::Hash, MAX_POD_PORTS),
+            names::ENDPOINTS => layout::<EndpointKey, Endpoint>(MapType::Hash, MAX_ENDPOINTS),
+            names::NETWORKS => layout::<u32, Network>(MapType::Hash, MAX_NETWORKS),
+            names::VTEPS => layout::<[u8; 4], Vtep>(MapType::Hash, MAX_VTEPS),
+            names::SOURCES => layout::<Key<ScopedIp>, SourceMac>(MapType::LpmTrie, MAX_SOURCES),
+            names::PAIR_MACS => layout::<ScopedMac, u32>(MapType::Hash, MAX_SOURCES),
+            names::IDENTITIES => layout::<Key<ScopedIp>, u32>(MapType::LpmTrie, MAX_IDENTITIES),
+            names::POLICY => {
+                layout::<Key<PolicyRuleKey>, u32>(MapType::LpmTrie, MAX_POLICY_ENTRIES)
+            }
+            names::CONNTRACK => layout::<CtKey, CtEntry>(MapType::Hash, conntrack_entries),
+            names::XSKS => layout::<u32, u32>(MapType::XskMap, MAX_XSK_SLOTS),
+            names::RULE_HITS => layout::<u32, Tally>(MapType::PerCpuArray, MAX_RULES),
+            DropReason::MAP_NAME => layout::<u32, Tally>(MapType::PerCpuArray, DropReason::COUNT),
+            Counter::MAP_NAME => layout::<u32, Tally>(MapType::PerCpuArray, Counter::COUNT),
+            _ => MapLayout {
+                map_type: None,
+                key_size: 0,
+                value_size: 0,
+                max_entries: 0,
+            },
+        }
+    }
+}
+
+/// Whether the pinned maps in `pin_dir` (loaded with [`OBJECT`]) match what this datapath
+/// declares, map by map: `(name, matches)`. For tests of [`load_pinned`]'s check.
+pub fn pinned_maps_match(pin_dir: &Path, conntrack_entries: u32) -> Vec<(&'static str, bool)> {
+    PINNED_MAPS
+        .iter()
+        .map(|&name| {
+            let matches = MapInfo::from_pin(pin_dir.join(name)).is_ok_and(|info| {
+                MapLayout::of(&info) == MapLayout::declared(name, conntrack_entries)
+            });
+            (name, matches)
+        })
+        .collect()
 }
 
 /// The XDP program `program` of `ebpf`, loaded (verified) into the kernel.
@@ -135,80 +322,66 @@ pub fn read_counters<K: CounterKind>(map: &Map) -> Result<Vec<(K, Tally)>, Datap
         .collect()
 }
 
-/// The contents of every map a plan fills, keyed as the maps are (LPM keys as (prefix
-/// length, data)).
-#[derive(Default)]
-struct Contents {
-    networks: BTreeMap<u32, Network>,
-    endpoints: BTreeMap<EndpointKey, Endpoint>,
-    vteps: BTreeMap<[u8; 4], Vtep>,
-    pod_ports: BTreeMap<u32, PodPort>,
-    pair_macs: BTreeMap<ScopedMac, u32>,
-    sources: BTreeMap<(u32, ScopedIp), SourceMac>,
-    identities: BTreeMap<(u32, ScopedIp), u32>,
-    policy: BTreeMap<(u32, PolicyRuleKey), u32>,
-}
-
-impl Contents {
-    fn of(plan: &NodePlan) -> Contents {
-        let scoped = |scope: u32, net: &Ipv4Net| {
-            (
-                32 + u32::from(net.prefix_len()),
-                ScopedIp {
-                    scope,
-                    ip: net.network().octets(),
-                },
-            )
-        };
-        Contents {
-            networks: plan.networks.clone(),
-            endpoints: plan.endpoints.clone(),
-            vteps: plan
-                .remote_vteps
-                .iter()
-                .map(|vtep| (*vtep, Vtep { known: 1 }))
-                .collect(),
-            pod_ports: plan.pod_ports.clone(),
-            pair_macs: plan
-                .pair_macs
-                .iter()
-                .map(|&(scope, mac)| {
-                    (
-                        ScopedMac {
-                            scope,
-                            mac,
-                            _pad: [0; 2],
-                        },
-                        1,
-                    )
-                })
-                .collect(),
-            sources: plan
-                .sources
-                .iter()
-                .map(|((ifindex, net), mac)| {
-                    (
-                        scoped(*ifindex, net),
-                        SourceMac {
-                            mac: *mac,
-                            _pad: [0; 2],
-                        },
-                    )
-                })
-                .collect(),
-            identities: plan
-                .policy
-                .identities
-                .iter()
-                .map(|((vni, net), identity)| (scoped(*vni, net), *identity))
-                .collect(),
-            policy: plan
-                .policy
-                .entries
-                .iter()
-                .map(|((key, bits), rule)| ((policy_prefix_len(*bits), *key), *rule))
-                .collect(),
-        }
+/// The contents of every map `plan` fills, keyed as the maps are (LPM keys as (prefix length,
+/// data)): what [`apply_plan`] writes, and what the AF_XDP forwarder builds its tables from.
+pub fn contents(plan: &NodePlan) -> MapContents {
+    let scoped = |scope: u32, net: &Ipv4Net| {
+        (
+            32 + u32::from(net.prefix_len()),
+            ScopedIp {
+                scope,
+                ip: net.network().octets(),
+            },
+        )
+    };
+    MapContents {
+        networks: plan.networks.clone(),
+        endpoints: plan.endpoints.clone(),
+        vteps: plan
+            .remote_vteps
+            .iter()
+            .map(|vtep| (*vtep, Vtep { known: 1 }))
+            .collect(),
+        pod_ports: plan.pod_ports.clone(),
+        pair_macs: plan
+            .pair_macs
+            .iter()
+            .map(|&(scope, mac)| {
+                (
+                    ScopedMac {
+                        scope,
+                        mac,
+                        _pad: [0; 2],
+                    },
+                    1,
+                )
+            })
+            .collect(),
+        sources: plan
+            .sources
+            .iter()
+            .map(|((ifindex, net), mac)| {
+                (
+                    scoped(*ifindex, net),
+                    SourceMac {
+                        mac: *mac,
+                        _pad: [0; 2],
+                    },
+                )
+            })
+            .collect(),
+        identities: plan
+            .policy
+            .identities
+            .iter()
+            .map(|((vni, net), identity)| (scoped(*vni, net), *identity))
+            .collect(),
+        policy: plan
+            .policy
+            .entries
+            .iter()
+            .map(|((key, bits), rule)| ((policy_prefix_len(*bits), *key), *rule))
+            .collect(),
     }
 }
 
@@ -231,8 +404,8 @@ pub fn apply_plan(
     plan: &NodePlan,
     generation: u32,
 ) -> Result<(), DatapathError> {
-    let old = previous.map(Contents::of).unwrap_or_default();
-    let new = Contents::of(plan);
+    let old = previous.map(contents).unwrap_or_default();
+    let new = contents(plan);
     for phase in [Phase::Upsert, Phase::Prune] {
         if phase == Phase::Prune {
             let name = names::NODE;
@@ -344,4 +517,103 @@ fn sync_lpm<K: Pod + Ord, V: Pod + PartialEq>(
         }
     }
     Ok(())
+}
+
+/// What [`reconcile`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reconciled {
+    /// The policy generation written into the node entry.
+    pub generation: u32,
+    /// Whether the maps held an earlier agent's configuration (a configured node entry).
+    pub resumed: bool,
+    /// Entries of an earlier configuration deleted because `plan` does not have them.
+    pub removed: usize,
+}
+
+/// Writes `plan` into maps that may hold anything (reused from an earlier agent, whose plan is
+/// not known): a reconcile, never a flush, so the programs still attached see the old
+/// configuration or the new one and never an empty one. Every entry of `plan` is upserted,
+/// then the node entry, then every key of the configuration maps (`POD_PORTS`, `ENDPOINTS`,
+/// `NETWORKS`, `VTEPS`, `SOURCES`, `PAIR_MACS`, `IDENTITIES`, `POLICY`) that `plan` does not
+/// have is deleted. Conntrack, the counters and the rule hits are left as they are. The policy
+/// generation continues from the one in the node entry found (+1), so connections are checked
+/// again against the new rules rather than trusted; fresh maps start at 1.
+pub fn reconcile(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<Reconciled, DatapathError> {
+    let name = names::NODE;
+    let found = Array::<_, NodeConfig>::try_from(map(ebpf, name)?)
+        .and_then(|node| node.get(&0, 0))
+        .map_err(|source| DatapathError::Map { name, source })?;
+    let resumed = found.configured != 0;
+    let generation = if resumed {
+        found.policy_generation.wrapping_add(1).max(1)
+    } else {
+        1
+    };
+    // With nothing as the previous plan, `apply_plan` upserts all of `plan`, then writes the
+    // node entry; what an earlier configuration left is pruned below.
+    apply_plan(ebpf, None, plan, generation)?;
+    let keep = contents(plan);
+    let removed = [
+        prune_hash(ebpf, names::POD_PORTS, &keep.pod_ports)?,
+        prune_hash(ebpf, names::ENDPOINTS, &keep.endpoints)?,
+        prune_hash(ebpf, names::NETWORKS, &keep.networks)?,
+        prune_hash(ebpf, names::VTEPS, &keep.vteps)?,
+        prune_hash(ebpf, names::PAIR_MACS, &keep.pair_macs)?,
+        prune_lpm(ebpf, names::SOURCES, &keep.sources)?,
+        prune_lpm(ebpf, names::IDENTITIES, &keep.identities)?,
+        prune_lpm(ebpf, names::POLICY, &keep.policy)?,
+    ]
+    .iter()
+    .sum();
+    Ok(Reconciled {
+        generation,
+        resumed,
+        removed,
+    })
+}
+
+/// Deletes the keys of hash map `name` that `keep` does not have; returns how many.
+fn prune_hash<K: Pod + Ord, V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keep: &BTreeMap<K, V>,
+) -> Result<usize, DatapathError> {
+    let error = |source| DatapathError::Map { name, source };
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut hash = HashMap::<_, K, V>::try_from(map).map_err(error)?;
+    // Listed first: deleting while walking a hash map can restart the walk.
+    let stale: Vec<K> = hash
+        .keys()
+        .filter(|key| key.as_ref().map_or(true, |key| !keep.contains_key(key)))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    for key in &stale {
+        hash.remove(key).map_err(error)?;
+    }
+    Ok(stale.len())
+}
+
+/// Deletes the keys of LPM trie `name` that `keep` (keyed by (prefix length, data)) does not
+/// have; returns how many.
+fn prune_lpm<K: Pod + Ord, V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keep: &BTreeMap<(u32, K), V>,
+) -> Result<usize, DatapathError> {
+    let error = |source| DatapathError::Map { name, source };
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut trie = LpmTrie::<_, K, V>::try_from(map).map_err(error)?;
+    let stale: Vec<Key<K>> = trie
+        .keys()
+        .filter(|key| {
+            key.as_ref().map_or(true, |key| {
+                !keep.contains_key(&(key.prefix_len(), key.data()))
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    for key in &stale {
+        trie.remove(key).map_err(error)?;
+    }
+    Ok(stale.len())
 }

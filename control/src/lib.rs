@@ -7,6 +7,7 @@
 //! - [`policy`]: security groups to identities and policy LPM entries.
 //! - [`datapath`]: the embedded eBPF object: loading, programs, maps, counters.
 //! - [`conntrack`]: the expired-entry collector and table summary.
+//! - [`fastpath`]: the AF_XDP forwarder of the fast-path planes, as the agent runs it.
 //! - [`agent`]: `ctpath agent`, the node agent.
 //! - [`status`]: `ctpath status`, a node's counters.
 //! - [`cli`]: the command line.
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod compile;
 pub mod conntrack;
 pub mod datapath;
+pub mod fastpath;
 pub mod links;
 pub mod policy;
 pub mod state;

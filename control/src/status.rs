@@ -1,6 +1,7 @@
 //! `ctpath status`: a node's counters, read from the maps its agent pinned, as a table of
 //! what the datapath forwarded and what it dropped, and why; with the cluster state at hand,
-//! also every security-group rule's hits and the conntrack table's occupancy.
+//! also every security-group rule's hits and the conntrack table's occupancy; and, on a node
+//! with fast-path planes, what the AF_XDP forwarder did, from the report its agent writes.
 
 use std::{fmt, path::Path};
 
@@ -11,9 +12,12 @@ use ctpath_common::{
 };
 use thiserror::Error;
 
+use ctpath_dataplane::forwarder::stats::{Count, ForwarderReport};
+
 use crate::{
     conntrack::{self, TableSummary},
     datapath::{self, DatapathError},
+    fastpath::{self, FastPathError},
     policy,
     state::{ClusterState, Direction, Rule},
 };
@@ -28,6 +32,8 @@ pub enum StatusError {
     },
     #[error(transparent)]
     Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    FastPath(#[from] FastPathError),
 }
 
 /// A node's counters at one moment, summed over CPUs.
@@ -78,10 +84,12 @@ fn open_pinned(pin_dir: &Path, name: &'static str) -> Result<Map, StatusError> {
     Ok(Map::from_map_data(data).map_err(|source| DatapathError::Map { name, source })?)
 }
 
-/// Packets and bytes each rule of `state` allowed, summed over CPUs, with a label per rule.
+/// Packets and bytes each rule of `state` allowed, summed over CPUs (and the forwarder's
+/// workers, from `fast_path`), with a label per rule.
 pub fn rule_hits(
     pin_dir: &Path,
     state: &ClusterState,
+    fast_path: Option<&FastPathStatus>,
 ) -> Result<Vec<(String, Tally)>, StatusError> {
     let map = open_pinned(pin_dir, names::RULE_HITS)?;
     let error = |source| DatapathError::Map {
@@ -92,10 +100,23 @@ pub fn rule_hits(
     policy::rule_ids(state)
         .map(|(id, group, index, rule)| {
             let per_cpu = hits.get(&id, 0).map_err(error)?;
-            let total = per_cpu.iter().fold(Tally::default(), |sum, cpu| Tally {
-                packets: sum.packets + cpu.packets,
-                bytes: sum.bytes + cpu.bytes,
-            });
+            let forwarder = fast_path
+                .iter()
+                .flat_map(|status| &status.report.workers)
+                .filter_map(|worker| worker.rule_hits.get(&id))
+                .map(|count| Tally {
+                    packets: count.packets,
+                    bytes: count.bytes,
+                });
+            let total =
+                per_cpu
+                    .iter()
+                    .copied()
+                    .chain(forwarder)
+                    .fold(Tally::default(), |sum, part| Tally {
+                        packets: sum.packets + part.packets,
+                        bytes: sum.bytes + part.bytes,
+                    });
             Ok((format!("{group}[{index}] {}", describe(rule)), total))
         })
         .collect()
@@ -149,6 +170,115 @@ fn read_pinned<K: CounterKind>(pin_dir: &Path) -> Result<Vec<(K, Tally)>, Status
         source,
     })?;
     Ok(datapath::read_counters(&map)?)
+}
+
+/// The AF_XDP forwarder of a node, as its agent last reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FastPathStatus {
+    pub report: ForwarderReport,
+    /// Whether the agent that wrote the report still runs (else the XDP programs carry the
+    /// fast-path planes and the report is its last word).
+    pub running: bool,
+    /// Age of the report, in nanoseconds.
+    pub age_ns: u64,
+}
+
+/// The forwarder's status from the agent's run directory, if the agent runs (or ran) one.
+pub fn fast_path(run_dir: &Path) -> Result<Option<FastPathStatus>, StatusError> {
+    let Some(report) = fastpath::read_report(run_dir)? else {
+        return Ok(None);
+    };
+    let running = Path::new("/proc").join(report.pid.to_string()).exists();
+    let age_ns = conntrack::monotonic_ns().saturating_sub(report.written_ns);
+    Ok(Some(FastPathStatus {
+        report,
+        running,
+        age_ns,
+    }))
+}
+
+impl fmt::Display for FastPathStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = &self.report;
+        let planes: Vec<String> = report
+            .planes
+            .iter()
+            .map(|vni| format!("vni {vni}"))
+            .collect();
+        if !self.running {
+            return writeln!(
+                f,
+                "fast path: the AF_XDP forwarder is not running (agent pid {} is gone); the XDP \
+                 programs carry {}",
+                report.pid,
+                planes.join(", ")
+            );
+        }
+        writeln!(
+            f,
+            "fast path: AF_XDP forwarder (agent pid {}, report {:.1} s old) carries {}; UMEM on {}",
+            report.pid,
+            self.age_ns as f64 / 1e9,
+            planes.join(", "),
+            if report.huge_pages {
+                "huge pages"
+            } else {
+                "4 KiB pages"
+            }
+        )?;
+        for worker in &report.workers {
+            let core = worker
+                .core
+                .map_or("unpinned".to_owned(), |core| format!("core {core}"));
+            writeln!(
+                f,
+                "  worker {} ({core}, queue {}): {} packets in {} batches, {} UMEM frames free",
+                worker.id, worker.queue, worker.packets, worker.batches, worker.free_frames
+            )?;
+            if let Some(failed) = &worker.failed {
+                writeln!(f, "    not running: {failed}")?;
+            }
+            write_counts(f, "forwarded", &worker.counters)?;
+            write_counts(f, "dropped", &worker.drops)?;
+            for socket in &worker.sockets {
+                let k = &socket.kernel;
+                writeln!(
+                    f,
+                    "    socket {} ({:?}, queue {}): rx_dropped {}, rx_ring_full {}, \
+                     fill_ring_empty {}, tx_ring_empty {}, invalid rx/tx {}/{}",
+                    socket.interface,
+                    socket.role,
+                    socket.queue,
+                    k.rx_dropped,
+                    k.rx_ring_full,
+                    k.rx_fill_ring_empty_descs,
+                    k.tx_ring_empty_descs,
+                    k.rx_invalid_descs,
+                    k.tx_invalid_descs
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_counts(
+    f: &mut fmt::Formatter<'_>,
+    title: &str,
+    counts: &std::collections::BTreeMap<String, Count>,
+) -> fmt::Result {
+    writeln!(f, "    {title:<26} {:>14} {:>16}", "packets", "bytes")?;
+    if counts.is_empty() {
+        writeln!(f, "      (none)")?;
+    }
+    for (name, count) in counts {
+        writeln!(
+            f,
+            "      {name:<24} {:>14} {:>16}",
+            count.packets, count.bytes
+        )?;
+    }
+    Ok(())
 }
 
 /// Prints the counters that are not zero, or all of them with `{:#}`.

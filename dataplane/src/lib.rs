@@ -6,13 +6,14 @@
 //!   Rust; the XDP programs and the AF_XDP forwarder are tested against it.
 //! - [`testing`]: builders of valid and malformed frames, and captured frames, for the tests of
 //!   this crate, the XDP fixture tables and the network-namespace tests.
-//!
-//! Later: the AF_XDP userspace forwarder.
+//! - [`forwarder`]: the AF_XDP userspace forwarder of the fast-path planes: its per-packet
+//!   pipeline (tested against the model), its sockets and workers.
 //!
 //! Wire constants and drop reasons are not defined here: they come from `ctpath_common`, which
 //! the kernel programs share.
 #![deny(unsafe_code)]
 
+pub mod forwarder;
 pub mod model;
 pub mod testing;
 pub mod wire;

@@ -21,8 +21,8 @@ use std::{
 };
 
 use ctpath_control::{
-    state::{ClusterState, Network},
-    status::Snapshot,
+    state::{ClusterState, Network, Pod},
+    status::{FastPathStatus, Snapshot},
 };
 use ipnet::Ipv4Net;
 
@@ -75,6 +75,7 @@ pub struct Cluster {
     pods: BTreeMap<String, PodHandle>,
     agents: BTreeMap<String, ChildGuard>,
     pin_dirs: BTreeMap<String, PathBuf>,
+    run_dirs: BTreeMap<String, PathBuf>,
     workdir: tempfile::TempDir,
     // Last: dropped after the agents, which must detach before their interfaces vanish.
     testbed: Testbed,
@@ -157,6 +158,7 @@ impl Cluster {
             pods: BTreeMap::new(),
             agents: BTreeMap::new(),
             pin_dirs: BTreeMap::new(),
+            run_dirs: BTreeMap::new(),
             workdir,
             testbed,
         };
@@ -172,52 +174,7 @@ impl Cluster {
                 Some(NodeKind::KernelVxlan) => Offloads::KernelDefault,
                 _ => Offloads::Ctpath,
             };
-            let interfaces = pod
-                .interfaces
-                .iter()
-                .enumerate()
-                .map(|(i, interface)| {
-                    let network = cluster
-                        .state
-                        .network(&interface.network)
-                        .expect("valid state");
-                    PodInterfaceSpec {
-                        pod_ifname: Some(format!("eth{i}")),
-                        mtu: plane_mtu(network),
-                        offloads,
-                        addressing: match addressing {
-                            PodAddressing::OnLink => Addressing::OnLink {
-                                gateway: (i == 0).then_some(network.gateway),
-                            },
-                            PodAddressing::HostRoute => Addressing::HostRoute {
-                                gateway: network.gateway,
-                            },
-                        },
-                        ..PodInterfaceSpec::new(
-                            &interface.host_interface,
-                            interface.ip,
-                            if addressing == PodAddressing::OnLink {
-                                network.cidr.prefix_len()
-                            } else {
-                                32
-                            },
-                            interface.mac.0,
-                        )
-                    }
-                })
-                .collect();
-            let node = &cluster.nodes[&pod.node];
-            let handle = cluster
-                .testbed
-                .add_pod(
-                    node,
-                    PodSpec {
-                        name: pod.name.clone(),
-                        interfaces,
-                    },
-                )
-                .expect("pod");
-            cluster.pods.insert(pod.name.clone(), handle);
+            cluster.create_pod(&pod, addressing, offloads);
         }
         for node in cluster.state.nodes.clone() {
             match options
@@ -232,6 +189,54 @@ impl Cluster {
             }
         }
         cluster
+    }
+
+    /// Creates `pod` of the state in its node's namespace: its interfaces, the host-side veths
+    /// wired as ctpath's CNI would (or as the kernel path's, per `offloads`).
+    fn create_pod(&mut self, pod: &Pod, addressing: PodAddressing, offloads: Offloads) {
+        let interfaces = pod
+            .interfaces
+            .iter()
+            .enumerate()
+            .map(|(i, interface)| {
+                let network = self.state.network(&interface.network).expect("valid state");
+                PodInterfaceSpec {
+                    pod_ifname: Some(format!("eth{i}")),
+                    mtu: plane_mtu(network),
+                    offloads,
+                    addressing: match addressing {
+                        PodAddressing::OnLink => Addressing::OnLink {
+                            gateway: (i == 0).then_some(network.gateway),
+                        },
+                        PodAddressing::HostRoute => Addressing::HostRoute {
+                            gateway: network.gateway,
+                        },
+                    },
+                    ..PodInterfaceSpec::new(
+                        &interface.host_interface,
+                        interface.ip,
+                        if addressing == PodAddressing::OnLink {
+                            network.cidr.prefix_len()
+                        } else {
+                            32
+                        },
+                        interface.mac.0,
+                    )
+                }
+            })
+            .collect();
+        let node = &self.nodes[&pod.node];
+        let handle = self
+            .testbed
+            .add_pod(
+                node,
+                PodSpec {
+                    name: pod.name.clone(),
+                    interfaces,
+                },
+            )
+            .expect("pod");
+        self.pods.insert(pod.name.clone(), handle);
     }
 
     pub fn node(&self, name: &str) -> &NodeHandle {
@@ -250,9 +255,11 @@ impl Cluster {
     /// and waits until every agent has taken it in.
     pub fn update_state(&mut self, state_yaml: &str) {
         let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
+        // Agents that are not running (killed by the test) take it in when they start again.
         let taken_in = |cluster: &Cluster| -> Vec<usize> {
             cluster
-                .ctpath_nodes()
+                .agents
+                .keys()
                 .map(|node| {
                     let log = cluster.agent_log(node);
                     STATE_TAKEN_IN
@@ -308,8 +315,15 @@ impl Cluster {
 
     /// Each security-group rule's hits on `node`, labelled.
     pub fn rule_hits(&self, node: &str) -> Vec<(String, ctpath_common::Tally)> {
-        ctpath_control::status::rule_hits(&self.pin_dirs[node], &self.state)
+        let fast_path = self.fast_path(node);
+        ctpath_control::status::rule_hits(&self.pin_dirs[node], &self.state, fast_path.as_ref())
             .expect("read the agent's rule hits")
+    }
+
+    /// The AF_XDP forwarder of `node`'s agent, as it last reported (none: the state has no
+    /// fast-path plane).
+    pub fn fast_path(&self, node: &str) -> Option<FastPathStatus> {
+        ctpath_control::status::fast_path(&self.run_dirs[node]).expect("read the forwarder report")
     }
 
     /// The counters of the agent of `node`.
@@ -328,8 +342,14 @@ impl Cluster {
             "/sys/fs/bpf/ctpath/{}{node}",
             self.testbed.prefix()
         ));
+        let run_dir = PathBuf::from(format!("/run/ctpath/{}{node}", self.testbed.prefix()));
         let log_path = self.workdir.path().join(format!("agent-{node}.log"));
-        let log = std::fs::File::create(&log_path).expect("agent log");
+        // Appended to: an agent started again writes after the one before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("agent log");
         let binary = ctpath_binary();
         let argv = [
             binary.to_str().expect("utf-8 path"),
@@ -340,6 +360,8 @@ impl Cluster {
             node,
             "--pin-dir",
             pin_dir.to_str().expect("utf-8 path"),
+            "--run-dir",
+            run_dir.to_str().expect("utf-8 path"),
         ];
         let mut agent = self.nodes[node]
             .spawn_sharing_mounts(&argv, Stdio::piped(), Stdio::from(log))
@@ -362,6 +384,60 @@ impl Cluster {
         }
         self.agents.insert(node.to_owned(), agent);
         self.pin_dirs.insert(node.to_owned(), pin_dir);
+        self.run_dirs.insert(node.to_owned(), run_dir);
+    }
+
+    /// Kills `node`'s agent with SIGKILL (a crash: nothing of it runs any more) and reaps it.
+    pub fn kill_agent(&mut self, node: &str) {
+        let agent = self
+            .agents
+            .remove(node)
+            .unwrap_or_else(|| panic!("no running agent on {node}"));
+        agent.kill().expect("kill the agent");
+    }
+
+    /// Stops `node`'s agent with SIGTERM, as an operator does, and waits for it to exit;
+    /// returns its exit status.
+    pub fn stop_agent(&mut self, node: &str) -> std::process::ExitStatus {
+        let mut agent = self
+            .agents
+            .remove(node)
+            .unwrap_or_else(|| panic!("no running agent on {node}"));
+        // SAFETY: plain kill(2) of a child we spawned and have not reaped.
+        unsafe { libc::kill(agent.pid() as i32, libc::SIGTERM) };
+        agent
+            .wait_timeout(AGENT_START_TIMEOUT)
+            .expect("wait for the agent")
+            .unwrap_or_else(|| panic!("agent of {node} did not stop on SIGTERM"))
+    }
+
+    /// Starts `node`'s agent again (after [`Cluster::kill_agent`] or [`Cluster::stop_agent`]),
+    /// with the same pin directory and the current state file; returns once it is ready.
+    pub fn restart_agent(&mut self, node: &str) {
+        assert!(
+            !self.agents.contains_key(node),
+            "the agent of {node} still runs"
+        );
+        let state_path = self.workdir.path().join("state.yaml");
+        self.start_agent(node, &state_path);
+    }
+
+    /// The pin directory of `node`'s agent.
+    pub fn pin_dir(&self, node: &str) -> &Path {
+        &self.pin_dirs[node]
+    }
+
+    /// Creates the pods of `state_yaml` the cluster does not have yet (on-link, with ctpath's
+    /// veth settings), then makes it the cluster state ([`Cluster::update_state`]: the running
+    /// agents take it in).
+    pub fn add_pods(&mut self, state_yaml: &str) {
+        let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
+        for pod in &state.pods {
+            if !self.pods.contains_key(&pod.name) {
+                self.create_pod(pod, PodAddressing::OnLink, Offloads::Ctpath);
+            }
+        }
+        self.update_state(state_yaml);
     }
 
     /// The node's overlay as flannel and Rancher build it with the kernel: per plane a vxlan
@@ -439,6 +515,13 @@ impl Drop for Cluster {
             let mut agent = agent;
             if !matches!(agent.wait_timeout(Duration::from_secs(5)), Ok(Some(_))) {
                 eprintln!("agent of {node} did not stop on SIGTERM; killing it");
+            }
+        }
+        // Pins left by an agent the test killed (or one that did not stop cleanly) would keep
+        // its programs and maps in the kernel.
+        for pin_dir in self.pin_dirs.values().filter(|dir| dir.exists()) {
+            if let Err(error) = std::fs::remove_dir_all(pin_dir) {
+                eprintln!("cannot remove the pins in {}: {error}", pin_dir.display());
             }
         }
     }

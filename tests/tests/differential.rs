@@ -1,23 +1,30 @@
 //! Differential test: random clusters (security groups and rules, port security, address pairs)
 //! and random packet sequences (new connections, replies, ICMP errors about earlier packets,
-//! spoofed and corrupted frames, rule changes in the middle of a sequence) run through the
-//! reference model (`ctpath_dataplane::model::NodeModel`) and through the XDP programs in the
-//! kernel (`BPF_PROG_TEST_RUN`). For every frame the verdict, the frame that leaves and the
-//! counter that moves must agree; after every sequence, so must the conntrack tables.
+//! spoofed and corrupted frames, rule changes in the middle of a sequence) run through three
+//! subjects: the reference model (`ctpath_dataplane::model::NodeModel`), the XDP programs in the
+//! kernel (`BPF_PROG_TEST_RUN`), and the AF_XDP forwarder's pipeline
+//! (`ctpath_dataplane::forwarder::pipeline`, no sockets). For every frame the verdict (for the
+//! pipeline also its exact action: bounce, which pod, or the underlay), the frame that leaves
+//! and the counter that moves must agree; after every sequence, so must the conntrack tables:
+//! the model's, the kernel's, the pipeline's own and the one it mirrors into.
 //!
 //! The kernel side runs node A's plan, compiled by the agent's compiler from the same state, in
-//! a namespace with a real veth per local pod and a permanent neighbour for node B. Proptest
-//! shrinks a failure to a small cluster and sequence.
+//! a namespace with a real veth per local pod and a permanent neighbour for node B. The
+//! pipeline gets its tables from the same plan (`datapath::contents`), node B's MAC as the next
+//! hop, and as its mirror the `CONNTRACK` map of a second, separately loaded object, cleared
+//! before each sequence like the kernel's. Proptest shrinks a failure to a small cluster and
+//! sequence.
 
 use std::{
     cell::RefCell,
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
+    sync::Arc,
 };
 
-use aya::maps::{HashMap as BpfHashMap, PerCpuArray};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use ctpath_common::{
-    maps::{names, CtEntry as KernelCtEntry, CtKey as KernelCtKey, NO_RULE},
+    maps::{names, CtEntry as KernelCtEntry, CtKey as KernelCtKey, NodeConfig, NO_RULE},
     Counter, CounterKind, DropReason, Tally,
 };
 use ctpath_control::{
@@ -27,6 +34,11 @@ use ctpath_control::{
     state::{self, ClusterState},
 };
 use ctpath_dataplane::{
+    forwarder::{
+        flows::BpfMirror,
+        pipeline::{Action, FrameBuf, Ingress, Pipeline},
+        tables::{NextHop, Tables},
+    },
     model::{
         topology::{
             AddressPair, ConntrackConfig, Direction, Ipv4Prefix, LocalPort, Node, Plane, PortRange,
@@ -517,20 +529,29 @@ impl Kernel {
 
     fn clear_conntrack(&mut self) {
         let map = self.runner.ebpf_mut().map_mut(names::CONNTRACK).unwrap();
-        let mut table = BpfHashMap::<_, KernelCtKey, KernelCtEntry>::try_from(map).unwrap();
-        let keys: Vec<KernelCtKey> = table.keys().map(Result::unwrap).collect();
-        for key in keys {
-            table.remove(&key).unwrap();
-        }
+        clear(&mut BpfHashMap::<_, KernelCtKey, KernelCtEntry>::try_from(map).unwrap());
     }
 
     fn conntrack(&mut self) -> BTreeMap<KernelCtKey, KernelCtEntry> {
         let map = self.runner.ebpf_mut().map(names::CONNTRACK).unwrap();
-        BpfHashMap::<_, KernelCtKey, KernelCtEntry>::try_from(map)
-            .unwrap()
-            .iter()
-            .map(Result::unwrap)
-            .collect()
+        entries(&BpfHashMap::<_, KernelCtKey, KernelCtEntry>::try_from(map).unwrap())
+    }
+
+    /// The pipeline's tables for the kernel's current plan and generation.
+    fn tables(&self) -> Arc<Tables> {
+        let node = NodeConfig {
+            policy_generation: self.generation,
+            ..self.plan.node
+        };
+        let towards_node_b = NextHop {
+            src_mac: NODE_A_MAC,
+            dst_mac: NODE_B_MAC,
+        };
+        Arc::new(Tables::new(
+            &datapath::contents(&self.plan),
+            node,
+            BTreeMap::from([(NODE_B_IP, towards_node_b)]),
+        ))
     }
 
     /// Packets counted so far under `counted`.
@@ -550,6 +571,23 @@ impl Kernel {
     }
 }
 
+/// Removes every entry of a conntrack map.
+fn clear<T: std::borrow::BorrowMut<MapData>>(
+    table: &mut BpfHashMap<T, KernelCtKey, KernelCtEntry>,
+) {
+    let keys: Vec<KernelCtKey> = table.keys().map(Result::unwrap).collect();
+    for key in keys {
+        table.remove(&key).unwrap();
+    }
+}
+
+/// Every entry of a conntrack map.
+fn entries<T: std::borrow::Borrow<MapData>>(
+    table: &BpfHashMap<T, KernelCtKey, KernelCtEntry>,
+) -> BTreeMap<KernelCtKey, KernelCtEntry> {
+    table.iter().map(Result::unwrap).collect()
+}
+
 /// The state of `yaml` and node A's plan (call from inside node A's namespace).
 fn compile_for(yaml: &str) -> (ClusterState, NodePlan) {
     let state = ClusterState::from_yaml_str(yaml).unwrap_or_else(|error| panic!("{error}\n{yaml}"));
@@ -557,20 +595,24 @@ fn compile_for(yaml: &str) -> (ClusterState, NodePlan) {
     (state, plan)
 }
 
-/// Runs one sequence through both sides; an error describes the first disagreement.
+/// Runs one sequence through the three subjects; an error describes the first disagreement.
 fn run_sequence(
     node: &FixtureNode,
     kernel: &mut Kernel,
+    mirror: &mut BpfMirror,
     base: &Scenario,
     base_state: &ClusterState,
     base_plan: &NodePlan,
     packets: &[Packet],
 ) -> Result<(), String> {
     kernel.clear_conntrack();
+    clear(mirror.map_mut());
     if kernel.plan != *base_plan {
         kernel.apply(base_plan.clone());
     }
     let mut model = NodeModel::new(topology(base_state, &node.ifindex));
+    let capacity = base_state.conntrack.max_entries;
+    let mut pipeline = Pipeline::new(kernel.tables(), capacity, &mut *mirror);
     let mut sent: Vec<Sent> = Vec::new();
     for (step, packet) in packets.iter().enumerate() {
         let (from, to, inner) = match packet {
@@ -581,6 +623,7 @@ fn run_sequence(
                 };
                 let (state, plan) = compile_for(&state_yaml(&scenario));
                 kernel.apply(plan);
+                pipeline.set_tables(kernel.tables());
                 model.set_policy(topology(&state, &node.ifindex));
                 continue;
             }
@@ -671,13 +714,14 @@ fn run_sequence(
         };
         let sender = &PODS[from];
         let now = ctpath_control::conntrack::monotonic_ns();
-        let (verdict, input, program, ingress) = if sender.local {
+        let (verdict, input, program, ingress, forwarder_ingress) = if sender.local {
             let ingress = node.ifindex[sender.host_interface];
             (
                 model.from_pod(ingress, &inner, now),
                 inner.clone(),
                 XdpProgram::FromPod,
                 ingress,
+                Ingress::Pod { ifindex: ingress },
             )
         } else {
             let vni = if sender.network == "blue" { 100 } else { 200 };
@@ -689,6 +733,7 @@ fn run_sequence(
                 outer,
                 XdpProgram::FromUnderlay,
                 kernel.eth0,
+                Ingress::Underlay,
             )
         };
         kernel.runner.set_program(program);
@@ -731,12 +776,40 @@ fn run_sequence(
                 inner,
             )),
         };
-        if let Some(expected) = expected_frame {
-            if outcome.output != expected {
+        if let Some(expected) = &expected_frame {
+            if outcome.output != *expected {
                 return Err(format!(
                     "{}: output differs\n  kernel {:02x?}\n  model  {expected:02x?}",
                     context(),
                     outcome.output
+                ));
+            }
+        }
+
+        // The pipeline, on the same frame in a buffer with room to grow.
+        let mut buf = vec![0u8; input.len() + FORWARDER_ROOM];
+        buf[..input.len()].copy_from_slice(&input);
+        let mut frame = FrameBuf {
+            buf: &mut buf,
+            len: input.len(),
+        };
+        let forwarded = pipeline.process(forwarder_ingress, &mut frame, now);
+        if !same_action(&verdict.outcome, &forwarded.action) {
+            return Err(format!("{}: pipeline {:?}", context(), forwarded.action));
+        }
+        if forwarded.counted != verdict.counted {
+            return Err(format!(
+                "{}: pipeline counted {:?}",
+                context(),
+                forwarded.counted
+            ));
+        }
+        if let Some(expected) = &expected_frame {
+            let output = &frame.buf[..frame.len];
+            if output != &expected[..] {
+                return Err(format!(
+                    "{}: output differs\n  pipeline {output:02x?}\n  model    {expected:02x?}",
+                    context(),
                 ));
             }
         }
@@ -749,56 +822,99 @@ fn run_sequence(
     // The tables: same connections, states and originators; a rule where the model has one.
     let now = ctpath_control::conntrack::monotonic_ns();
     let timeouts = model.topology().conntrack.timeouts;
-    let modelled: BTreeMap<KernelCtKey, (u8, u8, bool, bool)> = model
+    let modelled: BTreeMap<KernelCtKey, Tracked> = model
         .conntrack()
         .filter(|(key, entry)| !entry.is_expired(key.protocol, &timeouts, now))
         .map(|(key, entry)| {
-            (
-                (*key).into(),
-                (
-                    entry.state.code(),
-                    entry.originator.code(),
-                    entry.egress_rule.is_some(),
-                    entry.ingress_rule.is_some(),
-                ),
-            )
+            let tracked = Tracked {
+                state: entry.state.code(),
+                origin: entry.originator.code(),
+                egress_rule: entry.egress_rule.is_some(),
+                ingress_rule: entry.ingress_rule.is_some(),
+            };
+            ((*key).into(), tracked)
         })
         .collect();
-    let kernel_table: BTreeMap<KernelCtKey, (u8, u8, bool, bool)> = kernel
-        .conntrack()
-        .into_iter()
-        .filter(|(key, entry)| !timeouts.is_expired(key.protocol, entry, now))
-        .map(|(key, entry)| {
-            (
-                key,
-                (
-                    entry.state,
-                    entry.origin,
-                    entry.egress_rule != NO_RULE,
-                    entry.ingress_rule != NO_RULE,
-                ),
-            )
-        })
-        .collect();
-    if modelled != kernel_table {
-        let keys: BTreeSet<_> = modelled.keys().chain(kernel_table.keys()).collect();
-        let diff: Vec<String> = keys
+    let live = |table: BTreeMap<KernelCtKey, KernelCtEntry>| -> BTreeMap<KernelCtKey, Tracked> {
+        table
             .into_iter()
-            .filter(|key| modelled.get(key) != kernel_table.get(key))
-            .map(|key| {
-                format!(
-                    "  {key:?}: model {:?}, kernel {:?}",
-                    modelled.get(key),
-                    kernel_table.get(key)
-                )
-            })
-            .collect();
-        return Err(format!(
-            "conntrack tables differ (state, origin, egress rule, ingress rule):\n{}",
-            diff.join("\n")
-        ));
+            .filter(|(key, entry)| !timeouts.is_expired(key.protocol, entry, now))
+            .map(|(key, entry)| (key, Tracked::of(&entry)))
+            .collect()
+    };
+    let pipeline_table = live(pipeline.conntrack().map(|(k, e)| (*k, *e)).collect());
+    drop(pipeline);
+    for (subject, table) in [
+        ("kernel", live(kernel.conntrack())),
+        ("pipeline", pipeline_table),
+        ("pipeline's mirror", live(entries(mirror.map_mut()))),
+    ] {
+        agree(&modelled, subject, &table)?;
     }
     Ok(())
+}
+
+/// What the conntrack tables must agree on: state, origin, and whether each side has a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tracked {
+    state: u8,
+    origin: u8,
+    egress_rule: bool,
+    ingress_rule: bool,
+}
+
+impl Tracked {
+    fn of(entry: &KernelCtEntry) -> Tracked {
+        Tracked {
+            state: entry.state,
+            origin: entry.origin,
+            egress_rule: entry.egress_rule != NO_RULE,
+            ingress_rule: entry.ingress_rule != NO_RULE,
+        }
+    }
+}
+
+/// Whether `subject`'s live conntrack entries are the model's.
+fn agree(
+    modelled: &BTreeMap<KernelCtKey, Tracked>,
+    subject: &str,
+    table: &BTreeMap<KernelCtKey, Tracked>,
+) -> Result<(), String> {
+    if modelled == table {
+        return Ok(());
+    }
+    let keys: BTreeSet<_> = modelled.keys().chain(table.keys()).collect();
+    let diff: Vec<String> = keys
+        .into_iter()
+        .filter(|key| modelled.get(key) != table.get(key))
+        .map(|key| {
+            format!(
+                "  {key:?}: model {:?}, {subject} {:?}",
+                modelled.get(key),
+                table.get(key)
+            )
+        })
+        .collect();
+    Err(format!(
+        "conntrack tables of the model and the {subject} differ:\n{}",
+        diff.join("\n")
+    ))
+}
+
+/// Room the pipeline's buffers have after a frame (encapsulation adds 50 bytes).
+const FORWARDER_ROOM: usize = 256;
+
+/// Whether the pipeline's action is the model's outcome: the same drop, pass, bounce, pod, or
+/// encapsulation.
+fn same_action(outcome: &Outcome, action: &Action) -> bool {
+    match (outcome, action) {
+        (Outcome::Drop(expected), Action::Drop(reason)) => expected == reason,
+        (Outcome::Redirect { ifindex, .. }, Action::ToPod { ifindex: to }) => ifindex == to,
+        (Outcome::Pass, Action::Pass)
+        | (Outcome::Bounce { .. }, Action::Bounce)
+        | (Outcome::Encapsulate { .. }, Action::ToUnderlay) => true,
+        _ => false,
+    }
 }
 
 /// The index in `PORTS` of the port at `offset` of `frame` (0 if it is none of them).
@@ -824,7 +940,7 @@ impl OutcomeSummary for ctpath_dataplane::model::Verdict {
 }
 
 #[test]
-fn kernel_and_model_agree_on_random_sequences() {
+fn kernel_pipeline_and_model_agree_on_random_sequences() {
     require_root();
     let node = node_a();
     let eth0 = node.ifindex["eth0"];
@@ -849,12 +965,18 @@ fn kernel_and_model_agree_on_random_sequences() {
             let mut runner = FixtureRunner::new(XdpProgram::FromPod);
             runner.set_program(XdpProgram::FromUnderlay);
             datapath::write_plan(runner.ebpf_mut(), &empty).unwrap();
+            let conntrack_entries = empty.conntrack_entries;
             let kernel = RefCell::new(Kernel { runner, plan: empty, generation: 1, eth0 });
+            // The pipeline's mirror: the conntrack map of a second object, as the forwarder
+            // shares the agent's.
+            let mut second = datapath::load_with(conntrack_entries).unwrap();
+            let map = second.take_map(names::CONNTRACK).unwrap();
+            let mirror = RefCell::new(BpfMirror::new(BpfHashMap::try_from(map).unwrap()));
             proptest!(config, |(scenario in scenario(), sequences in sequences())| {
                                 let (state, plan) = compile_for(&state_yaml(&scenario));
-                let mut kernel = kernel.borrow_mut();
+                let (mut kernel, mut mirror) = (kernel.borrow_mut(), mirror.borrow_mut());
                 for packets in &sequences {
-                    if let Err(disagreement) = run_sequence(&node, &mut kernel, &scenario, &state, &plan, packets) {
+                    if let Err(disagreement) = run_sequence(&node, &mut kernel, &mut mirror, &scenario, &state, &plan, packets) {
                         prop_assert!(false, "{disagreement}\nstate:\n{}\nsequence: {packets:#?}", state_yaml(&scenario));
                     }
                 }

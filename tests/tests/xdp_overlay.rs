@@ -69,6 +69,7 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
             configured: 1,
             policy_generation: 0,
             ct_timeouts: CtTimeouts::default(),
+            underlay_xsk_base: 0,
         },
         underlay_interface: "eth0".into(),
         pod_ports: BTreeMap::from([(
@@ -82,6 +83,7 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
                 // Forwarding only here: no anti-spoofing, no filtering (see xdp_security).
                 policy: NO_POLICY,
                 flags: 0,
+                xsk_base: 0,
             },
         )]),
         pod_interfaces: BTreeMap::new(),
@@ -115,7 +117,13 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
                 endpoint(endpoint_kind::GATEWAY, 0, [0; 4], ROUTER_MAC),
             ),
         ]),
-        networks: BTreeMap::from([(VNI, Network { mtu: MTU as u32 })]),
+        networks: BTreeMap::from([(
+            VNI,
+            Network {
+                mtu: MTU as u32,
+                flags: 0,
+            },
+        )]),
         remote_vteps: BTreeSet::from([NODE_B_IP]),
         sources: BTreeMap::new(),
         pair_macs: BTreeSet::new(),

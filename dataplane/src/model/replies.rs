@@ -2,14 +2,20 @@
 //! readdressed for delivery. Byte for byte what the XDP programs write in place (`arp.rs`,
 //! `icmp.rs`, `pod.rs`/`underlay.rs`), so a test can compare output frames whole.
 //!
-//! Owns: output bytes only; whether to answer or forward is [`super::node`]'s.
+//! Owns: output bytes only; whether to answer or forward is [`super::node`]'s. Each reply is
+//! written by one in-place function (`write_*`, [`readdress`]) over a frame in a buffer, which
+//! the AF_XDP forwarder calls on its frames and the model's `Vec`-returning functions call on
+//! a copy: the bytes are written once for both.
 //!
 //! Panic contract: nothing here panics. Each function takes a frame that [`super::classify()`]
 //! accepted with the header it rewrites; given less, it writes what fits.
 
+use std::net::Ipv4Addr;
+
 use ctpath_common::wire::{
     ARP_LEN, DEFAULT_TTL, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, ICMP_CODE_FRAG_NEEDED,
-    ICMP_DEST_UNREACHABLE, ICMP_ERROR_QUOTED_PAYLOAD, IPPROTO_ICMP,
+    ICMP_DEST_UNREACHABLE, ICMP_ERROR_QUOTED_PAYLOAD, ICMP_HDR_LEN, IPPROTO_ICMP, IPV4_MAX_HDR_LEN,
+    IPV4_MIN_HDR_LEN,
 };
 
 use super::topology::LocalPort;
@@ -19,10 +25,17 @@ use crate::wire::{arp, ethernet, icmp, ipv4, MacAddr};
 /// sent back to the requester from `mac`. Bytes after the 28 of ARP (padding) are kept.
 pub fn arp_reply(frame: &[u8], request: &arp::Repr, mac: MacAddr) -> Vec<u8> {
     let mut reply = frame.to_vec();
-    if reply.len() < ETH_HDR_LEN + ARP_LEN {
-        return reply;
+    write_arp_reply(&mut reply, request, mac);
+    reply
+}
+
+/// Rewrites the ARP request `request` at the start of `frame` in place into [`arp_reply`]'s
+/// reply. A frame shorter than Ethernet + ARP is left alone.
+pub fn write_arp_reply(frame: &mut [u8], request: &arp::Repr, mac: MacAddr) {
+    if frame.len() < ETH_HDR_LEN + ARP_LEN {
+        return;
     }
-    write_ethernet(&mut reply, request.sender_mac, mac, ETHERTYPE_ARP);
+    write_ethernet(frame, request.sender_mac, mac, ETHERTYPE_ARP);
     let repr = arp::Repr {
         operation: arp::Operation::Reply,
         sender_mac: mac,
@@ -30,8 +43,7 @@ pub fn arp_reply(frame: &[u8], request: &arp::Repr, mac: MacAddr) -> Vec<u8> {
         target_mac: request.sender_mac,
         target_ip: request.sender_ip,
     };
-    repr.emit(&mut arp::Packet::new_unchecked(&mut reply[ETH_HDR_LEN..]));
-    reply
+    repr.emit(&mut arp::Packet::new_unchecked(&mut frame[ETH_HDR_LEN..]));
 }
 
 /// The ICMP "fragmentation needed" error answering `frame`, an IPv4 packet from the pod behind
@@ -39,50 +51,85 @@ pub fn arp_reply(frame: &[u8], request: &arp::Repr, mac: MacAddr) -> Vec<u8> {
 /// MTU the port's, quoting the offending header (options included) and 8 bytes of its payload.
 /// DF set, as Linux sends its ICMP errors.
 pub fn frag_needed(frame: &[u8], port: &LocalPort, router_mac: MacAddr) -> Vec<u8> {
-    let datagram = frame.get(ETH_HDR_LEN..).unwrap_or_default();
+    let mut reply = frame.to_vec();
+    reply.resize(frame.len().max(FRAG_NEEDED_MAX_LEN), 0);
+    let len = write_frag_needed(&mut reply, frame.len(), port.gateway, port.mtu, router_mac)
+        .unwrap_or(frame.len());
+    reply.truncate(len);
+    reply
+}
+
+/// The longest "fragmentation needed" error: Ethernet, IPv4, ICMP, a quoted header with 40
+/// bytes of options and 8 bytes of its payload.
+pub const FRAG_NEEDED_MAX_LEN: usize =
+    ETH_HDR_LEN + IPV4_MIN_HDR_LEN + ICMP_HDR_LEN + IPV4_MAX_HDR_LEN + ICMP_ERROR_QUOTED_PAYLOAD;
+
+/// Rewrites the frame of `len` bytes at the start of `buf` in place into [`frag_needed`]'s
+/// error, gateway `gateway`, next-hop MTU `mtu`; returns the error's length. `None` if `buf` is
+/// too short to hold it (nothing written). A frame without a whole IPv4 header is left alone
+/// (`Some(len)`).
+pub fn write_frag_needed(
+    buf: &mut [u8],
+    len: usize,
+    gateway: Ipv4Addr,
+    mtu: u16,
+    router_mac: MacAddr,
+) -> Option<usize> {
+    let datagram = buf.get(ETH_HDR_LEN..len.min(buf.len()))?;
     if datagram.len() < ipv4::field::DST_ADDR.end {
-        return frame.to_vec();
+        return Some(len);
     }
     let offending = ipv4::Packet::new_unchecked(datagram);
-    let pod_mac = ethernet::Packet::new_unchecked(frame).src_addr();
-    // The kernel cuts (or, never in practice, zero-extends) the frame to this length.
-    let mut quoted = datagram.to_vec();
-    quoted.resize(offending.header_len() + ICMP_ERROR_QUOTED_PAYLOAD, 0);
+    let (header_len, pod_ip) = (offending.header_len(), offending.src_addr());
+    let pod_mac = ethernet::Packet::new_unchecked(&buf[..]).src_addr();
+    let quoted_len = header_len + ICMP_ERROR_QUOTED_PAYLOAD;
+    let icmp_at = ETH_HDR_LEN + IPV4_MIN_HDR_LEN;
+    let quote_at = icmp_at + ICMP_HDR_LEN;
+    let reply_len = quote_at + quoted_len;
+    if buf.len() < reply_len {
+        return None;
+    }
+    // The kernel cuts (or, never in practice, zero-extends) the frame to the quote.
+    let present = quoted_len.min(datagram.len());
+    buf.copy_within(ETH_HDR_LEN..ETH_HDR_LEN + present, quote_at);
+    buf[quote_at + present..reply_len].fill(0);
 
-    let [mtu_hi, mtu_lo] = port.mtu.to_be_bytes();
-    let message = icmp::Repr::Other {
-        msg_type: ICMP_DEST_UNREACHABLE,
-        code: ICMP_CODE_FRAG_NEEDED,
-        rest_of_header: [0, 0, mtu_hi, mtu_lo],
-        data: &quoted,
-    };
+    write_ethernet(buf, pod_mac, router_mac, ETHERTYPE_IPV4);
     let header = ipv4::Repr {
-        src_addr: port.gateway,
-        dst_addr: offending.src_addr(),
+        src_addr: gateway,
+        dst_addr: pod_ip,
         protocol: IPPROTO_ICMP,
-        payload_len: message.buffer_len(),
+        payload_len: ICMP_HDR_LEN + quoted_len,
         dscp_ecn: 0,
         ident: 0,
         dont_frag: true,
         ttl: DEFAULT_TTL,
     };
-    let mut reply = vec![0u8; ETH_HDR_LEN + header.buffer_len() + message.buffer_len()];
-    write_ethernet(&mut reply, pod_mac, router_mac, ETHERTYPE_IPV4);
-    let ip = &mut reply[ETH_HDR_LEN..];
-    header.emit(&mut ipv4::Packet::new_unchecked(&mut ip[..]));
-    message.emit(&mut icmp::Packet::new_unchecked(
-        &mut ip[header.buffer_len()..],
+    header.emit(&mut ipv4::Packet::new_unchecked(
+        &mut buf[ETH_HDR_LEN..icmp_at],
     ));
-    reply
+    let [mtu_hi, mtu_lo] = mtu.to_be_bytes();
+    let mut message = icmp::Packet::new_unchecked(&mut buf[icmp_at..reply_len]);
+    message.set_msg_type(ICMP_DEST_UNREACHABLE);
+    message.set_msg_code(ICMP_CODE_FRAG_NEEDED);
+    message.set_rest_of_header([0, 0, mtu_hi, mtu_lo]);
+    message.fill_checksum();
+    Some(reply_len)
 }
 
 /// `frame` (IPv4) with new Ethernet addresses, as delivered to a pod.
 pub fn readdressed(frame: &[u8], dst_mac: MacAddr, src_mac: MacAddr) -> Vec<u8> {
     let mut frame = frame.to_vec();
-    if frame.len() >= ETH_HDR_LEN {
-        write_ethernet(&mut frame, dst_mac, src_mac, ETHERTYPE_IPV4);
-    }
+    readdress(&mut frame, dst_mac, src_mac);
     frame
+}
+
+/// Rewrites the Ethernet header of `frame` (IPv4) in place for delivery, as [`readdressed`].
+/// A frame shorter than an Ethernet header is left alone.
+pub fn readdress(frame: &mut [u8], dst_mac: MacAddr, src_mac: MacAddr) {
+    if frame.len() >= ETH_HDR_LEN {
+        write_ethernet(frame, dst_mac, src_mac, ETHERTYPE_IPV4);
+    }
 }
 
 /// Writes a whole Ethernet header at the start of `frame` (at least 14 bytes).

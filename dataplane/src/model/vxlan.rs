@@ -3,7 +3,10 @@
 //! writes ([`encapsulate`]), which are what the Linux vxlan device writes: IPv4 without
 //! options, identification 0, DF, TTL 64; UDP to port 4789 without checksum; the I flag.
 //!
-//! Owns: the outer 50 bytes. The inner frame is [`super::classify()`]'s.
+//! Owns: the outer 50 bytes, written by one in-place function ([`write_outer`]) that the
+//! model's [`encapsulate`] and the AF_XDP forwarder (through [`encapsulate_in_place`], on a
+//! frame in a buffer with room after it) both use. The inner frame is
+//! [`super::classify()`]'s.
 //!
 //! Panic contract: nothing here panics. Lengths that do not fit their 16-bit fields (an inner
 //! frame near 64 KiB) wrap, as the XDP programs' arithmetic does.
@@ -93,16 +96,55 @@ pub fn receive(frame: &[u8], underlay_ip: Ipv4Addr) -> Result<Option<Received>, 
 /// `inner` wrapped in the outer headers `outer`.
 pub fn encapsulate(outer: &Outer, inner: &[u8]) -> Vec<u8> {
     let mut frame = vec![0u8; VXLAN_ENCAP_LEN + inner.len()];
-    // Truncating casts on purpose: the datapath's u16 arithmetic wraps the same way.
-    let udp_len = (UDP_HDR_LEN + VXLAN_HDR_LEN + inner.len()) as u16;
-    let total_len = (IPV4_MIN_HDR_LEN as u16).wrapping_add(udp_len);
+    frame[..inner.len()].copy_from_slice(inner);
+    let encapsulated = encapsulate_in_place(&mut frame, inner.len(), outer);
+    debug_assert_eq!(encapsulated, Some(frame.len()));
+    frame
+}
 
-    let mut eth = ethernet::Packet::new_unchecked(&mut frame[..]);
+/// Wraps the frame of `len` bytes at the start of `buf` in place in the outer headers `outer`
+/// (the frame moves 50 bytes on); returns the new length. `None` if `buf` has no room for it
+/// (nothing written).
+pub fn encapsulate_in_place(buf: &mut [u8], len: usize, outer: &Outer) -> Option<usize> {
+    let encapsulated = len.checked_add(VXLAN_ENCAP_LEN)?;
+    if buf.len() < encapsulated {
+        return None;
+    }
+    buf.copy_within(..len, VXLAN_ENCAP_LEN);
+    write_outer(&mut buf[..VXLAN_ENCAP_LEN], outer, len);
+    Some(encapsulated)
+}
+
+/// Strips the outer headers of the VXLAN frame of `len` bytes at the start of `buf` in place
+/// (the inner frame moves to the start); returns the inner frame's length, 0 if `len` is no
+/// longer than the outer headers.
+pub fn decapsulate_in_place(buf: &mut [u8], len: usize) -> usize {
+    let len = len.min(buf.len());
+    if len <= VXLAN_ENCAP_LEN {
+        return 0;
+    }
+    buf.copy_within(VXLAN_ENCAP_LEN..len, 0);
+    len - VXLAN_ENCAP_LEN
+}
+
+/// Writes the outer headers `outer` around an inner frame of `inner_len` bytes into `headers`
+/// (at least 50 bytes; given less, nothing is written).
+pub fn write_outer(headers: &mut [u8], outer: &Outer, inner_len: usize) {
+    let Some(headers) = headers.get_mut(..VXLAN_ENCAP_LEN) else {
+        return;
+    };
+    // Truncating casts on purpose: the datapath's u16 arithmetic wraps the same way.
+    let udp_len = (UDP_HDR_LEN + VXLAN_HDR_LEN + inner_len) as u16;
+    let total_len = (IPV4_MIN_HDR_LEN as u16).wrapping_add(udp_len);
+    // Every field not set below is 0: DSCP, identification, fragment offset, UDP checksum.
+    headers.fill(0);
+
+    let mut eth = ethernet::Packet::new_unchecked(&mut headers[..]);
     eth.set_dst_addr(outer.dst_mac);
     eth.set_src_addr(outer.src_mac);
     eth.set_ethertype(ETHERTYPE_IPV4);
 
-    let mut ip = ipv4::Packet::new_unchecked(&mut frame[IP_OFFSET..UDP_OFFSET]);
+    let mut ip = ipv4::Packet::new_unchecked(&mut headers[IP_OFFSET..UDP_OFFSET]);
     ip.set_version(4);
     ip.set_ihl((IPV4_MIN_HDR_LEN / 4) as u8);
     ip.set_total_len(total_len);
@@ -113,17 +155,15 @@ pub fn encapsulate(outer: &Outer, inner: &[u8]) -> Vec<u8> {
     ip.set_dst_addr(outer.dst_ip);
     ip.fill_checksum();
 
-    let mut udp = udp::Packet::new_unchecked(&mut frame[UDP_OFFSET..VXLAN_OFFSET]);
+    let mut udp = udp::Packet::new_unchecked(&mut headers[UDP_OFFSET..VXLAN_OFFSET]);
     udp.set_src_port(outer.src_port);
     udp.set_dst_port(VXLAN_PORT);
     udp.set_len(udp_len);
 
     let repr = vxlan::Repr { vni: outer.vni };
     repr.emit(&mut vxlan::Packet::new_unchecked(
-        &mut frame[VXLAN_OFFSET..VXLAN_ENCAP_LEN],
+        &mut headers[VXLAN_OFFSET..VXLAN_ENCAP_LEN],
     ));
-    frame[VXLAN_ENCAP_LEN..].copy_from_slice(inner);
-    frame
 }
 
 #[cfg(test)]

@@ -153,6 +153,14 @@ counter_enum! {
         PolicyDeniedIngress = 31 => "policy_denied_ingress",
         /// A new connection needed a conntrack entry and the table is full.
         ConntrackFull = 32 => "conntrack_full",
+        /// A frame the AF_XDP forwarder would have to hand to the kernel, which it cannot (the
+        /// XDP programs give it IPv4 and ARP only, so this means a defect).
+        ForwarderCannotPass = 33 => "forwarder_cannot_pass",
+        /// The forwarder's worker has no socket on the interface (and queue) the frame leaves
+        /// by.
+        ForwarderNoSocket = 34 => "forwarder_no_socket",
+        /// The TX ring of the forwarder's socket the frame leaves by was full.
+        ForwarderTxRingFull = 35 => "forwarder_tx_ring_full",
     }
 }
 
@@ -176,6 +184,10 @@ counter_enum! {
         UnderlayDecapsulated = 6 => "underlay_decapsulated",
         /// An ARP request over VXLAN for a pod on this node, answered back over VXLAN.
         UnderlayArpReplied = 7 => "underlay_arp_replied",
+        /// A frame from a pod on a fast-path plane handed to the AF_XDP forwarder.
+        PodToForwarder = 8 => "pod_to_forwarder",
+        /// VXLAN of a fast-path plane handed to the AF_XDP forwarder.
+        UnderlayToForwarder = 9 => "underlay_to_forwarder",
     }
 }
 

@@ -7,9 +7,11 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod conntrack;
 pub mod counters;
 pub mod flow;
 pub mod maps;
+pub mod policy;
 pub mod wire;
 
 pub use counters::{Counter, CounterKind, DropReason, Tally};

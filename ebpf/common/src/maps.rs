@@ -17,6 +17,7 @@ pub mod names {
     pub const POLICY: &str = "POLICY";
     pub const CONNTRACK: &str = "CONNTRACK";
     pub const RULE_HITS: &str = "RULE_HITS";
+    pub const XSKS: &str = "XSKS";
 }
 
 /// Capacity of the endpoint table: pods' interfaces and gateways, cluster-wide, all planes.
@@ -37,6 +38,18 @@ pub const MAX_POLICY_ENTRIES: u32 = 524_288;
 pub const MAX_RULES: u32 = 65_536;
 /// Default capacity of the conntrack table; the agent sizes it from the state.
 pub const DEFAULT_CONNTRACK_ENTRIES: u32 = 262_144;
+/// AF_XDP socket slots one interface may use in `XSKS`: one per receive queue, queues
+/// `0..XSK_QUEUES_PER_INTERFACE`. An interface's slots start at its `xsk_base`.
+pub const XSK_QUEUES_PER_INTERFACE: u32 = 16;
+/// Interfaces (pod veths on fast-path planes, and the underlay) with AF_XDP sockets.
+pub const MAX_XSK_INTERFACES: u32 = 1_024;
+/// Bytes of frame an AF_XDP chunk of the forwarder holds: its 4,096 bytes less the kernel's
+/// 256 bytes of XDP headroom. The programs hand the forwarder only frames that fit, VXLAN
+/// included (a pod's frame grows by `VXLAN_ENCAP_LEN` on its way out); larger ones (planes
+/// with jumbo MTUs) they carry themselves, with the same semantics.
+pub const XSK_FRAME_ROOM: u32 = 4096 - 256;
+/// Capacity of the `XSKS` map (an XSKMAP): socket slots of every fast-path interface.
+pub const MAX_XSK_SLOTS: u32 = MAX_XSK_INTERFACES * XSK_QUEUES_PER_INTERFACE;
 
 /// Idle timeouts of conntrack entries, in seconds, by protocol and state.
 #[repr(C)]
@@ -107,8 +120,11 @@ pub struct NodeConfig {
     /// older generation are checked again against the current rules.
     pub policy_generation: u32,
     pub ct_timeouts: CtTimeouts,
+    /// First `XSKS` slot of the underlay's AF_XDP sockets (slot + receive queue). VXLAN of a
+    /// fast-path plane goes to the forwarder through it.
+    pub underlay_xsk_base: u32,
 }
-const _: () = assert!(core::mem::size_of::<NodeConfig>() == 52);
+const _: () = assert!(core::mem::size_of::<NodeConfig>() == 56);
 
 /// A pod interface on this node, keyed by the ifindex of its host-side veth (`POD_PORTS`).
 #[repr(C)]
@@ -126,8 +142,11 @@ pub struct PodPort {
     pub policy: u32,
     /// [`port_flags`].
     pub flags: u32,
+    /// With [`port_flags::FAST_PATH`]: the first `XSKS` slot of this interface's AF_XDP
+    /// sockets (slot + receive queue).
+    pub xsk_base: u32,
 }
-const _: () = assert!(core::mem::size_of::<PodPort>() == 28);
+const _: () = assert!(core::mem::size_of::<PodPort>() == 32);
 
 /// `PodPort::policy` of an interface that is not filtered.
 pub const NO_POLICY: u32 = 0;
@@ -136,6 +155,9 @@ pub const NO_POLICY: u32 = 0;
 pub mod port_flags {
     /// Anti-spoofing is on (`port_security: true`).
     pub const PORT_SECURITY: u32 = 1;
+    /// The interface's plane is a fast-path plane: its frames go to the AF_XDP forwarder
+    /// while a socket is bound for the receive queue, and stay in XDP otherwise.
+    pub const FAST_PATH: u32 = 2;
 }
 
 /// Key of `ENDPOINTS`: an address on a plane. The same IP may exist on two planes.
@@ -180,8 +202,17 @@ const _: () = assert!(core::mem::size_of::<Endpoint>() == 24);
 pub struct Network {
     /// Largest IPv4 packet on the plane.
     pub mtu: u32,
+    /// [`network_flags`].
+    pub flags: u32,
 }
-const _: () = assert!(core::mem::size_of::<Network>() == 4);
+const _: () = assert!(core::mem::size_of::<Network>() == 8);
+
+/// Bits of `Network::flags`.
+pub mod network_flags {
+    /// A fast-path plane (`fast_path: true`): its VXLAN goes to the AF_XDP forwarder while a
+    /// socket is bound for the underlay's receive queue, and stays in XDP otherwise.
+    pub const FAST_PATH: u32 = 1;
+}
 
 /// Value of `VTEPS`, keyed by a node's underlay address (`[u8; 4]`): a node VXLAN is
 /// accepted from.

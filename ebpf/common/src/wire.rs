@@ -24,12 +24,19 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
 pub const TCP_MIN_HDR_LEN: usize = 20;
+/// TCP flag bits (the 13th byte of the header).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
 pub const UDP_HDR_LEN: usize = 8;
 pub const ICMP_HDR_LEN: usize = 8;
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACHABLE: u8 = 3;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 /// Code of "destination unreachable": fragmentation needed and DF set (RFC 1191).
 pub const ICMP_CODE_FRAG_NEEDED: u8 = 4;
 /// An ICMP error quotes the offending IPv4 header and this many bytes of its payload (RFC 792).

@@ -5,14 +5,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray, XskMap},
 };
 use ctpath_common::{
     maps::{
         CtEntry, CtKey, Endpoint, EndpointKey, Network, NodeConfig, PodPort, PolicyRuleKey,
         ScopedIp, ScopedMac, SourceMac, Vtep, DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD,
         MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES,
-        MAX_SOURCES, MAX_VTEPS, POLICY_KEY_FIXED_BITS,
+        MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS, POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
     },
     Tally,
 };
@@ -48,6 +48,10 @@ static POLICY: LpmTrie<PolicyRuleKey, u32> = LpmTrie::with_max_entries(MAX_POLIC
 #[map]
 pub static CONNTRACK: HashMap<CtKey, CtEntry> =
     HashMap::with_max_entries(DEFAULT_CONNTRACK_ENTRIES, 0);
+
+/// The AF_XDP forwarder's sockets, by slot (an interface's `xsk_base` + receive queue).
+#[map]
+static XSKS: XskMap = XskMap::with_max_entries(MAX_XSK_SLOTS, 0);
 
 #[map]
 pub static RULE_HITS: PerCpuArray<Tally> = PerCpuArray::with_max_entries(MAX_RULES, 0);
@@ -127,4 +131,17 @@ pub fn policy_rule(key: PolicyRuleKey) -> Option<u32> {
     POLICY
         .get(Key::new(POLICY_KEY_FIXED_BITS + 16, key))
         .copied()
+}
+
+/// Hands the frame to the AF_XDP socket of receive queue `queue` of the interface whose slots
+/// start at `base`: `Some(XDP_REDIRECT)`, or `None` when no socket is bound there (the
+/// forwarder is not running, or not on that queue), and the programs carry the frame
+/// themselves.
+#[inline(always)]
+pub fn to_forwarder(base: u32, queue: u32) -> Option<u32> {
+    if queue >= XSK_QUEUES_PER_INTERFACE {
+        return None;
+    }
+    // Flags 0: a slot without a socket makes the helper fail (XDP_ABORTED), never drop.
+    XSKS.redirect(base + queue, 0).ok()
 }

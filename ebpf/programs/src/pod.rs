@@ -9,31 +9,40 @@
 //! gateway, answered with the node's router MAC). Either way the frame is delivered with the
 //! destination pod's MAC; a routed frame (sent to the router MAC) also gets the router MAC as
 //! its source, as a router would.
+//!
+//! On a fast-path plane the frame goes to the AF_XDP forwarder before any of this, when a
+//! socket is bound for its receive queue (see `hand_to_forwarder`); while none is (the agent
+//! restarting), this program carries the plane itself.
 
 use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_redirect, programs::XdpContext};
 use ctpath_common::{
     flow::{flow_hash, vxlan_source_port},
-    maps::{endpoint_kind, Endpoint, NodeConfig, PodPort, NO_POLICY},
-    wire::ETHERTYPE_IPV4,
+    maps::{endpoint_kind, port_flags, Endpoint, NodeConfig, PodPort, NO_POLICY, XSK_FRAME_ROOM},
+    wire::{ETHERTYPE_ARP, ETHERTYPE_IPV4, VXLAN_ENCAP_LEN},
     Counter, DropReason,
 };
 
 use crate::{
     arp, conntrack, icmp, maps,
-    packet::{write_at, EthHdr},
+    packet::{frame_len, header_at, write_at, EthHdr},
     parse::{self, Ipv4Packet, Payload},
     route, spoof, stats, vxlan,
 };
 
 pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let port = maps::pod_port(ifindex);
+    if let Some(action) = port.and_then(|port| hand_to_forwarder(ctx, &port)) {
+        stats::count(ctx, Counter::PodToForwarder);
+        return Ok(action);
+    }
     let frame = parse::parse_frame(ctx, 0)?;
     let Some(node) = maps::node() else {
         // Not configured yet: leave the node as it was without ctpath.
         stats::count(ctx, Counter::PodPassed);
         return Ok(xdp_action::XDP_PASS);
     };
-    let ifindex = ctx.ingress_ifindex() as u32;
-    let port = maps::pod_port(ifindex).ok_or(DropReason::UnconfiguredPort)?;
+    let port = port.ok_or(DropReason::UnconfiguredPort)?;
     spoof::check(ifindex, &port, &frame)?;
     match frame.payload {
         Payload::Arp(request) => {
@@ -53,6 +62,24 @@ pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
             Ok(xdp_action::XDP_PASS)
         }
     }
+}
+
+/// On a fast-path plane, IPv4 and ARP go to the AF_XDP forwarder, which does all of the rest
+/// with the same semantics; other ethertypes, and everything while no socket is bound for this
+/// receive queue, stay here.
+#[inline(always)]
+fn hand_to_forwarder(ctx: &XdpContext, port: &PodPort) -> Option<u32> {
+    if port.flags & port_flags::FAST_PATH == 0 {
+        return None;
+    }
+    if frame_len(ctx) + VXLAN_ENCAP_LEN as u64 > XSK_FRAME_ROOM as u64 {
+        return None;
+    }
+    let ethertype = header_at::<EthHdr>(ctx, 0)?.ethertype();
+    if ethertype != ETHERTYPE_IPV4 && ethertype != ETHERTYPE_ARP {
+        return None;
+    }
+    maps::to_forwarder(port.xsk_base, ctx.rx_queue_index())
 }
 
 #[inline(always)]

@@ -4,17 +4,21 @@
 //! on that plane, or, for an ARP request about a local pod (from a node running the kernel's
 //! vxlan device), answered back over VXLAN. Everything else is the node's own traffic and goes
 //! to the kernel untouched.
+//!
+//! VXLAN of a fast-path plane goes to the AF_XDP forwarder once the outer headers are known
+//! to be VXLAN for this node, when a socket is bound for the receive queue; while none is,
+//! this program carries it.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use ctpath_common::{
-    maps::{endpoint_kind, NO_POLICY},
+    maps::{endpoint_kind, network_flags, NodeConfig, NO_POLICY, XSK_FRAME_ROOM},
     wire::{ETHERTYPE_IPV4, VXLAN_ENCAP_LEN},
     Counter, DropReason,
 };
 
 use crate::{
     arp, conntrack, maps,
-    packet::{write_at, EthHdr},
+    packet::{frame_len, write_at, EthHdr},
     parse::{self, Payload},
     pod::{bounce, redirect},
     stats, vxlan,
@@ -29,6 +33,10 @@ pub fn try_from_underlay(ctx: &XdpContext) -> Result<u32, DropReason> {
         stats::count(ctx, Counter::UnderlayPassed);
         return Ok(xdp_action::XDP_PASS);
     };
+    if let Some(action) = hand_to_forwarder(ctx, &node, received.vni) {
+        stats::count(ctx, Counter::UnderlayToForwarder);
+        return Ok(action);
+    }
     if !maps::is_known_vtep(received.src_vtep) {
         return Err(DropReason::UnknownVtep);
     }
@@ -70,4 +78,15 @@ pub fn try_from_underlay(ctx: &XdpContext) -> Result<u32, DropReason> {
         }
         Payload::Other => Err(DropReason::InnerUnsupported),
     }
+}
+
+/// VXLAN of a fast-path plane goes to the AF_XDP forwarder, which makes every further check
+/// itself; `None` for other planes, unknown VNIs, and while no socket is bound.
+#[inline(always)]
+fn hand_to_forwarder(ctx: &XdpContext, node: &NodeConfig, vni: u32) -> Option<u32> {
+    let network = maps::network(vni)?;
+    if network.flags & network_flags::FAST_PATH == 0 || frame_len(ctx) > XSK_FRAME_ROOM as u64 {
+        return None;
+    }
+    maps::to_forwarder(node.underlay_xsk_base, ctx.rx_queue_index())
 }

@@ -2,7 +2,8 @@
 //! from the embedded default state (`control/examples/two-node.yaml`), with pods on several
 //! planes; flows across nodes and on one node that the state's security groups allow or block,
 //! plane isolation, a short 64-byte UDP flood, and a readable summary of what was sent, what
-//! arrived, the datapath's counters and the rules that allowed traffic.
+//! arrived, the datapath's counters and the rules that allowed traffic, and what the AF_XDP
+//! forwarder, which carries the media plane (`fast_path: true`), reports.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -201,11 +202,17 @@ fn main() -> ExitCode {
         100.0 * received as f64 / sent.max(1) as f64
     );
 
+    // The agents write the forwarder's report once a second: let it cover the flood.
+    std::thread::sleep(Duration::from_millis(1100));
     for node in cluster.ctpath_nodes() {
         println!(
             "\ncounters of {node} (ctpath status)\n{}",
             cluster.status(node)
         );
+        match cluster.fast_path(node) {
+            Some(fast_path) => print!("{fast_path}"),
+            None => println!("fast path: no AF_XDP forwarder on {node} (no fast-path plane)"),
+        }
         println!("security-group rules that allowed traffic on {node}");
         for (rule, tally) in cluster
             .rule_hits(node)
@@ -231,7 +238,7 @@ fn print_topology(cluster: &Cluster) {
     println!("\nplanes");
     for network in &cluster.state.networks {
         let fast = if network.fast_path {
-            " (fast path)"
+            " (fast_path: true: the AF_XDP forwarder's, see its report below)"
         } else {
             ""
         };

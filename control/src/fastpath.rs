@@ -1,0 +1,384 @@
+//! The agent's side of the AF_XDP forwarder: which planes and interfaces it carries (those of
+//! `fast_path: true` planes, and the underlay), the table snapshots it decides frames with
+//! (the same map contents the BPF maps get, plus the underlay next hop of every other node's
+//! VTEP from the kernel's neighbour table), and the report `ctpath status` reads.
+//!
+//! Owns [`FastPath`], started by the agent when the state has a fast-path plane, and the
+//! report file: `forwarder.json` in the agent's run directory (`/run/ctpath/NODE` by default),
+//! rewritten every second while the agent runs and removed when it stops.
+//!
+//! Next hops: the agent asks the kernel once per VTEP which neighbour the route to it goes
+//! through (`ip -j route get`), and reads the underlay's neighbour table (`ip -j neigh show`)
+//! every second; a changed MAC reaches the workers as a new snapshot. A VTEP whose neighbour is
+//! not resolved yet has no next hop: its frames are dropped as `no_neighbor`, as the XDP
+//! programs' `bpf_fib_lookup` does.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+};
+
+use aya::{
+    maps::{HashMap as BpfHashMap, Map, MapData, XskMap},
+    Ebpf,
+};
+use ctpath_common::maps::{names, network_flags, port_flags, NodeConfig};
+use ctpath_dataplane::forwarder::{
+    flows::BpfMirror,
+    port::{PortSpec, Role},
+    stats::ForwarderReport,
+    tables::{NextHop, Tables},
+    Forwarder, ForwarderConfig, ForwarderError,
+};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::{compile::NodePlan, datapath};
+
+/// Where the agents keep their run directories.
+pub const RUN_ROOT: &str = "/run/ctpath";
+
+/// The default run directory of a node's agent.
+pub fn default_run_dir(node: &str) -> PathBuf {
+    Path::new(RUN_ROOT).join(node)
+}
+
+#[derive(Debug, Error)]
+pub enum FastPathError {
+    #[error(transparent)]
+    Forwarder(#[from] ForwarderError),
+    #[error("the datapath has no {0} map")]
+    MissingMap(&'static str),
+    #[error("writing the forwarder report {path}: {source}")]
+    Report {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the forwarder report {path}: {message}")]
+    ReadReport { path: PathBuf, message: String },
+}
+
+/// The forwarder's report file in the run directory `run_dir`.
+pub fn report_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("forwarder.json")
+}
+
+/// Reads the report an agent wrote in `run_dir`, if there is one.
+pub fn read_report(run_dir: &Path) -> Result<Option<ForwarderReport>, FastPathError> {
+    let path = report_path(run_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(FastPathError::ReadReport {
+                path,
+                message: error.to_string(),
+            })
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|error| FastPathError::ReadReport {
+            path,
+            message: error.to_string(),
+        })
+}
+
+/// VNIs of the plan's fast-path planes.
+pub fn fast_planes(plan: &NodePlan) -> Vec<u32> {
+    plan.networks
+        .iter()
+        .filter(|(_, network)| network.flags & network_flags::FAST_PATH != 0)
+        .map(|(vni, _)| *vni)
+        .collect()
+}
+
+/// The interfaces the forwarder serves: the underlay and every local interface on a fast-path
+/// plane.
+pub fn ports(plan: &NodePlan) -> Vec<PortSpec> {
+    let mut ports = vec![PortSpec {
+        name: plan.underlay_interface.clone(),
+        ifindex: plan.node.underlay_ifindex,
+        role: Role::Underlay,
+        xsk_base: plan.node.underlay_xsk_base,
+    }];
+    for (ifindex, port) in &plan.pod_ports {
+        if port.flags & port_flags::FAST_PATH == 0 {
+            continue;
+        }
+        if let Some(name) = plan.pod_interfaces.get(ifindex) {
+            ports.push(PortSpec {
+                name: name.clone(),
+                ifindex: *ifindex,
+                role: Role::Pod,
+                xsk_base: port.xsk_base,
+            });
+        }
+    }
+    ports
+}
+
+/// The running forwarder with what it was last given.
+pub struct FastPath {
+    forwarder: Forwarder,
+    run_dir: PathBuf,
+    plan: NodePlan,
+    generation: u32,
+    next_hops: BTreeMap<[u8; 4], NextHop>,
+    /// Each VTEP's underlay neighbour (itself, or the gateway the route goes through).
+    neighbours: BTreeMap<[u8; 4], Ipv4Addr>,
+}
+
+impl FastPath {
+    /// Starts the forwarder on `cores` for `plan` (policy generation `generation`), its
+    /// workers' map handles taken from `ebpf`.
+    pub fn start(
+        ebpf: &Ebpf,
+        run_dir: &Path,
+        plan: &NodePlan,
+        generation: u32,
+        cores: &[usize],
+    ) -> Result<FastPath, FastPathError> {
+        let neighbours = route_neighbours(plan);
+        let next_hops = read_next_hops(plan, &neighbours);
+        let tables = Arc::new(tables(plan, generation, &next_hops));
+        let config = ForwarderConfig {
+            cores: cores.to_vec(),
+            conntrack_capacity: plan.conntrack_entries,
+            planes: fast_planes(plan),
+        };
+        let conntrack = map_handle(ebpf, names::CONNTRACK)?;
+        let xsks = map_handle(ebpf, names::XSKS)?;
+        let forwarder = Forwarder::start(
+            &config,
+            tables,
+            ports(plan),
+            || {
+                let data = clone_handle(conntrack)?;
+                BpfHashMap::try_from(Map::HashMap(data))
+                    .map(BpfMirror::new)
+                    .map_err(|error| error.to_string())
+            },
+            || {
+                let data = clone_handle(xsks)?;
+                XskMap::try_from(Map::XskMap(data)).map_err(|error| error.to_string())
+            },
+        )?;
+        tracing::info!(
+            planes = ?config.planes,
+            cores = ?cores,
+            "AF_XDP forwarder started for the fast-path planes"
+        );
+        Ok(FastPath {
+            forwarder,
+            run_dir: run_dir.to_owned(),
+            plan: plan.clone(),
+            generation,
+            next_hops,
+            neighbours,
+        })
+    }
+
+    /// The workers get `plan`'s tables and interfaces.
+    pub fn update(&mut self, plan: &NodePlan, generation: u32) {
+        if plan.remote_vteps != self.plan.remote_vteps {
+            self.neighbours = route_neighbours(plan);
+        }
+        let ports_changed = ports(plan) != ports(&self.plan);
+        self.plan = plan.clone();
+        self.generation = generation;
+        self.next_hops = read_next_hops(plan, &self.neighbours);
+        self.publish();
+        if ports_changed {
+            self.forwarder.set_ports(ports(plan));
+        }
+    }
+
+    /// Reads the neighbour table again; a changed next hop reaches the workers.
+    pub fn refresh_next_hops(&mut self) {
+        let next_hops = read_next_hops(&self.plan, &self.neighbours);
+        if next_hops != self.next_hops {
+            tracing::info!(resolved = next_hops.len(), "underlay next hops changed");
+            self.next_hops = next_hops;
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        self.forwarder.set_tables(Arc::new(tables(
+            &self.plan,
+            self.generation,
+            &self.next_hops,
+        )));
+    }
+
+    /// Writes the report for `ctpath status` (atomically: a temporary file renamed).
+    pub fn write_report(&self) -> Result<(), FastPathError> {
+        let path = report_path(&self.run_dir);
+        let error = |source| FastPathError::Report {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.run_dir).map_err(error)?;
+        let json = serde_json::to_string(&self.forwarder.report())
+            .map_err(|e| error(std::io::Error::other(e)))?;
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, json).map_err(error)?;
+        std::fs::rename(&temporary, &path).map_err(error)
+    }
+}
+
+impl Drop for FastPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(report_path(&self.run_dir));
+        let _ = std::fs::remove_dir(&self.run_dir);
+    }
+}
+
+fn tables(plan: &NodePlan, generation: u32, next_hops: &BTreeMap<[u8; 4], NextHop>) -> Tables {
+    let node = NodeConfig {
+        policy_generation: generation,
+        ..plan.node
+    };
+    Tables::new(&datapath::contents(plan), node, next_hops.clone())
+}
+
+fn map_handle<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a MapData, FastPathError> {
+    match ebpf.map(name) {
+        Some(Map::HashMap(data) | Map::XskMap(data)) => Ok(data),
+        _ => Err(FastPathError::MissingMap(name)),
+    }
+}
+
+/// A second handle on a map (its descriptor duplicated), for a worker thread.
+fn clone_handle(data: &MapData) -> Result<MapData, String> {
+    let fd = data
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|error| format!("duplicating a map descriptor: {error}"))?;
+    MapData::from_fd(fd).map_err(|error| error.to_string())
+}
+
+#[derive(Deserialize)]
+struct RouteJson {
+    gateway: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NeighJson {
+    dst: String,
+    lladdr: Option<String>,
+    #[serde(default)]
+    state: Vec<String>,
+}
+
+/// The neighbour each remote VTEP is reached through on the underlay: its gateway if the route
+/// has one, else the VTEP itself.
+fn route_neighbours(plan: &NodePlan) -> BTreeMap<[u8; 4], Ipv4Addr> {
+    plan.remote_vteps
+        .iter()
+        .map(|vtep| {
+            let ip = Ipv4Addr::from(*vtep);
+            let gateway = ip_json::<Vec<RouteJson>>(&[
+                "route",
+                "get",
+                &ip.to_string(),
+                "oif",
+                &plan.underlay_interface,
+            ])
+            .and_then(|routes| routes.into_iter().next())
+            .and_then(|route| route.gateway)
+            .and_then(|gateway| gateway.parse().ok());
+            (*vtep, gateway.unwrap_or(ip))
+        })
+        .collect()
+}
+
+/// The resolved next hop of every remote VTEP whose neighbour has a MAC.
+fn read_next_hops(
+    plan: &NodePlan,
+    neighbours: &BTreeMap<[u8; 4], Ipv4Addr>,
+) -> BTreeMap<[u8; 4], NextHop> {
+    let table = ip_json::<Vec<NeighJson>>(&["neigh", "show", "dev", &plan.underlay_interface])
+        .unwrap_or_default();
+    let resolved: BTreeMap<Ipv4Addr, [u8; 6]> = table
+        .into_iter()
+        .filter(|entry| {
+            !entry
+                .state
+                .iter()
+                .any(|s| s == "FAILED" || s == "INCOMPLETE")
+        })
+        .filter_map(|entry| {
+            Some((
+                entry.dst.parse().ok()?,
+                parse_mac(entry.lladdr.as_deref()?)?,
+            ))
+        })
+        .collect();
+    let wanted: BTreeSet<&[u8; 4]> = plan.remote_vteps.iter().collect();
+    neighbours
+        .iter()
+        .filter(|(vtep, _)| wanted.contains(vtep))
+        .filter_map(|(vtep, neighbour)| {
+            resolved.get(neighbour).map(|mac| {
+                (
+                    *vtep,
+                    NextHop {
+                        src_mac: plan.node.underlay_mac,
+                        dst_mac: *mac,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Runs `ip -j ARGS` and parses its output; `None` (logged) if it fails.
+fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Option<T> {
+    let output = Command::new("ip").arg("-j").args(args).output();
+    match output {
+        Ok(output) if output.status.success() => serde_json::from_slice(&output.stdout)
+            .map_err(|error| tracing::warn!(?args, %error, "unexpected output of ip -j"))
+            .ok(),
+        Ok(output) => {
+            tracing::debug!(?args, stderr = %String::from_utf8_lossy(&output.stderr).trim(), "ip -j");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(?args, %error, "running ip");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse_as_ip_prints_them() {
+        assert_eq!(
+            parse_mac("52:54:00:0a:ff:01"),
+            Some([0x52, 0x54, 0, 0x0a, 0xff, 1])
+        );
+        assert_eq!(parse_mac("52:54:00:0a:ff"), None);
+        assert_eq!(parse_mac("52:54:00:0a:ff:01:02"), None);
+        assert_eq!(parse_mac("zz:54:00:0a:ff:01"), None);
+    }
+}

@@ -1,0 +1,514 @@
+//! End to end: the agent restarts without losing a packet. An agent killed with `kill -9`
+//! leaves its XDP programs attached (pinned bpf_links) and its maps pinned, conntrack included;
+//! the next agent reuses the maps, writes its state over them as a reconcile and adopts the
+//! links in place. Tested on a two-node cluster of real agents: a steady UDP stream on a flow
+//! whose replies only conntrack allows, across a `kill -9` and the restart (every lost datagram
+//! counted, by phase); a pod interface added to the state (and one removed) while the agent was
+//! down; a clean stop (SIGTERM) that leaves nothing behind. Also the check `load_pinned` makes
+//! before reusing a pinned map, against a freshly loaded object.
+//!
+//! The tests of this file run one at a time: the loss count must not pay for another test's
+//! agents loading their programs on the same two cores.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
+    os::fd::AsRawFd,
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, PoisonError,
+    },
+    time::{Duration, Instant},
+};
+
+use ctpath_common::{maps::names, Counter, DropReason};
+use ctpath_control::datapath;
+use ctpath_testbed::{
+    cluster::{pod_ip, Cluster, ClusterOptions},
+    require_root,
+    traffic::udp_echo,
+    Netns,
+};
+
+/// `cli-a` may send anything and receive nothing but replies (no ingress rule): the stream's
+/// echoes reach it only through node-a's conntrack. `srv-b` takes UDP 5000 from group client.
+const STATE: &str = r#"
+version: 1
+networks:
+  - { name: std, vni: 100, cidr: 10.244.0.0/16, gateway: 10.244.0.1, mtu: 1450 }
+nodes:
+  - { name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }
+  - { name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }
+security_groups:
+  - name: client
+    rules:
+      - { direction: egress, protocol: any }
+  - name: server
+    rules:
+      - { direction: ingress, protocol: udp, ports: "5000", remote_group: client }
+      - { direction: egress, protocol: any }
+pods:
+  - name: cli-a
+    node: node-a
+    interfaces:
+      - { network: std, host_interface: vclia, ip: 10.244.1.2, mac: "02:00:00:00:01:02", security_groups: [client] }
+  - name: old-a
+    node: node-a
+    interfaces:
+      - { network: std, host_interface: volda, ip: 10.244.1.3, mac: "02:00:00:00:01:03", security_groups: [client] }
+  - name: srv-b
+    node: node-b
+    interfaces:
+      - { network: std, host_interface: vsrvb, ip: 10.244.2.2, mac: "02:00:00:00:02:02", security_groups: [server] }
+"#;
+
+/// Datagrams per second of the stream.
+const RATE: u64 = 20_000;
+const PORT: u16 = 5000;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[test]
+fn kill_9_under_a_udp_stream_loses_nothing_and_the_next_agent_adopts() {
+    require_root();
+    let _serial = serial();
+    let mut cluster = Cluster::start("restart", STATE, ClusterOptions::default());
+    let cli_a = cluster.pod("cli-a").ns().clone();
+    let srv_b = cluster.pod("srv-b").ns().clone();
+    let server = pod_ip(&cluster.state, "srv-b", "std");
+    // The flow is established (and in conntrack) before anything happens.
+    assert_eq!(
+        udp_echo(&cli_a, &srv_b, server, PORT, 5),
+        5,
+        "cli-a -> srv-b\n{}",
+        cluster.report()
+    );
+    let before = cluster.status("node-a");
+
+    let mut marks = Marks::default();
+    let stream = udp_stream(&cli_a, &srv_b, server, PORT, || {
+        std::thread::sleep(Duration::from_millis(800));
+        marks.kill = Some(Instant::now());
+        cluster.kill_agent("node-a");
+        // Dead: the programs still run, from their pinned links, on the pinned maps.
+        assert_has_xdp(cluster.node("node-a"), "eth0", true);
+        assert_has_xdp(cluster.node("node-a"), "vclia", true);
+        let pins = pins(cluster.pin_dir("node-a"));
+        for name in datapath::PINNED_MAPS {
+            assert!(
+                pins.iter().any(|pin| pin == name),
+                "{name} pinned: {pins:?}"
+            );
+        }
+        assert!(pins.iter().any(|pin| pin == "link_eth0"), "{pins:?}");
+        assert!(pins.iter().any(|pin| pin == "link_vclia"), "{pins:?}");
+        std::thread::sleep(Duration::from_millis(1000));
+        marks.restart = Some(Instant::now());
+        cluster.restart_agent("node-a");
+        marks.ready = Some(Instant::now());
+        std::thread::sleep(Duration::from_millis(800));
+    });
+    let report = stream.report(&marks);
+    eprintln!("{report}");
+    assert!(
+        stream.sent > RATE,
+        "the stream ran ({} sent)\n{report}",
+        stream.sent
+    );
+    assert_eq!(
+        stream.lost(),
+        0,
+        "datagrams lost\n{report}\n{}\nUDP in srv-b: {}",
+        cluster.report(),
+        udp_snmp(&srv_b)
+    );
+
+    // The new agent adopted the running datapath rather than building another one.
+    let log = cluster.agent_log("node-a");
+    assert_eq!(
+        log.matches("took over the pinned datapath").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("adopted the pinned link").count(),
+        3,
+        "eth0, vclia, volda: {log}"
+    );
+    // The counters continued from where the dead agent's programs left them, and counted
+    // every datagram both ways: the datapath itself lost nothing either.
+    let after = cluster.status("node-a");
+    let delta = |counter| after.event(counter).packets - before.event(counter).packets;
+    assert_eq!(
+        (
+            delta(Counter::PodEncapsulated),
+            delta(Counter::UnderlayDecapsulated)
+        ),
+        (stream.sent, stream.echoed),
+        "node-a's counters across the restart (encapsulated, decapsulated) against the \
+         stream's (sent, echoed): before\n{before}\nafter\n{after}"
+    );
+    // The same flow still passes, and the echoes really needed conntrack: srv-b starting a
+    // flow of its own towards cli-a is denied.
+    assert_eq!(udp_echo(&cli_a, &srv_b, server, PORT, 5), 5);
+    let denied = after.dropped(DropReason::PolicyDeniedIngress).packets;
+    assert_eq!(
+        udp_echo(
+            &srv_b,
+            &cli_a,
+            pod_ip(&cluster.state, "cli-a", "std"),
+            6000,
+            3
+        ),
+        0
+    );
+    assert!(
+        cluster
+            .status("node-a")
+            .dropped(DropReason::PolicyDeniedIngress)
+            .packets
+            > denied,
+        "{}",
+        cluster.report()
+    );
+}
+
+#[test]
+fn an_interface_added_while_the_agent_was_down_is_served_once_it_is_back() {
+    require_root();
+    let _serial = serial();
+    let mut cluster = Cluster::start("restart-add", STATE, ClusterOptions::default());
+    let server = pod_ip(&cluster.state, "srv-b", "std");
+    cluster.kill_agent("node-a");
+    // While node-a's agent is down: new-a joins, old-a leaves (node-b's agent takes it in).
+    let changed = STATE.replace(
+        r#"  - name: old-a
+    node: node-a
+    interfaces:
+      - { network: std, host_interface: volda, ip: 10.244.1.3, mac: "02:00:00:00:01:03", security_groups: [client] }
+"#,
+        r#"  - name: new-a
+    node: node-a
+    interfaces:
+      - { network: std, host_interface: vnewa, ip: 10.244.1.4, mac: "02:00:00:00:01:04", security_groups: [client] }
+"#,
+    );
+    assert_ne!(changed, STATE);
+    cluster.add_pods(&changed);
+    assert_has_xdp(cluster.node("node-a"), "vnewa", false);
+    cluster.restart_agent("node-a");
+
+    let (new_a, srv_b) = (
+        cluster.pod("new-a").ns().clone(),
+        cluster.pod("srv-b").ns().clone(),
+    );
+    assert_eq!(
+        udp_echo(&new_a, &srv_b, server, PORT, 10),
+        10,
+        "new-a -> srv-b\n{}\n{}",
+        cluster.report(),
+        cluster.agent_log("node-a")
+    );
+    let cli_a = cluster.pod("cli-a").ns().clone();
+    assert_eq!(udp_echo(&cli_a, &srv_b, server, PORT, 10), 10, "cli-a");
+    assert_has_xdp(cluster.node("node-a"), "vnewa", true);
+    // old-a's veth is no longer served: its link pin is gone and so is the program.
+    assert_has_xdp(cluster.node("node-a"), "volda", false);
+    let pins = pins(cluster.pin_dir("node-a"));
+    assert!(!pins.iter().any(|pin| pin == "link_volda"), "{pins:?}");
+    assert!(pins.iter().any(|pin| pin == "link_vnewa"), "{pins:?}");
+}
+
+#[test]
+fn a_clean_stop_leaves_nothing_behind_even_after_an_adoption() {
+    require_root();
+    let _serial = serial();
+    let mut cluster = Cluster::start("restart-stop", STATE, ClusterOptions::default());
+    let node_a = |cluster: &Cluster| cluster.node("node-a").ns().clone();
+    let check_nothing_left = |cluster: &Cluster, when: &str| {
+        let pin_dir = cluster.pin_dir("node-a");
+        assert!(
+            !pin_dir.exists(),
+            "{when}: pin directory left with {:?}",
+            pins(pin_dir)
+        );
+        for interface in ["eth0", "vclia", "volda"] {
+            assert_has_xdp(&node_a(cluster), interface, false);
+        }
+    };
+
+    // A fresh agent, stopped.
+    assert!(cluster.stop_agent("node-a").success());
+    check_nothing_left(&cluster, "after a fresh agent's SIGTERM");
+
+    // An agent that adopted what a killed one left, stopped.
+    cluster.restart_agent("node-a");
+    cluster.kill_agent("node-a");
+    assert_has_xdp(&node_a(&cluster), "eth0", true);
+    cluster.restart_agent("node-a");
+    assert!(
+        cluster
+            .agent_log("node-a")
+            .contains("adopted the pinned link"),
+        "{}",
+        cluster.agent_log("node-a")
+    );
+    assert!(cluster.stop_agent("node-a").success());
+    check_nothing_left(&cluster, "after an adopting agent's SIGTERM");
+}
+
+/// `load_pinned` reuses a pinned map only if it matches what the datapath declares: every map
+/// of a freshly loaded object does; a conntrack table of another size is kept as it is.
+#[test]
+fn pinned_maps_are_checked_before_they_are_reused() {
+    require_root();
+    let pin_dir = Path::new(ctpath_control::agent::BPFFS)
+        .join(format!("ctpath-test-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&pin_dir).expect("pin directory on the host's bpffs");
+    let result = std::panic::catch_unwind(|| {
+        let first = datapath::load_pinned(&pin_dir, 4096).expect("load");
+        assert!(first.reused.is_empty());
+        for (name, matches) in datapath::pinned_maps_match(&pin_dir, 4096) {
+            assert!(
+                matches,
+                "{name}: the declared layout differs from the object's"
+            );
+        }
+        let second = datapath::load_pinned(&pin_dir, 8192).expect("load again");
+        assert_eq!(second.reused.len(), datapath::PINNED_MAPS.len());
+        assert_eq!(second.conntrack_entries, 4096, "the pinned conntrack kept");
+        let info = aya::maps::MapInfo::from_pin(pin_dir.join(names::CONNTRACK)).unwrap();
+        assert_eq!(info.max_entries(), 4096);
+    });
+    std::fs::remove_dir_all(&pin_dir).expect("remove the pins");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// When the test killed and restarted the agent.
+#[derive(Default)]
+struct Marks {
+    kill: Option<Instant>,
+    restart: Option<Instant>,
+    ready: Option<Instant>,
+}
+
+/// What a UDP stream saw: per datagram (by sequence number) when it was sent, whether it
+/// reached the server and whether its echo came back.
+struct Stream {
+    sent: u64,
+    echoed: u64,
+    sent_at: Vec<Instant>,
+    reached: Vec<bool>,
+    returned: Vec<bool>,
+}
+
+impl Stream {
+    fn lost(&self) -> u64 {
+        self.sent - self.echoed
+    }
+
+    /// Lost datagrams by the phase they were sent in.
+    fn report(&self, marks: &Marks) -> String {
+        let phases = [
+            ("before the kill", None, marks.kill),
+            ("agent dead", marks.kill, marks.restart),
+            ("new agent starting", marks.restart, marks.ready),
+            ("after ready", marks.ready, None),
+        ];
+        let mut text = format!(
+            "{} datagrams at {RATE}/s, {} echoed, {} lost\n",
+            self.sent,
+            self.echoed,
+            self.lost()
+        );
+        for (phase, from, to) in phases {
+            let within =
+                |at: &Instant| from.is_none_or(|from| *at >= from) && to.is_none_or(|to| *at < to);
+            let indices: Vec<usize> = (0..self.sent_at.len())
+                .filter(|&i| within(&self.sent_at[i]))
+                .collect();
+            let lost_out = indices.iter().filter(|&&i| !self.reached[i]).count();
+            let lost_back = indices
+                .iter()
+                .filter(|&&i| self.reached[i] && !self.returned[i])
+                .count();
+            text += &format!(
+                "  {phase}: {} sent, {lost_out} lost on the way out, {lost_back} on the way back\n",
+                indices.len()
+            );
+        }
+        text
+    }
+}
+
+/// Runs a UDP stream of [`RATE`] datagrams per second from `client` to `server_ip:port`,
+/// where `server` echoes each, for as long as `during` runs (and half a second more for the
+/// last echoes).
+fn udp_stream(
+    client: &Netns,
+    server: &Netns,
+    server_ip: Ipv4Addr,
+    port: u16,
+    during: impl FnOnce(),
+) -> Stream {
+    // Sockets keep the namespace they were made in.
+    let server_socket = server
+        .run_in(|| UdpSocket::bind(SocketAddrV4::new(server_ip, port)))
+        .expect("enter the server's namespace")
+        .expect("bind the echo server");
+    let client_socket = client
+        .run_in(|| UdpSocket::bind("0.0.0.0:0"))
+        .expect("enter the client's namespace")
+        .expect("bind the client");
+    for socket in [&server_socket, &client_socket] {
+        large_receive_buffer(socket);
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+    }
+    let sending = AtomicBool::new(true);
+    let receiving = AtomicBool::new(true);
+    let (sent_at, reached, returned) = std::thread::scope(|scope| {
+        let echo = scope.spawn(|| {
+            let mut reached = Vec::new();
+            let mut buf = [0u8; 2048];
+            while receiving.load(Ordering::Relaxed) {
+                let Ok((len, peer)) = server_socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(seq) = sequence(&buf[..len]) {
+                    mark(&mut reached, seq);
+                }
+                let _ = server_socket.send_to(&buf[..len], peer);
+            }
+            reached
+        });
+        let receiver = scope.spawn(|| {
+            let mut returned = Vec::new();
+            let mut buf = [0u8; 2048];
+            while receiving.load(Ordering::Relaxed) {
+                if let Ok(len) = client_socket.recv(&mut buf) {
+                    if let Some(seq) = sequence(&buf[..len]) {
+                        mark(&mut returned, seq);
+                    }
+                }
+            }
+            returned
+        });
+        let sender = scope.spawn(|| {
+            let destination = SocketAddrV4::new(server_ip, port);
+            let mut sent_at = Vec::new();
+            let start = Instant::now();
+            while sending.load(Ordering::Relaxed) {
+                let due = (start.elapsed().as_secs_f64() * RATE as f64) as usize;
+                while sent_at.len() < due {
+                    let mut payload = [0u8; 64];
+                    payload[..8].copy_from_slice(b"ctpathrs");
+                    payload[8..16].copy_from_slice(&(sent_at.len() as u64).to_le_bytes());
+                    // A datagram the socket refused never left: it goes again.
+                    if client_socket.send_to(&payload, destination).is_err() {
+                        break;
+                    }
+                    sent_at.push(Instant::now());
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            sent_at
+        });
+        during();
+        sending.store(false, Ordering::Relaxed);
+        let sent_at = sender.join().expect("sender");
+        std::thread::sleep(Duration::from_millis(500));
+        receiving.store(false, Ordering::Relaxed);
+        (
+            sent_at,
+            echo.join().expect("echo server"),
+            receiver.join().expect("receiver"),
+        )
+    });
+    let sent = sent_at.len();
+    let fit = |mut marks: Vec<bool>| {
+        marks.resize(sent, false);
+        marks
+    };
+    let (reached, returned) = (fit(reached), fit(returned));
+    Stream {
+        sent: sent as u64,
+        echoed: returned.iter().filter(|&&r| r).count() as u64,
+        sent_at,
+        reached,
+        returned,
+    }
+}
+
+/// The sequence number of a stream datagram.
+fn sequence(payload: &[u8]) -> Option<usize> {
+    let rest = payload.strip_prefix(b"ctpathrs")?;
+    let seq = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    usize::try_from(seq).ok()
+}
+
+fn mark(marks: &mut Vec<bool>, seq: usize) {
+    if marks.len() <= seq {
+        marks.resize(seq + 1, false);
+    }
+    marks[seq] = true;
+}
+
+/// 8 MiB of receive buffer, so a thread that waits for its core loses nothing.
+fn large_receive_buffer(socket: &UdpSocket) {
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: `socket` is an open socket for the duration of the call; the option value is a
+    // c_int that lives across the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+}
+
+/// Asserts whether `interface` in `ns` has an XDP program attached (`ip -d link show`).
+fn assert_has_xdp(ns: &Netns, interface: &str, expected: bool) {
+    let output = ns
+        .exec(&["ip", "-d", "link", "show", "dev", interface])
+        .expect("ip link show");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.contains("prog/xdp"),
+        expected,
+        "XDP program on {interface}: {text}"
+    );
+}
+
+/// The names in a pin directory (none if it does not exist).
+fn pins(pin_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(pin_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The UDP line of `/proc/net/snmp` in `ns` (receive-buffer drops among them).
+fn udp_snmp(ns: &Netns) -> String {
+    let output = ns.exec(&["cat", "/proc/net/snmp"]).expect("read snmp");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with("Udp:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
