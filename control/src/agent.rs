@@ -1,13 +1,36 @@
 //! `ctpath agent`: the node agent. Reads the cluster state, compiles this node's plan, loads the
-//! datapath, fills its maps, attaches `from_underlay` to the underlay interface and `from_pod`
-//! to every local pod interface, pins the maps (for `ctpath status`), turns on IPv4 forwarding on
-//! the underlay interface and asks the kernel to keep the other nodes' VTEPs resolved (both for
-//! `bpf_fib_lookup`), then waits for SIGTERM or SIGINT and undoes all of it.
+//! datapath over the maps pinned in its pin directory, writes the plan into them, attaches
+//! `from_underlay` to the underlay interface and `from_pod` to every local pod interface, turns
+//! on IPv4 forwarding on the underlay interface and asks the kernel to keep the other nodes'
+//! VTEPs resolved (both for `bpf_fib_lookup`), then follows the state file until SIGTERM or
+//! SIGINT.
+//!
+//! What the agent owns, all of it under its pin directory (`/sys/fs/bpf/ctpath/NODE` by
+//! default): every map of the datapath, pinned as `NAME` ([`datapath::PINNED_MAPS`]), and every
+//! XDP attachment, a bpf_link pinned as `link_IFNAME`; besides those the forwarding sysctl, the
+//! managed neighbour entries and the AF_XDP forwarder (`fastpath`).
+//!
+//! What survives the agent: a crash, `kill -9`, or a failed start-up of an agent that had
+//! taken over, leaves the links and maps pinned, so the programs go on forwarding with the last
+//! configuration, conntrack and counters included (and the sysctl and neighbour entries stay).
+//! Only the AF_XDP forwarder, threads of the agent, dies with it. The next agent started with the same pin directory takes over: it
+//! reuses the pinned maps ([`datapath::load_pinned`]), writes its plan over them as a reconcile
+//! ([`datapath::reconcile`]: upserts, the node entry with the next policy generation, then the
+//! removal of what the plan no longer has), and adopts each pinned link by replacing its program
+//! in place (`bpf_link_update`: the interface is never without a program). A pinned link whose
+//! interface was deleted or re-created is replaced by a new one; pins of interfaces no longer in
+//! the plan are removed (their programs detach). Only a clean stop (SIGTERM, SIGINT) undoes it
+//! all: the forwarder stops, the links are unpinned and detached, the map pins and the pin
+//! directory removed, the sysctl restored, the neighbour entries deleted. (An agent that took
+//! over finds forwarding on and cannot know what it was before the first agent: it leaves it
+//! on.)
 //!
 //! Runs in the caller's network namespace. The pin directory must be on a bpffs; when the
 //! default `/sys/fs/bpf` is not one (as inside `ip netns exec`, which mounts a fresh `/sys`),
-//! the agent mounts bpffs there. Such a mount is private to the agent's mount namespace, so
-//! `ctpath status` only finds the pins from the same mount namespace.
+//! the agent mounts bpffs there. Such a mount is private to the agent's mount namespace: then
+//! `ctpath status` only finds the pins from the same mount namespace, and the pins (and with
+//! them the datapath) do not outlive that mount namespace, so an agent meant to survive a
+//! crash runs in the host's mount namespace.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -346,7 +369,7 @@ impl Running {
             || plan.conntrack_entries != self.plan.conntrack_entries
         {
             tracing::warn!(
-                "a new underlay interface or conntrack size takes effect when the agent restarts"
+                "a new underlay interface takes effect when the agent restarts, a new conntrack size after a clean stop (the pinned table is kept across restarts)"
             );
         }
         let generation = self.generation + 1;

@@ -51,7 +51,8 @@ pub enum Command {
     ///
     /// Attaches `from_underlay` to the node's underlay interface and `from_pod` to the host-side
     /// veth of every pod interface on the node, fills the datapath's maps from the cluster state,
-    /// and pins its counter maps under the pin directory. When the state has a fast-path plane it
+    /// and pins every map and XDP link under the pin directory: killed, it leaves the datapath
+    /// running and the next agent adopts it; SIGTERM/SIGINT remove everything. When the state has a fast-path plane it
     /// also runs the AF_XDP forwarder (one AF_XDP socket per interface of those planes and on the
     /// underlay); while the forwarder is not running, the XDP programs carry those planes. Prints
     /// `ready` on stdout once traffic flows. Needs root (CAP_BPF, CAP_NET_ADMIN).
@@ -62,7 +63,7 @@ pub enum Command {
         /// This node's name in the cluster state.
         #[arg(long)]
         node: String,
-        /// Where to pin the counter maps [default: /sys/fs/bpf/ctpath/NODE].
+        /// Where to pin the datapath's maps and links [default: /sys/fs/bpf/ctpath/NODE].
         #[arg(long)]
         pin_dir: Option<PathBuf>,
         /// Where to write the AF_XDP forwarder's report for `ctpath status`

@@ -1,6 +1,11 @@
 //! The loaded eBPF datapath: the object built by `build.rs` and embedded here, loading it,
 //! handing out its programs, writing a node's plan into its maps, and reading its counters.
 //!
+//! The agent loads it over pinned maps ([`load_pinned`]: every map of [`PINNED_MAPS`], reused
+//! when an earlier agent pinned it and it matches the object's declaration) and writes its plan
+//! with [`reconcile`], which makes no assumption about what the maps hold; a running agent then
+//! applies each new plan as a diff against the last ([`apply_plan`]).
+//!
 //! Program and map names are the symbols of `ebpf/programs`; a fixture test loads every
 //! program and reads every counter map, so a rename on one side fails there.
 

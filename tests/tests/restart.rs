@@ -3,9 +3,9 @@
 //! the next agent reuses the maps, writes its state over them as a reconcile and adopts the
 //! links in place. Tested on a two-node cluster of real agents: a steady UDP stream on a flow
 //! whose replies only conntrack allows, across a `kill -9` and the restart (every lost datagram
-//! counted, by phase); a pod interface added to the state (and one removed) while the agent was
-//! down; a clean stop (SIGTERM) that leaves nothing behind. Also the check `load_pinned` makes
-//! before reusing a pinned map, against a freshly loaded object.
+//! counted, by phase); a pod interface added to the state, one removed and one re-created
+//! while the agent was down; a clean stop (SIGTERM) that leaves nothing behind. Also the check
+//! `load_pinned` makes before reusing a pinned map, against a freshly loaded object.
 //!
 //! The tests of this file run one at a time: the loss count must not pay for another test's
 //! agents loading their programs on the same two cores.
@@ -177,6 +177,8 @@ fn kill_9_under_a_udp_stream_loses_nothing_and_the_next_agent_adopts() {
     );
 }
 
+/// While node-a's agent is down a pod joins, one leaves and one's veth is re-created: the next
+/// agent serves the new one, detaches the one that left and replaces the stale link.
 #[test]
 fn an_interface_added_while_the_agent_was_down_is_served_once_it_is_back() {
     require_root();
@@ -200,6 +202,19 @@ fn an_interface_added_while_the_agent_was_down_is_served_once_it_is_back() {
     assert_ne!(changed, STATE);
     cluster.add_pods(&changed);
     assert_has_xdp(cluster.node("node-a"), "vnewa", false);
+    // And cli-a's veth is deleted and made again (a pod restarted): its pinned link lost its
+    // interface. (The new veth's peer stays on the node: no traffic through it here.)
+    let node_a = cluster.node("node-a").ns().clone();
+    for command in [
+        &["link", "del", "vclia"][..],
+        &[
+            "link", "add", "vclia", "type", "veth", "peer", "name", "vcliap",
+        ],
+        &["link", "set", "vclia", "up"],
+        &["link", "set", "vcliap", "up"],
+    ] {
+        node_a.ip(command).expect("re-create vclia");
+    }
     cluster.restart_agent("node-a");
 
     let (new_a, srv_b) = (
@@ -213,14 +228,21 @@ fn an_interface_added_while_the_agent_was_down_is_served_once_it_is_back() {
         cluster.report(),
         cluster.agent_log("node-a")
     );
-    let cli_a = cluster.pod("cli-a").ns().clone();
-    assert_eq!(udp_echo(&cli_a, &srv_b, server, PORT, 10), 10, "cli-a");
     assert_has_xdp(cluster.node("node-a"), "vnewa", true);
+    // The re-created vclia got a link of its own in place of the stale one.
+    assert_has_xdp(&node_a, "vclia", true);
+    let log = cluster.agent_log("node-a");
+    assert!(
+        log.lines()
+            .any(|line| line.contains("removing a stale link pin") && line.contains("vclia")),
+        "{log}"
+    );
     // old-a's veth is no longer served: its link pin is gone and so is the program.
     assert_has_xdp(cluster.node("node-a"), "volda", false);
     let pins = pins(cluster.pin_dir("node-a"));
     assert!(!pins.iter().any(|pin| pin == "link_volda"), "{pins:?}");
     assert!(pins.iter().any(|pin| pin == "link_vnewa"), "{pins:?}");
+    assert!(pins.iter().any(|pin| pin == "link_vclia"), "{pins:?}");
 }
 
 #[test]
