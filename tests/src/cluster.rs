@@ -67,6 +67,8 @@ pub struct ClusterOptions {
     pub node_kinds: BTreeMap<String, NodeKind>,
     /// Pods not listed are on-link.
     pub pod_addressing: BTreeMap<String, PodAddressing>,
+    /// Extra arguments for every `ctpath agent` (e.g. `--fastpath-cores 1`).
+    pub agent_args: Vec<String>,
 }
 
 pub struct Cluster {
@@ -76,6 +78,7 @@ pub struct Cluster {
     agents: BTreeMap<String, ChildGuard>,
     pin_dirs: BTreeMap<String, PathBuf>,
     run_dirs: BTreeMap<String, PathBuf>,
+    agent_args: Vec<String>,
     workdir: tempfile::TempDir,
     // Last: dropped after the agents, which must detach before their interfaces vanish.
     testbed: Testbed,
@@ -159,6 +162,7 @@ impl Cluster {
             agents: BTreeMap::new(),
             pin_dirs: BTreeMap::new(),
             run_dirs: BTreeMap::new(),
+            agent_args: options.agent_args.clone(),
             workdir,
             testbed,
         };
@@ -351,7 +355,7 @@ impl Cluster {
             .open(&log_path)
             .expect("agent log");
         let binary = ctpath_binary();
-        let argv = [
+        let mut argv = vec![
             binary.to_str().expect("utf-8 path"),
             "agent",
             "--state",
@@ -363,6 +367,21 @@ impl Cluster {
             "--run-dir",
             run_dir.to_str().expect("utf-8 path"),
         ];
+        argv.extend(self.agent_args.iter().map(String::as_str));
+        // Nodes are separate machines: unless told otherwise, each node's forwarder gets a core
+        // of its own where there are enough (node i on core i mod the cores here).
+        let own_core;
+        if !self.agent_args.iter().any(|arg| arg == "--fastpath-cores") {
+            let index = self
+                .state
+                .nodes
+                .iter()
+                .position(|n| n.name == node)
+                .unwrap_or(0);
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            own_core = (index % cores).to_string();
+            argv.extend(["--fastpath-cores", own_core.as_str()]);
+        }
         let mut agent = self.nodes[node]
             .spawn_sharing_mounts(&argv, Stdio::piped(), Stdio::from(log))
             .expect("spawn agent");

@@ -28,7 +28,11 @@
 //! state change) until the forwarder writes its own, and then the last writer wins, as between
 //! two CPUs of the XDP path. A local table filled to capacity adopts nothing more until the
 //! collector makes room: such connections are still decided (by the mirror's `BPF_NOEXIST`),
-//! but their state is not advanced by the forwarder.
+//! but their state is not advanced by the forwarder. And std's table rehashes when removals'
+//! tombstones use up its spare slots: holding more than half its bucket capacity (between half
+//! and all of `capacity`, depending on rounding), that rehash allocates a bigger table. So a
+//! table kept near full under churn may allocate on an insert; reserving twice `capacity`
+//! would rule that out at twice the memory.
 //!
 //! Panic contract: nothing here panics.
 

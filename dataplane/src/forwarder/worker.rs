@@ -3,7 +3,7 @@
 //! a batch, decide each frame with the [`Pipeline`], hand it to the socket it leaves by, kick,
 //! reap completions, refill.
 //!
-//! Owns the UMEM's frames ([`Pool`]): every frame is in exactly one place at a time — free, in
+//! Owns the UMEM's frames (`Pool`): every frame is in exactly one place at a time — free, in
 //! a socket's fill ring (or received and in the worker's hands), or in a socket's TX ring until
 //! its completion — and the pool knows which socket holds it, so a socket that goes away gives
 //! its frames back.
