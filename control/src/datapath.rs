@@ -113,7 +113,7 @@ pub fn load_with(conntrack_entries: u32) -> Result<Ebpf, DatapathError> {
 
 /// Every map `from_pod` and `from_underlay` use: what the agent pins as `PIN_DIR/NAME` and
 /// the next agent reuses. The bench probes' maps are not among them.
-pub const PINNED_MAPS: [&str; 14] = [
+pub const PINNED_MAPS: [&str; 15] = [
     names::NODE,
     names::POD_PORTS,
     names::ENDPOINTS,
@@ -126,6 +126,7 @@ pub const PINNED_MAPS: [&str; 14] = [
     names::CONNTRACK,
     names::RULE_HITS,
     names::XSKS,
+    names::LEASES,
     DropReason::MAP_NAME,
     Counter::MAP_NAME,
 ];
@@ -216,6 +217,9 @@ struct MapLayout {
     key_size: u32,
     value_size: u32,
     max_entries: u32,
+    /// Only the flag a user of the map depends on: `BPF_F_MMAPABLE` (`LEASES` is written
+    /// through its memory). Others (`BPF_F_NO_PREALLOC` of the LPM tries) follow the type.
+    map_flags: u32,
 }
 
 impl MapLayout {
@@ -225,6 +229,7 @@ impl MapLayout {
             key_size: info.key_size(),
             value_size: info.value_size(),
             max_entries: info.max_entries(),
+            map_flags: info.map_flags() & ctpath_common::maps::BPF_F_MMAPABLE,
         }
     }
 
@@ -233,9 +238,9 @@ impl MapLayout {
     /// `tests/tests/restart.rs` checks this against a freshly loaded object.
     fn declared(name: &str, conntrack_entries: u32) -> MapLayout {
         use ctpath_common::maps::{
-            CtEntry, CtKey, Endpoint, EndpointKey, Network, PodPort, PolicyRuleKey, MAX_ENDPOINTS,
-            MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES,
-            MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS,
+            CtEntry, CtKey, Endpoint, EndpointKey, Network, PodPort, PolicyRuleKey, BPF_F_MMAPABLE,
+            MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES,
+            MAX_RULES, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS, XSK_QUEUES_PER_INTERFACE,
         };
         fn layout<K, V>(map_type: MapType, max_entries: u32) -> MapLayout {
             MapLayout {
@@ -243,6 +248,7 @@ impl MapLayout {
                 key_size: std::mem::size_of::<K>() as u32,
                 value_size: std::mem::size_of::<V>() as u32,
                 max_entries,
+                map_flags: 0,
             }
         }
         match name {
@@ -259,6 +265,10 @@ impl MapLayout {
             }
             names::CONNTRACK => layout::<CtKey, CtEntry>(MapType::Hash, conntrack_entries),
             names::XSKS => layout::<u32, u32>(MapType::XskMap, MAX_XSK_SLOTS),
+            names::LEASES => MapLayout {
+                map_flags: BPF_F_MMAPABLE,
+                ..layout::<u32, u64>(MapType::Array, XSK_QUEUES_PER_INTERFACE)
+            },
             names::RULE_HITS => layout::<u32, Tally>(MapType::PerCpuArray, MAX_RULES),
             DropReason::MAP_NAME => layout::<u32, Tally>(MapType::PerCpuArray, DropReason::COUNT),
             Counter::MAP_NAME => layout::<u32, Tally>(MapType::PerCpuArray, Counter::COUNT),
@@ -267,6 +277,7 @@ impl MapLayout {
                 key_size: 0,
                 value_size: 0,
                 max_entries: 0,
+                map_flags: 0,
             },
         }
     }

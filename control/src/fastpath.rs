@@ -29,10 +29,11 @@ use aya::{
 use ctpath_common::maps::{names, network_flags, port_flags, NodeConfig};
 use ctpath_dataplane::forwarder::{
     flows::BpfMirror,
+    lease::Lease,
     port::{PortSpec, Role},
     stats::ForwarderReport,
     tables::{NextHop, Tables},
-    Forwarder, ForwarderConfig, ForwarderError,
+    Forwarder, ForwarderConfig, ForwarderError, WorkerMaps,
 };
 use serde::Deserialize;
 use thiserror::Error;
@@ -154,21 +155,21 @@ impl FastPath {
         };
         let conntrack = map_handle(ebpf, names::CONNTRACK)?;
         let xsks = map_handle(ebpf, names::XSKS)?;
-        let forwarder = Forwarder::start(
-            &config,
-            tables,
-            ports(plan),
-            || {
-                let data = clone_handle(conntrack)?;
-                BpfHashMap::try_from(Map::HashMap(data))
-                    .map(BpfMirror::new)
-                    .map_err(|error| error.to_string())
-            },
-            || {
-                let data = clone_handle(xsks)?;
-                XskMap::try_from(Map::XskMap(data)).map_err(|error| error.to_string())
-            },
-        )?;
+        let leases = map_handle(ebpf, names::LEASES)?;
+        let forwarder = Forwarder::start(&config, tables, ports(plan), |queue| {
+            let mirror = BpfHashMap::try_from(Map::HashMap(clone_handle(conntrack)?))
+                .map(BpfMirror::new)
+                .map_err(|error| error.to_string())?;
+            let xsks = XskMap::try_from(Map::XskMap(clone_handle(xsks)?))
+                .map_err(|error| error.to_string())?;
+            let lease = Lease::new(clone_handle(leases)?, queue)
+                .map_err(|error| format!("mapping the LEASES map: {error}"))?;
+            Ok(WorkerMaps {
+                mirror,
+                xsks,
+                lease,
+            })
+        })?;
         tracing::info!(
             planes = ?config.planes,
             cores = ?cores,
@@ -250,7 +251,7 @@ fn tables(plan: &NodePlan, generation: u32, next_hops: &BTreeMap<[u8; 4], NextHo
 
 fn map_handle<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a MapData, FastPathError> {
     match ebpf.map(name) {
-        Some(Map::HashMap(data) | Map::XskMap(data)) => Ok(data),
+        Some(Map::HashMap(data) | Map::XskMap(data) | Map::Array(data)) => Ok(data),
         _ => Err(FastPathError::MissingMap(name)),
     }
 }

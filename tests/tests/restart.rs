@@ -21,8 +21,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ctpath_common::{maps::names, Counter, DropReason};
+use ctpath_common::{
+    maps::{names, FORWARDER_LEASE_NS},
+    Counter, DropReason,
+};
 use ctpath_control::datapath;
+use ctpath_dataplane::forwarder::worker::BATCH;
 use ctpath_testbed::{
     cluster::{pod_ip, Cluster, ClusterOptions},
     require_root,
@@ -174,6 +178,101 @@ fn kill_9_under_a_udp_stream_loses_nothing_and_the_next_agent_adopts() {
             > denied,
         "{}",
         cluster.report()
+    );
+}
+
+/// The same, on a fast-path plane: the AF_XDP forwarder carries the stream until `kill -9`;
+/// its lease on the queue runs out within `FORWARDER_LEASE_NS` and the XDP programs carry the
+/// stream on the conntrack entries the forwarder mirrored into the kernel's map; the next
+/// agent's forwarder takes it back, adopting those entries. The move back loses nothing; the
+/// move away loses at most what the dead worker was handed before its lease ran out.
+#[test]
+fn kill_9_on_the_fast_path_moves_the_stream_to_xdp_and_back_without_loss() {
+    require_root();
+    let _serial = serial();
+    let fast_state = STATE.replace(
+        "gateway: 10.244.0.1, mtu: 1450 }",
+        "gateway: 10.244.0.1, mtu: 1450, fast_path: true }",
+    );
+    assert_ne!(fast_state, STATE);
+    let mut cluster = Cluster::start("restart-fast", &fast_state, ClusterOptions::default());
+    let cli_a = cluster.pod("cli-a").ns().clone();
+    let srv_b = cluster.pod("srv-b").ns().clone();
+    let server = pod_ip(&cluster.state, "srv-b", "std");
+    assert_eq!(
+        udp_echo(&cli_a, &srv_b, server, PORT, 5),
+        5,
+        "cli-a -> srv-b on the fast path\n{}",
+        cluster.report()
+    );
+    let forwarded = |cluster: &Cluster| -> (u32, u64) {
+        // The agent writes its report once a second.
+        std::thread::sleep(Duration::from_millis(1100));
+        let status = cluster
+            .fast_path("node-a")
+            .expect("node-a runs a forwarder");
+        assert!(status.running, "node-a's forwarder report is stale");
+        let encapsulated = status
+            .report
+            .workers
+            .iter()
+            .filter_map(|worker| worker.counters.get(Counter::PodEncapsulated.name()))
+            .map(|count| count.packets)
+            .sum();
+        (status.report.pid, encapsulated)
+    };
+    let (first_pid, first) = forwarded(&cluster);
+    assert!(first >= 5, "the forwarder carried the flow: {first}");
+
+    let mut marks = Marks::default();
+    let mut xdp_while_dead = 0;
+    let stream = udp_stream(&cli_a, &srv_b, server, PORT, || {
+        std::thread::sleep(Duration::from_millis(800));
+        marks.kill = Some(Instant::now());
+        let before = cluster.status("node-a").event(Counter::PodEncapsulated);
+        cluster.kill_agent("node-a");
+        std::thread::sleep(Duration::from_millis(1000));
+        xdp_while_dead = cluster
+            .status("node-a")
+            .event(Counter::PodEncapsulated)
+            .packets
+            - before.packets;
+        marks.restart = Some(Instant::now());
+        cluster.restart_agent("node-a");
+        marks.ready = Some(Instant::now());
+        std::thread::sleep(Duration::from_millis(800));
+    });
+    let report = stream.report(&marks);
+    eprintln!("{report}");
+    assert!(stream.sent > RATE, "the stream ran\n{report}");
+    // What a dead worker cannot give back: the frames the programs handed it until its lease
+    // ran out (at most one lease's worth of the stream), and those in its rings then. Not the
+    // tens of milliseconds the kernel takes to close a killed process's sockets.
+    let bound = RATE * FORWARDER_LEASE_NS / 1_000_000_000 + 2 * BATCH as u64;
+    assert!(
+        stream.lost() <= bound,
+        "{} datagrams lost, more than {bound}\n{report}\n{}\nUDP in srv-b: {}\nforwarders:\n{}",
+        stream.lost(),
+        cluster.report(),
+        udp_snmp(&srv_b),
+        ["node-a", "node-b"]
+            .map(|node| cluster
+                .fast_path(node)
+                .map(|f| f.to_string())
+                .unwrap_or_default())
+            .join("\n")
+    );
+    // While the agent was dead the XDP program carried the plane.
+    assert!(
+        xdp_while_dead >= RATE / 2,
+        "XDP encapsulated {xdp_while_dead} while the forwarder was gone\n{report}"
+    );
+    // And the new agent's forwarder took it back.
+    let (pid, after) = forwarded(&cluster);
+    assert_ne!(pid, first_pid, "a new agent wrote the report");
+    assert!(
+        after >= RATE / 2,
+        "the new forwarder carried the stream after ready: {after}\n{report}"
     );
 }
 

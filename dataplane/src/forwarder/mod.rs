@@ -9,6 +9,7 @@
 //! - [`pipeline`]: the per-packet logic, a plain function over a frame and the tables (no
 //!   sockets), tested against the reference model ([`crate::model`]).
 //! - [`port`]: one AF_XDP socket on one (interface, receive queue).
+//! - [`lease`]: a worker's lease on its queue, without which the XDP programs keep its frames.
 //! - [`worker`]: one pinned thread, one UMEM, one socket per interface on its queue.
 //! - [`stats`]: the workers' counters and the report `ctpath status` reads.
 //! - [`cpu`]: pinning and the datapath's clock.
@@ -19,6 +20,7 @@
 
 pub mod cpu;
 pub mod flows;
+pub mod lease;
 pub mod pipeline;
 pub mod port;
 pub mod stats;
@@ -78,6 +80,16 @@ pub struct ForwarderConfig {
     pub planes: Vec<u32>,
 }
 
+/// One worker's handles on the datapath's maps.
+pub struct WorkerMaps<M> {
+    /// The kernel's conntrack map, which the worker's connection table mirrors into.
+    pub mirror: M,
+    /// The `XSKS` map its sockets are registered in.
+    pub xsks: XskMap<MapData>,
+    /// Its lease on its queue in `LEASES`.
+    pub lease: lease::Lease,
+}
+
 struct WorkerHandle {
     commands: Sender<Command>,
     thread: Option<JoinHandle<()>>,
@@ -93,19 +105,16 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Starts the workers. `mirror` makes each worker's handle on the kernel's conntrack map,
-    /// `xsks` its handle on the `XSKS` map.
-    pub fn start<M, FM, FX>(
+    /// Starts the workers. `maps` makes worker `queue`'s handles on the datapath's maps.
+    pub fn start<M, F>(
         config: &ForwarderConfig,
         tables: Arc<Tables>,
         ports: Vec<PortSpec>,
-        mut mirror: FM,
-        mut xsks: FX,
+        mut maps: F,
     ) -> Result<Forwarder, ForwarderError>
     where
         M: CtMirror + Send + 'static,
-        FM: FnMut() -> Result<M, String>,
-        FX: FnMut() -> Result<XskMap<MapData>, String>,
+        F: FnMut(u32) -> Result<WorkerMaps<M>, String>,
     {
         if config.cores.is_empty() {
             return Err(ForwarderError::NoCores);
@@ -132,8 +141,11 @@ impl Forwarder {
         };
         for (id, core) in config.cores.iter().enumerate() {
             let map_error = |message| ForwarderError::Map { id, message };
-            let mirror = mirror().map_err(map_error)?;
-            let xsks = xsks().map_err(map_error)?;
+            let WorkerMaps {
+                mirror,
+                xsks,
+                lease,
+            } = maps(id as u32).map_err(map_error)?;
             let (commands, receiver) = crossbeam_channel::unbounded();
             let (started, bound) = std::sync::mpsc::sync_channel(1);
             let stats = Arc::new(WorkerStats::new(id, Some(*core), id as u32));
@@ -143,6 +155,7 @@ impl Forwarder {
                 queue: id as u32,
                 pipeline: Pipeline::new(tables.clone(), config.conntrack_capacity, mirror),
                 xsks,
+                lease,
                 commands: receiver,
                 started,
                 stats: stats.clone(),

@@ -20,8 +20,13 @@
 //! `Arc` swapped in, never locked) or a new set of interfaces. Nothing on the per-packet path
 //! locks or allocates: descriptor scratch space is sized when the sockets are set.
 //!
-//! Idle, the worker spins for a short while and then sleeps in `poll` on its sockets (a few
-//! milliseconds at most, so commands and stop are still seen), so an idle node costs no core.
+//! Every round renews the worker's [`Lease`] on its queue; the XDP programs hand the queue's
+//! frames over only while it runs, so a worker that dies or stalls loses the queue to them
+//! within milliseconds.
+//!
+//! Idle, the worker spins for a short while and then sleeps in `poll` on its sockets (a
+//! millisecond at most, so its lease, commands and stop are still seen), so an idle node costs
+//! next to no core.
 //!
 //! Panic contract: nothing here panics on any frame or any kernel answer; a worker that cannot
 //! create its UMEM or bind a socket logs it and carries on with what it has (the XDP programs
@@ -50,6 +55,7 @@ use xsk_rs::{
 use super::{
     cpu,
     flows::CtMirror,
+    lease::Lease,
     pipeline::{Action, FrameBuf, Ingress, Pipeline},
     port::{Port, PortSpec, Role, RING_SIZE},
     stats::WorkerStats,
@@ -67,8 +73,9 @@ pub const UMEM_FRAMES: u32 = 16_384;
 pub const BATCH: usize = 64;
 /// Empty rounds before the worker sleeps in `poll`.
 const SPIN_ROUNDS: u32 = 256;
-/// Longest sleep in `poll` before the worker looks at its commands again.
-const POLL_MS: i32 = 5;
+/// Longest sleep in `poll` before the worker looks at its commands and renews its lease (well
+/// inside `FORWARDER_LEASE_NS`).
+const POLL_MS: i32 = 1;
 /// `sendto` kicks per round while a TX ring still holds frames (copy mode sends at most 32
 /// descriptors per call).
 const MAX_KICKS: usize = 64;
@@ -159,6 +166,8 @@ pub struct WorkerSetup<M: CtMirror> {
     pub queue: u32,
     pub pipeline: Pipeline<M>,
     pub xsks: XskMap<MapData>,
+    /// The worker's lease on its queue, renewed every round.
+    pub lease: Lease,
     pub commands: Receiver<Command>,
     /// Told once the first set of interfaces is bound (or could not be).
     pub started: SyncSender<()>,
@@ -214,7 +223,9 @@ pub fn run<M: CtMirror>(setup: WorkerSetup<M>) {
         setup,
     };
     worker.run_loop();
-    // Sockets close (the kernel takes them out of XSKS) before the UMEM goes.
+    // The queue goes back to the XDP programs at once; then the sockets close (the kernel
+    // takes them out of XSKS) before the UMEM goes.
+    worker.setup.lease.end();
     worker.ports.clear();
     tracing::info!(worker = id, "forwarder worker stopped");
 }
@@ -259,6 +270,7 @@ impl<M: CtMirror> Worker<M> {
                 let _ = self.setup.started.send(());
             }
             let now = cpu::monotonic_ns();
+            self.setup.lease.renew(now);
             if self.round(now) > 0 {
                 idle_rounds = 0;
                 self.housekeeping(now);

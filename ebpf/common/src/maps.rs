@@ -18,6 +18,7 @@ pub mod names {
     pub const CONNTRACK: &str = "CONNTRACK";
     pub const RULE_HITS: &str = "RULE_HITS";
     pub const XSKS: &str = "XSKS";
+    pub const LEASES: &str = "LEASES";
 }
 
 /// Capacity of the endpoint table: pods' interfaces and gateways, cluster-wide, all planes.
@@ -48,6 +49,14 @@ pub const MAX_XSK_INTERFACES: u32 = 1_024;
 /// included (a pod's frame grows by `VXLAN_ENCAP_LEN` on its way out); larger ones (planes
 /// with jumbo MTUs) they carry themselves, with the same semantics.
 pub const XSK_FRAME_ROOM: u32 = 4096 - 256;
+/// How long a forwarder worker's lease on its queue lasts (`LEASES`, CLOCK_MONOTONIC
+/// nanoseconds): a live worker renews it every round and at least every millisecond while
+/// idle; the programs hand a queue's frames to the forwarder only while its lease runs. A
+/// worker that dies (`kill -9`) or stalls stops renewing, and within this time the programs
+/// carry its queue again, without waiting for the kernel to close its sockets.
+pub const FORWARDER_LEASE_NS: u64 = 3_000_000;
+/// `BPF_F_MMAPABLE`: the workers renew their leases by writing the map's memory, no syscall.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// Capacity of the `XSKS` map (an XSKMAP): socket slots of every fast-path interface.
 pub const MAX_XSK_SLOTS: u32 = MAX_XSK_INTERFACES * XSK_QUEUES_PER_INTERFACE;
 

@@ -4,15 +4,17 @@
 //! update from the agent (hash map values are updated in place otherwise).
 
 use aya_ebpf::{
+    helpers::generated::bpf_ktime_get_ns,
     macros::map,
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray, XskMap},
 };
 use ctpath_common::{
     maps::{
         CtEntry, CtKey, Endpoint, EndpointKey, Network, NodeConfig, PodPort, PolicyRuleKey,
-        ScopedIp, ScopedMac, SourceMac, Vtep, DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD,
-        MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES,
-        MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS, POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
+        ScopedIp, ScopedMac, SourceMac, Vtep, BPF_F_MMAPABLE, DEFAULT_CONNTRACK_ENTRIES,
+        IDENTITY_WORLD, MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS,
+        MAX_POLICY_ENTRIES, MAX_RULES, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS,
+        POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
     },
     Tally,
 };
@@ -52,6 +54,11 @@ pub static CONNTRACK: HashMap<CtKey, CtEntry> =
 /// The AF_XDP forwarder's sockets, by slot (an interface's `xsk_base` + receive queue).
 #[map]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_XSK_SLOTS, 0);
+
+/// Per receive queue, until when (CLOCK_MONOTONIC ns) the forwarder's worker of that queue
+/// holds it: written by the workers through the map's memory.
+#[map]
+static LEASES: Array<u64> = Array::with_max_entries(XSK_QUEUES_PER_INTERFACE, BPF_F_MMAPABLE);
 
 #[map]
 pub static RULE_HITS: PerCpuArray<Tally> = PerCpuArray::with_max_entries(MAX_RULES, 0);
@@ -134,12 +141,19 @@ pub fn policy_rule(key: PolicyRuleKey) -> Option<u32> {
 }
 
 /// Hands the frame to the AF_XDP socket of receive queue `queue` of the interface whose slots
-/// start at `base`: `Some(XDP_REDIRECT)`, or `None` when no socket is bound there (the
-/// forwarder is not running, or not on that queue), and the programs carry the frame
-/// themselves.
+/// start at `base`: `Some(XDP_REDIRECT)`, or `None` when no socket is bound there or the
+/// queue's worker holds no lease (the forwarder is not running, not on that queue, or stalled),
+/// and the programs carry the frame themselves.
 #[inline(always)]
 pub fn to_forwarder(base: u32, queue: u32) -> Option<u32> {
     if queue >= XSK_QUEUES_PER_INTERFACE {
+        return None;
+    }
+    // A worker that stopped renewing (dead, or stalled) has its queue taken back at once,
+    // before the kernel gets round to closing its sockets.
+    let lease = read(LEASES.get_ptr(queue)?);
+    // SAFETY: `bpf_ktime_get_ns` takes no arguments and reads no memory.
+    if unsafe { bpf_ktime_get_ns() } >= lease {
         return None;
     }
     // Flags 0: a slot without a socket makes the helper fail (XDP_ABORTED), never drop.
