@@ -49,10 +49,7 @@ use super::policy::{Connection, RuleId};
 use crate::wire::tcp::Flags;
 use crate::wire::{icmp, ipv4, read_u16};
 
-/// ICMP "time exceeded" (RFC 792).
-pub const ICMP_TIME_EXCEEDED: u8 = 11;
-/// ICMP "parameter problem" (RFC 792).
-pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
+pub use ctpath_common::wire::{ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED};
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 

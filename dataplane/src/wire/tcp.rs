@@ -51,11 +51,11 @@ pub mod field {
 pub struct Flags(pub u8);
 
 impl Flags {
-    pub const FIN: Flags = Flags(0x01);
-    pub const SYN: Flags = Flags(0x02);
-    pub const RST: Flags = Flags(0x04);
+    pub const FIN: Flags = Flags(ctpath_common::wire::TCP_FIN);
+    pub const SYN: Flags = Flags(ctpath_common::wire::TCP_SYN);
+    pub const RST: Flags = Flags(ctpath_common::wire::TCP_RST);
     pub const PSH: Flags = Flags(0x08);
-    pub const ACK: Flags = Flags(0x10);
+    pub const ACK: Flags = Flags(ctpath_common::wire::TCP_ACK);
     pub const URG: Flags = Flags(0x20);
     pub const ECE: Flags = Flags(0x40);
     pub const CWR: Flags = Flags(0x80);

@@ -1,5 +1,7 @@
 //! Types shared by ctpath's eBPF programs and its userspace: wire constants, the drop reasons
-//! and counters the datapath reports, and the `#[repr(C)]` keys and values of its maps.
+//! and counters the datapath reports, and the `#[repr(C)]` keys and values of its maps; and the
+//! compiled semantics both datapaths run, the XDP programs and the AF_XDP forwarder: the
+//! security-group decision ([`policy`]) and connection tracking ([`conntrack`]).
 //!
 //! Everything here is `no_std`, `Copy` and free of implicit padding (explicit `_pad` fields, a
 //! const size assertion per map type), so the kernel and userspace agree on every byte. With the
