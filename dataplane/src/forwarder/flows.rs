@@ -2,7 +2,8 @@
 //! CtEntry}` that the shared decision (`ctpath_common::conntrack::admit`) runs over, backed by
 //! the kernel's `CONNTRACK` map ([`CtMirror`]), the store the XDP path and the forwarder share.
 //!
-//! Owns: the local table and what it publishes. The table is a std `HashMap` reserved once to
+//! Owns: the local table and what it publishes. The table is a `HashMap` (foldhash, randomly
+//! seeded per table, so senders cannot pick colliding flow keys) reserved once to
 //! the state's `conntrack.max_entries` and never grown past it, so the packet path does not
 //! allocate; each entry remembers when it was last published.
 //!
@@ -36,7 +37,9 @@
 //!
 //! Panic contract: nothing here panics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use ctpath_common::{

@@ -15,7 +15,9 @@
 //!
 //! Panic contract: nothing here panics.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet};
 
 use ctpath_common::{
     maps::{
