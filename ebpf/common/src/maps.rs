@@ -53,8 +53,11 @@ pub const XSK_FRAME_ROOM: u32 = 4096 - 256;
 /// nanoseconds): a live worker renews it every round and at least every millisecond while
 /// idle; the programs hand a queue's frames to the forwarder only while its lease runs. A
 /// worker that dies (`kill -9`) or stalls stops renewing, and within this time the programs
-/// carry its queue again, without waiting for the kernel to close its sockets.
-pub const FORWARDER_LEASE_NS: u64 = 3_000_000;
+/// carry its queue again, without waiting for the kernel to close its sockets. Several
+/// scheduler ticks long: a worker sharing its CPU with other busy threads waits that long for
+/// its turn now and then, and must keep its queue (with 3 ms it lost a quarter of its frames
+/// to XDP on one shared CPU here).
+pub const FORWARDER_LEASE_NS: u64 = 20_000_000;
 /// `BPF_F_MMAPABLE`: the workers renew their leases by writing the map's memory, no syscall.
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// Capacity of the `XSKS` map (an XSKMAP): socket slots of every fast-path interface.
