@@ -59,6 +59,7 @@ pub enum Command {
 pub enum HoldTopology {
     Kernel,
     CtpathXdp,
+    CtpathAfxdp,
     Ceiling,
 }
 

@@ -84,8 +84,8 @@ impl Placement {
                 generator_cpu: 0,
                 datapath_cpu: 0,
                 description: "same: generator, datapath (softirq/NAPI, which follows the sender \
-                              on veth) and sink on CPU 0; ping-pong and iperf3 client and server \
-                              on CPU 0"
+                              on veth), the AF_XDP forwarder's workers (--fastpath-cores 0) and \
+                              sink on CPU 0; ping-pong and iperf3 client and server on CPU 0"
                     .into(),
             },
             CpuMode::Split if cpus < 2 => return Err(CpuError::TooFewCpus(cpus)),
@@ -95,11 +95,19 @@ impl Placement {
                 datapath_cpu: 1,
                 description: "split: generator on CPU 0; datapath on CPU 1 (threaded NAPI on \
                               every veth, napi/* threads pinned to CPU 1, GRO on the source \
-                              pod's host veth so it has NAPI in every topology); ping-pong and \
-                              iperf3 clients on CPU 0, servers on CPU 1"
+                              pod's host veth so it has NAPI in every topology; the AF_XDP \
+                              forwarder's workers, --fastpath-cores 1); ping-pong and iperf3 \
+                              clients on CPU 0, servers on CPU 1"
                     .into(),
             },
         })
+    }
+
+    /// The CPU of the AF_XDP forwarder's workers (ctpath-afxdp, the agents'
+    /// `--fastpath-cores`): the datapath's, so in `same` the one CPU everything runs on and in
+    /// `split` the other one than the generator's.
+    pub fn fastpath_core(&self) -> usize {
+        self.datapath_cpu
     }
 
     /// `argv` prefixed with `taskset -c CPU`.

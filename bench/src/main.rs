@@ -4,8 +4,11 @@
 //! Modules, one concern each:
 //! - `cli`: the command line.
 //! - `run`: one run start to end: topologies, interleaved cases, progress, outputs.
-//! - `topology`: the kernel, ctpath-xdp and ceiling topologies (on the shared testbed), the
-//!   security group as cluster state and as iptables rules, the XDP probes (sink, redirect).
+//! - `topology`: the kernel, ctpath-xdp, ctpath-afxdp and ceiling topologies (on the shared
+//!   testbed), the security group as cluster state and as iptables rules, the XDP probes (sink,
+//!   redirect).
+//! - `forwarder`: ctpath-afxdp's checks against the agents' forwarder report (placement, and
+//!   that every sample went through the forwarder).
 //! - `generator`: the AF_XDP TX flood, run as `ctpath-bench generate` inside the source pod.
 //! - `measure`: one pps, latency or TCP sample.
 //! - `cpus`: `--cpus same|split` and the pinning behind it.
@@ -15,6 +18,7 @@
 
 mod cli;
 mod cpus;
+mod forwarder;
 mod generator;
 mod machine;
 mod measure;

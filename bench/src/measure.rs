@@ -29,8 +29,9 @@ use thiserror::Error;
 
 use crate::{
     cpus::{self, CpuShare, CpuTimes, Placement},
+    forwarder::ForwarderSample,
     generator::GenerateArgs,
-    topology::{Topology, TopologyKind, DST_IP, DST_MAC, POD_IF, SRC_IP, SRC_MAC},
+    topology::{Topology, TopologyError, TopologyKind, DST_IP, DST_MAC, POD_IF, SRC_IP, SRC_MAC},
 };
 
 /// How long the generator may take to say each line before the sample is abandoned.
@@ -66,6 +67,16 @@ pub enum MeasureError {
         topology: TopologyKind,
         message: String,
     },
+    /// ctpath-afxdp: the sample did not (all) go through the forwarder, or its report could
+    /// not be read; the sample is not recorded.
+    #[error("the sample is not counted: {0}")]
+    Forwarder(Box<TopologyError>),
+}
+
+impl From<TopologyError> for MeasureError {
+    fn from(error: TopologyError) -> MeasureError {
+        MeasureError::Forwarder(Box::new(error))
+    }
 }
 
 /// One flood case.
@@ -108,6 +119,9 @@ pub struct PpsSample {
     pub window_seconds: f64,
     /// Per CPU, where the time went over the window.
     pub cpu: Vec<CpuShare>,
+    /// ctpath-afxdp: what the forwarders' workers received over the generator's life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder: Option<ForwarderSample>,
 }
 
 /// One ping-pong run.
@@ -125,6 +139,9 @@ pub struct LatencySample {
     pub max_us: f64,
     /// (quantile, µs) points of this run's distribution, for the CDF plot.
     pub cdf: Vec<(f64, f64)>,
+    /// ctpath-afxdp: what the forwarders' workers received over the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder: Option<ForwarderSample>,
 }
 
 /// One iperf3 run.
@@ -136,6 +153,9 @@ pub struct TcpSample {
     pub bits_per_second: f64,
     pub retransmits: u64,
     pub seconds: u64,
+    /// ctpath-afxdp: what the forwarders' workers received over the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder: Option<ForwarderSample>,
 }
 
 /// Timing of one flood.
@@ -167,6 +187,7 @@ pub fn pps(
     let argv = Placement::taskset(placement.generator_cpu, &generate);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
 
+    let mark = topology.forwarder_mark()?;
     let drops_before = topology.datapath_drops();
     let before = topology.received().packets;
     let mut child = topology
@@ -260,6 +281,10 @@ pub fn pps(
     );
     let received = after - before;
     let window = (t1 - t0).as_secs_f64();
+    // Every frame at the sink went through both nodes' workers (the sink may count a few
+    // frames that are not the flood).
+    let forwarder = topology.forwarder_since(mark.as_ref(), received - received / 100)?;
+    let forwarder_drops = forwarder.as_ref().map_or(0, ForwarderSample::drops);
     Ok(PpsSample {
         topology: kind.name().into(),
         frame_size: traffic.frame_size,
@@ -272,9 +297,10 @@ pub fn pps(
         completed,
         received,
         outstanding,
-        datapath_drops: topology.datapath_drops().saturating_sub(drops_before),
+        datapath_drops: topology.datapath_drops().saturating_sub(drops_before) + forwarder_drops,
         window_seconds: window,
         cpu: cpu1.since(&cpu0),
+        forwarder,
     })
 }
 
@@ -339,6 +365,7 @@ pub fn latency(
         topology: kind,
         message,
     };
+    let mark = topology.forwarder_mark()?;
     let stop = AtomicBool::new(false);
     let (bound_tx, bound_rx) = mpsc::channel::<Result<(), String>>();
     let server_cpu = placement.datapath_cpu;
@@ -431,6 +458,8 @@ pub fn latency(
             return Err(error("no round trip answered".into()));
         }
         rtts.sort_by(f64::total_cmp);
+        // Each answered round trip is received twice by each node's workers.
+        let forwarder = topology.forwarder_since(mark.as_ref(), 2 * rtts.len() as u64)?;
         Ok(LatencySample {
             topology: kind.name().into(),
             rules: topology.rules,
@@ -446,6 +475,7 @@ pub fn latency(
                 .iter()
                 .map(|&q| (q, quantile(&rtts, q)))
                 .collect(),
+            forwarder,
         })
     })
 }
@@ -478,6 +508,7 @@ pub fn tcp(
         topology: kind,
         message,
     };
+    let mark = topology.forwarder_mark()?;
     let port = IPERF_PORT.to_string();
     let dst = DST_IP.to_string();
     let server_argv = Placement::taskset(
@@ -518,6 +549,10 @@ pub fn tcp(
         match parse_iperf(&text) {
             Ok((bits_per_second, retransmits)) if output.status.success() => {
                 drop(server);
+                // Data segments carry at most one MTU (1450 bytes) each; ask for half of that
+                // many frames through each node's workers.
+                let segments = bits_per_second * seconds as f64 / 8.0 / 1450.0;
+                let forwarder = topology.forwarder_since(mark.as_ref(), (segments / 2.0) as u64)?;
                 return Ok(TcpSample {
                     topology: kind.name().into(),
                     rules: topology.rules,
@@ -525,6 +560,7 @@ pub fn tcp(
                     bits_per_second,
                     retransmits,
                     seconds,
+                    forwarder,
                 });
             }
             Ok(_) => last = format!("exit status {}", output.status),

@@ -198,7 +198,7 @@ fn rules(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> Result<
     if !counts.contains(&c.base_rules) {
         counts.insert(0, c.base_rules);
     }
-    let kinds = [TopologyKind::Kernel, TopologyKind::CtpathXdp];
+    let kinds = results.dataplanes();
     let ceiling = results
         .pps_stats(TopologyKind::Ceiling, t, c.base_rules)
         .median;
@@ -277,7 +277,7 @@ fn rules(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> Result<
 
 fn latency_cdf(results: &Results, root: &DrawingArea<BitMapBackend, Shift>) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
-    let kinds = [TopologyKind::Kernel, TopologyKind::CtpathXdp];
+    let kinds = results.dataplanes();
     // Per topology: the per-run quantile curves, averaged point by point.
     let curves: Vec<(TopologyKind, Vec<(f64, f64)>)> = kinds
         .iter()

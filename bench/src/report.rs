@@ -160,6 +160,15 @@ impl Results {
             .collect()
     }
 
+    /// The dataplanes (kernel, ctpath-xdp, ctpath-afxdp) this run has samples of.
+    pub fn dataplanes(&self) -> Vec<TopologyKind> {
+        let measured = self.measured();
+        TopologyKind::DATAPLANES
+            .into_iter()
+            .filter(|k| measured.contains(k))
+            .collect()
+    }
+
     /// The headline case: 64 bytes, one flow.
     pub fn headline_traffic(&self) -> Traffic {
         Traffic {
@@ -404,21 +413,34 @@ pub fn table(results: &Results) -> String {
         );
         let _ = writeln!(
             out,
-            "{:>7} {:>11} {:>11} {:>14} {:>18}",
-            "N", "kernel", "ctpath-xdp", "xdp / kernel", "xdp vs xdp at N=10"
+            "{:>7} {:>11} {:>11} {:>13} {:>14} {:>18} {:>16} {:>20}",
+            "N",
+            "kernel",
+            "ctpath-xdp",
+            "ctpath-afxdp",
+            "xdp / kernel",
+            "xdp vs xdp at N=10",
+            "afxdp / kernel",
+            "afxdp vs afxdp N=10"
         );
-        let xdp_at_10 = results.pps_stats(TopologyKind::CtpathXdp, t, 10).median;
+        let median = |k, n| results.pps_stats(k, t, n).median;
+        let xdp_at_10 = median(TopologyKind::CtpathXdp, 10);
+        let afxdp_at_10 = median(TopologyKind::CtpathAfxdp, 10);
         for &rules in &c.rules {
-            let k = results.pps_stats(TopologyKind::Kernel, t, rules).median;
-            let x = results.pps_stats(TopologyKind::CtpathXdp, t, rules).median;
+            let k = median(TopologyKind::Kernel, rules);
+            let x = median(TopologyKind::CtpathXdp, rules);
+            let a = median(TopologyKind::CtpathAfxdp, rules);
             let _ = writeln!(
                 out,
-                "{:>7} {:>11} {:>11} {:>14} {:>18}",
+                "{:>7} {:>11} {:>11} {:>13} {:>14} {:>18} {:>16} {:>20}",
                 rules,
                 mpps(k),
                 mpps(x),
+                mpps(a),
                 times(ratio(x, k)),
                 times(ratio(x, xdp_at_10)),
+                times(ratio(a, k)),
+                times(ratio(a, afxdp_at_10)),
             );
         }
     }
@@ -443,7 +465,7 @@ pub fn table(results: &Results) -> String {
         Stats::of(&v).median
     };
     let kernel_p99 = p99_of(TopologyKind::Kernel);
-    for kind in [TopologyKind::Kernel, TopologyKind::CtpathXdp] {
+    for kind in results.dataplanes() {
         let samples = results.latency_samples(kind);
         let median = |f: fn(&LatencySample) -> f64| {
             let v: Vec<f64> = samples.iter().map(|s| f(s)).collect();
@@ -469,7 +491,7 @@ pub fn table(results: &Results) -> String {
         c.tcp_seconds
     );
     let kernel_tcp = results.tcp_stats(TopologyKind::Kernel).median;
-    for kind in [TopologyKind::Kernel, TopologyKind::CtpathXdp] {
+    for kind in results.dataplanes() {
         let s = results.tcp_stats(kind);
         let retransmits: u64 = results
             .tcp
@@ -510,17 +532,19 @@ pub fn table(results: &Results) -> String {
         .median
         .filter(|_| results.placement.mode == CpuMode::Same);
     let path = |k| path_ns(results.pps_stats(k, t, c.base_rules).median, generator);
-    let (kernel_path, xdp_path, ceiling_path) = (
+    let (kernel_path, xdp_path, afxdp_path, ceiling_path) = (
         path(TopologyKind::Kernel),
         path(TopologyKind::CtpathXdp),
+        path(TopologyKind::CtpathAfxdp),
         path(TopologyKind::Ceiling),
     );
     let _ = writeln!(
         out,
         "  time per packet beyond the generator ({t}; one-CPU runs only): kernel {} ns, \
-         ctpath-xdp {} ns, ceiling {} ns; generator alone {} ns",
+         ctpath-xdp {} ns, ctpath-afxdp {} ns, ceiling {} ns; generator alone {} ns",
         nanos(kernel_path),
         nanos(xdp_path),
+        nanos(afxdp_path),
         nanos(ceiling_path),
         nanos(ns_per_packet(generator)),
     );
@@ -530,6 +554,41 @@ pub fn table(results: &Results) -> String {
         times(ratio(kernel_path, xdp_path)),
         times(ratio(ceiling_path, xdp_path)),
     );
+    let med = |k| results.pps_stats(k, t, c.base_rules).median;
+    let afxdp = med(TopologyKind::CtpathAfxdp);
+    if afxdp.is_some() {
+        let _ = writeln!(
+            out,
+            "  ctpath-afxdp ({t}): / kernel {}, / ctpath-xdp {}, / ceiling {}; on path time: \
+             kernel / ctpath-afxdp {}",
+            times(ratio(afxdp, med(TopologyKind::Kernel))),
+            times(ratio(afxdp, med(TopologyKind::CtpathXdp))),
+            times(ratio(afxdp, med(TopologyKind::Ceiling))),
+            times(ratio(kernel_path, afxdp_path)),
+        );
+        for &traffic in &c.traffic {
+            let samples: Vec<&PpsSample> = results
+                .pps_samples(TopologyKind::CtpathAfxdp, traffic, c.base_rules)
+                .collect();
+            let per_batch: Vec<f64> = samples
+                .iter()
+                .filter_map(|s| s.forwarder.as_ref()?.per_batch())
+                .collect();
+            let dropped: u64 = samples
+                .iter()
+                .filter_map(|s| s.forwarder.as_ref())
+                .map(|f| f.drops())
+                .sum();
+            let _ = writeln!(
+                out,
+                "  ctpath-afxdp forwarder, {traffic}: {} frames per receive batch (median over \
+                 runs, both nodes), {dropped} dropped by the workers",
+                Stats::of(&per_batch)
+                    .median
+                    .map_or("-".into(), |v| format!("{v:.1}")),
+            );
+        }
+    }
     if !results.failures.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "FAILED samples:");
@@ -549,12 +608,15 @@ fn short(text: &str) -> &str {
 pub fn sanity_problems(results: &Results) -> Vec<String> {
     let mut problems: Vec<String> = results.failures.clone();
     let c = &results.config;
-    let measured = [
-        TopologyKind::Kernel,
-        TopologyKind::CtpathXdp,
-        TopologyKind::Ceiling,
-        TopologyKind::GeneratorOnly,
-    ];
+    let skipped = |k: &TopologyKind| results.skipped.iter().any(|s| s.topology == k.name());
+    let measured: Vec<TopologyKind> = TopologyKind::ALL
+        .into_iter()
+        .filter(|k| !skipped(k))
+        .collect();
+    let dataplanes: Vec<TopologyKind> = TopologyKind::DATAPLANES
+        .into_iter()
+        .filter(|k| !skipped(k))
+        .collect();
     let mut expect_case = |kind: TopologyKind, traffic: Traffic, rules: usize| {
         let samples: Vec<&PpsSample> = results.pps_samples(kind, traffic, rules).collect();
         if samples.len() < c.runs {
@@ -582,6 +644,9 @@ pub fn sanity_problems(results: &Results) -> Vec<String> {
                     s.received, s.completed
                 ));
             }
+            if kind == TopologyKind::CtpathAfxdp && s.forwarder.is_none() {
+                problems.push(format!("{what}: no forwarder figures"));
+            }
             if s.received_pps > 1.1 * s.sent_pps + 10_000.0 {
                 problems.push(format!(
                     "{what}: received {:.0} pps > sent {:.0} pps",
@@ -591,17 +656,17 @@ pub fn sanity_problems(results: &Results) -> Vec<String> {
         }
     };
     for &traffic in &c.traffic {
-        for kind in measured {
+        for &kind in &measured {
             expect_case(kind, traffic, c.base_rules);
         }
     }
     let t = results.headline_traffic();
     for &rules in &c.rules {
-        for kind in [TopologyKind::Kernel, TopologyKind::CtpathXdp] {
+        for &kind in &dataplanes {
             expect_case(kind, t, rules);
         }
     }
-    for kind in [TopologyKind::Kernel, TopologyKind::CtpathXdp] {
+    for kind in dataplanes {
         let samples = results.latency_samples(kind);
         if samples.len() < c.runs {
             problems.push(format!(

@@ -1,12 +1,12 @@
 //! One bench run, start to end: builds the topologies, runs every case with the topologies
 //! interleaved run by run, shows progress (a bar per case), and writes the results.
 //!
-//! Order: (1) pps: for each traffic case, R rounds of kernel, ctpath-xdp, ceiling,
-//! generator-only; (2) latency:
-//! R rounds of kernel, ctpath-xdp; (3) TCP: the same; (4) security-group scaling: for each
-//! further rule count N, the kernel's chain is replaced (`iptables-restore`) and a ctpath
-//! cluster with N rules is started, then R rounds of kernel, ctpath-xdp at 64 bytes, one flow.
-//! The first rule count's scaling point is the pps phase's 64-byte one-flow case.
+//! Order: (1) pps: for each traffic case, R rounds of kernel, ctpath-xdp, ctpath-afxdp,
+//! ceiling, generator-only; (2) latency: R rounds of kernel, ctpath-xdp, ctpath-afxdp; (3) TCP:
+//! the same; (4) security-group scaling: for each further rule count N, the kernel's chain is
+//! replaced (`iptables-restore`) and both ctpath clusters are started again with N rules, then
+//! R rounds of kernel, ctpath-xdp, ctpath-afxdp at 64 bytes, one flow. The first rule count's
+//! scaling point is the pps phase's 64-byte one-flow case.
 //!
 //! Owns [`RunError`] and [`Plan`]. Panic contract: a testbed that cannot be built panics in the
 //! shared testbed (test code), and the namespaces are removed while unwinding; a sample that
@@ -27,8 +27,8 @@ use crate::{
     machine::Machine,
     measure::{self, FloodTiming, Traffic},
     plot::{self, PlotError},
-    report::{self, ReportError, Results, RunConfig, Skipped},
-    topology::{Topology, TopologyError, TopologyKind, AFXDP_SKIPPED},
+    report::{self, ReportError, Results, RunConfig},
+    topology::{Topology, TopologyError, TopologyKind},
 };
 
 #[derive(Debug, Error)]
@@ -110,12 +110,14 @@ impl Plan {
     pub fn estimate(&self) -> Duration {
         let c = &self.config;
         let flood = self.timing.warmup.as_secs_f64() + self.timing.window.as_secs_f64() + 0.35;
-        let pps = c.traffic.len() as f64 * 4.0 * c.runs as f64 * flood;
-        let scaling =
-            (c.rules.len().saturating_sub(1)) as f64 * (2.0 * c.runs as f64 * flood + 3.0);
-        let latency = 2.0 * c.runs as f64 * (c.round_trips as f64 * 40e-6 + 0.2);
-        let tcp = 2.0 * c.runs as f64 * (c.tcp_seconds as f64 + 0.5);
-        Duration::from_secs_f64(pps + scaling + latency + tcp + 15.0)
+        // ctpath-afxdp's samples wait for the agents' next forwarder report (one a second).
+        let report = 0.6;
+        let pps = c.traffic.len() as f64 * c.runs as f64 * (5.0 * flood + report);
+        let scaling = (c.rules.len().saturating_sub(1)) as f64
+            * (c.runs as f64 * (3.0 * flood + report) + 6.0);
+        let latency = c.runs as f64 * (3.0 * (c.round_trips as f64 * 40e-6 + 0.2) + report);
+        let tcp = c.runs as f64 * (3.0 * (c.tcp_seconds as f64 + 0.5) + report);
+        Duration::from_secs_f64(pps + scaling + latency + tcp + 20.0)
     }
 }
 
@@ -124,12 +126,13 @@ pub fn notes() -> Vec<String> {
     [
         "kernel path: flannel/Rancher-style bridged L2 overlay: per node a Linux bridge with the pod veths and a kernel vxlan device (VNI 100, dstport 4789, all-zeros FDB entry to the other node plus static FDB entries for both pods); br_netfilter with net.bridge.bridge-nf-call-iptables=1 on both nodes; the destination pod's security group is an iptables chain (nf_tables backend, loaded with iptables-restore) jumped to from FORWARD for frames bridged out of its host veth (-m physdev --physdev-out): conntrack ESTABLISHED,RELATED ACCEPT, N rules of which the last matches, then DROP. A one-way UDP flood never becomes ESTABLISHED, so every flood packet walks all N rules.",
         "ctpath-xdp: real ctpath agents (from_pod on the pod's host veth, from_underlay on the node's underlay interface) with a cluster state whose destination-pod security group has the same N rules, enforced at the destination node (from_underlay) statefully: a flow's first packet is checked against the rules and creates a conntrack entry, later packets hit the entry (docs/security-groups.md). The kernel's conntrack never marks a one-way UDP flow ESTABLISHED, so its chain is walked for every flood packet.",
+        "ctpath-afxdp: the same agents and cluster state as ctpath-xdp, but the plane is fast_path: true, so from_pod and from_underlay hand its frames to the agents' AF_XDP forwarder (XSKS map) and the forwarder's workers carry them: node-a's worker receives the source pod's frame on the pod's host veth and sends it, VXLAN-encapsulated, out of the underlay; node-b's receives it from the underlay and sends it, decapsulated, into the destination pod's host veth; security group and conntrack in the forwarder's pipeline (the same semantics as the XDP programs). The workers run where --cpus says (--fastpath-cores: CPU 0 in `same`, with the generator and everything else; CPU 1 in `split`). Every sample is checked against the agents' forwarder report: each node's workers must have received at least every frame that reached the sink (twice per round trip for latency; half the segments iperf3 reported for TCP), else the sample fails and is not reported. Pods' TX checksum offload is off as for ctpath-xdp (the same CNI wiring), so TCP is segmented in the pod. The AF_XDP hand-over completes the generator's copy-mode TX once node-a's XDP copied the frame into the worker's RX ring, not at the end of the path: when the worker is slower than the generator (always in `same`, where they share a CPU), its RX ring overflows and ctpath-afxdp reports drops (the sockets' rx_dropped / rx_ring_full in `ctpath status`).",
         "ceiling: bench_redirect on the source pod's host veth redirects every frame, unencapsulated, into the node's underlay interface; bench_sink on the far node's underlay interface counts and drops it. The floor of per-packet cost of this machine with this generator; no latency or TCP figures (one way only).",
         "generator-only: a diagnostic, not a dataplane: bench_sink on the source pod's host veth, so frames stop at the first veth hop. Its time per packet is the generator's share (AF_XDP copy-mode TX builds an skb and copies the frame; the veth copies it again into a page with XDP headroom), paid by every topology; the table's `path ns` column is a topology's time per packet less this one's.",
         "sink: bench_sink (XDP, native mode, counts and drops) on the destination pod's own interface inside its namespace, the same in every topology; attached only for the pps cases.",
         "generator: AF_XDP TX-only socket (xsk-rs, copy mode, queue 0, no XDP program) in the source pod, frames pre-built in the UMEM; 1,024 flows vary the UDP source port. Frame sizes count the 4-byte FCS (64 B = 60-byte buffer). Copy-mode TX completes when the skb is freed at the end of the path, so offered equals what the path takes.",
-        "pods: every topology is built by the shared testbed from the same cluster state: same nodes, underlay, pods, addresses, MACs, MTU 1450; pod veths with TX checksum offload off and GRO on (pod side), underlay veths with GRO on and TX checksum offload off.",
-        "TCP: the pods' TX checksum offload is off in every topology (ctpath's XDP on the host veth cannot complete CHECKSUM_PARTIAL skbs), and that turns TSO off too: the pod's stack segments in software (GSO) before its veth, so both paths carry MTU-sized (1450-byte) segments and neither gets the 64 KB GSO packets that give the kernel path tens of Gbit/s with offloads on. Reported as measured, as data for the XDP-vs-TC decision.",
+        "pods: every topology is built by the shared testbed from the same cluster state: same nodes, underlay, pods, addresses, MACs, MTU 1450. Where XDP runs at the pods' host veths (ctpath-xdp, ctpath-afxdp, ceiling, generator-only) the pod veths are wired as ctpath's CNI wires them, TX checksum offload off and GRO on (pod side), and so are the underlay veths; the kernel topology keeps the kernel's offloads (TX checksum, TSO) on pods and underlay, as users run it.",
+        "TCP: the kernel path keeps its offloads and carries 64 KB GSO packets whole across bridge and vxlan. ctpath-xdp's and ctpath-afxdp's pods have TX checksum offload off (XDP on the host veth, and the AF_XDP copy behind it, cannot complete CHECKSUM_PARTIAL skbs), which turns TSO off too: the pod's stack segments in software before its veth and every 1450-byte segment is carried on its own (encapsulated in XDP, or by the forwarder's workers). Reported as measured, as data for the XDP-vs-TC decision.",
         "drops: frames the generator's socket completed (the path took them) that never reached the sink, over the generator's whole life.",
     ]
     .map(String::from)
@@ -286,37 +289,46 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
         machine,
         config: c.clone(),
         notes: notes(),
-        skipped: vec![Skipped {
-            topology: TopologyKind::CtpathAfxdp.name().into(),
-            reason: AFXDP_SKIPPED.into(),
-        }],
+        skipped: Vec::new(),
         failures: Vec::new(),
         pps: Vec::new(),
         latency: Vec::new(),
         tcp: Vec::new(),
         headline: Default::default(),
     };
-    progress.say(&format!("ctpath-afxdp: {AFXDP_SKIPPED}"));
 
-    let building = progress.bar("building topologies", 4);
+    let building = progress.bar("building topologies", 5);
     let mut kernel = Topology::build(TopologyKind::Kernel, c.base_rules, &placement)?;
     building.step("kernel".into());
     let mut xdp = Topology::build(TopologyKind::CtpathXdp, c.base_rules, &placement)?;
     building.step("ctpath-xdp".into());
+    let mut afxdp = Topology::build(TopologyKind::CtpathAfxdp, c.base_rules, &placement)?;
+    if let Some(facts) = &afxdp.forwarder {
+        let note = format!("ctpath-afxdp forwarders as found: {}", facts.describe());
+        progress.say(&note);
+        results.notes.push(note);
+    }
+    building.step("ctpath-afxdp".into());
     let mut ceiling = Topology::build(TopologyKind::Ceiling, c.base_rules, &placement)?;
     building.step("ceiling".into());
     let mut generator = Topology::build(TopologyKind::GeneratorOnly, c.base_rules, &placement)?;
     building.step("generator-only".into());
-    building.finish("kernel, ctpath-xdp, ceiling, generator-only".into());
+    building.finish("kernel, ctpath-xdp, ctpath-afxdp, ceiling, generator-only".into());
 
     // (1) pps.
-    for topology in [&mut kernel, &mut xdp, &mut ceiling, &mut generator] {
+    for topology in [
+        &mut kernel,
+        &mut xdp,
+        &mut afxdp,
+        &mut ceiling,
+        &mut generator,
+    ] {
         topology.attach_sinks()?;
     }
     for &traffic in &c.traffic {
-        let case = progress.bar(&format!("pps {traffic}"), 4 * c.runs);
+        let case = progress.bar(&format!("pps {traffic}"), 5 * c.runs);
         for run in 0..c.runs {
-            for topology in [&kernel, &xdp, &ceiling, &generator] {
+            for topology in [&kernel, &xdp, &afxdp, &ceiling, &generator] {
                 match measure::pps(topology, traffic, plan.timing, &placement, &known_napi, run) {
                     Ok(sample) => {
                         case.step(format!(
@@ -330,26 +342,22 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
                 }
             }
         }
-        let medians: Vec<(TopologyKind, f64)> = [
-            TopologyKind::Kernel,
-            TopologyKind::CtpathXdp,
-            TopologyKind::Ceiling,
-            TopologyKind::GeneratorOnly,
-        ]
-        .into_iter()
-        .filter_map(|k| Some((k, results.pps_stats(k, traffic, c.base_rules).median?)))
-        .collect();
+        let medians: Vec<(TopologyKind, f64)> = TopologyKind::ALL
+            .into_iter()
+            .filter_map(|k| Some((k, results.pps_stats(k, traffic, c.base_rules).median?)))
+            .collect();
         case.finish(mpps_message(&medians));
     }
     drop(ceiling);
     drop(generator);
     kernel.detach_sinks();
     xdp.detach_sinks();
+    afxdp.detach_sinks();
 
     // (2) latency.
-    let case = progress.bar("latency (UDP ping-pong)", 2 * c.runs);
+    let case = progress.bar("latency (UDP ping-pong)", 3 * c.runs);
     for run in 0..c.runs {
-        for topology in [&kernel, &xdp] {
+        for topology in [&kernel, &xdp, &afxdp] {
             placement.pin_napi_threads(&known_napi);
             match measure::latency(
                 topology,
@@ -375,15 +383,16 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
         report::Stats::of(&v).median.unwrap_or(0.0)
     };
     case.finish(format!(
-        "p99 kernel {:.1} µs  ctpath-xdp {:.1} µs",
+        "p99 kernel {:.1} µs  ctpath-xdp {:.1} µs  ctpath-afxdp {:.1} µs",
         p99(TopologyKind::Kernel),
-        p99(TopologyKind::CtpathXdp)
+        p99(TopologyKind::CtpathXdp),
+        p99(TopologyKind::CtpathAfxdp)
     ));
 
     // (3) TCP.
-    let case = progress.bar("tcp (iperf3, one stream)", 2 * c.runs);
+    let case = progress.bar("tcp (iperf3, one stream)", 3 * c.runs);
     for run in 0..c.runs {
-        for topology in [&kernel, &xdp] {
+        for topology in [&kernel, &xdp, &afxdp] {
             placement.pin_napi_threads(&known_napi);
             match measure::tcp(topology, c.tcp_seconds, &placement, run) {
                 Ok(sample) => {
@@ -400,22 +409,26 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
     }
     let gbps = |k| results.tcp_stats(k).median.unwrap_or(0.0) / 1e9;
     case.finish(format!(
-        "kernel {:.2} Gbit/s  ctpath-xdp {:.2} Gbit/s",
+        "kernel {:.2} Gbit/s  ctpath-xdp {:.2} Gbit/s  ctpath-afxdp {:.2} Gbit/s",
         gbps(TopologyKind::Kernel),
-        gbps(TopologyKind::CtpathXdp)
+        gbps(TopologyKind::CtpathXdp),
+        gbps(TopologyKind::CtpathAfxdp)
     ));
 
     // (4) security-group scaling.
     let traffic = results.headline_traffic();
     for &rules in c.rules.iter().filter(|&&n| n != c.base_rules) {
-        let case = progress.bar(&format!("rules N={rules} ({traffic})"), 2 * c.runs);
+        let case = progress.bar(&format!("rules N={rules} ({traffic})"), 3 * c.runs);
         kernel.set_kernel_rules(rules)?;
         drop(xdp);
         xdp = Topology::build(TopologyKind::CtpathXdp, rules, &placement)?;
-        kernel.attach_sinks()?;
-        xdp.attach_sinks()?;
+        drop(afxdp);
+        afxdp = Topology::build(TopologyKind::CtpathAfxdp, rules, &placement)?;
+        for topology in [&mut kernel, &mut xdp, &mut afxdp] {
+            topology.attach_sinks()?;
+        }
         for run in 0..c.runs {
-            for topology in [&kernel, &xdp] {
+            for topology in [&kernel, &xdp, &afxdp] {
                 match measure::pps(topology, traffic, plan.timing, &placement, &known_napi, run) {
                     Ok(sample) => {
                         case.step(format!(
@@ -429,12 +442,13 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
                 }
             }
         }
-        let medians: Vec<(TopologyKind, f64)> = [TopologyKind::Kernel, TopologyKind::CtpathXdp]
+        let medians: Vec<(TopologyKind, f64)> = TopologyKind::DATAPLANES
             .into_iter()
             .filter_map(|k| Some((k, results.pps_stats(k, traffic, rules).median?)))
             .collect();
         case.finish(mpps_message(&medians));
     }
+    drop(afxdp);
     drop(xdp);
     drop(kernel);
 
@@ -457,6 +471,7 @@ pub fn hold(
     let kind = match which {
         HoldTopology::Kernel => TopologyKind::Kernel,
         HoldTopology::CtpathXdp => TopologyKind::CtpathXdp,
+        HoldTopology::CtpathAfxdp => TopologyKind::CtpathAfxdp,
         HoldTopology::Ceiling => TopologyKind::Ceiling,
     };
     let known_napi = cpus::napi_threads();
@@ -477,6 +492,9 @@ pub fn hold(
     }
     for (role, ns) in topology.namespaces() {
         println!("  {role:<8} ip netns exec {ns} ...");
+    }
+    if let Some(facts) = &topology.forwarder {
+        println!("forwarders: {}", facts.describe());
     }
     let exe =
         std::env::current_exe().map_or_else(|_| "ctpath-bench".into(), |p| p.display().to_string());

@@ -14,6 +14,13 @@
 //!   the nf_tables backend).
 //! - `ctpath-xdp`: real `ctpath agent`s on both nodes with the same state, whose security group
 //!   on the destination pod's interface has the same N rules.
+//! - `ctpath-afxdp`: the same agents and state, but the plane is `fast_path: true`, so the XDP
+//!   programs hand its frames to the agents' AF_XDP forwarder (`XSKS`) and the forwarder's
+//!   workers carry them (pod socket on node-a, underlay sockets, pod socket on node-b). The
+//!   workers run on [`Placement::fastpath_core`] (`--fastpath-cores`). Every sample of it is
+//!   checked against the forwarder's own report ([`Topology::forwarder_mark`],
+//!   [`Topology::forwarder_since`]): a figure the XDP programs carried is never reported as
+//!   this one's.
 //! - `ceiling`: no overlay at all (`NodeKind::Bare`): `bench_redirect` on the source pod's host
 //!   veth sends every frame straight into the node's underlay interface, unencapsulated, and
 //!   `bench_sink` on the far node's underlay interface counts and drops it: the floor of
@@ -54,7 +61,10 @@ use ctpath_testbed::{
 };
 use thiserror::Error;
 
-use crate::cpus::{CpuError, Placement};
+use crate::{
+    cpus::{CpuError, Placement},
+    forwarder::{Facts, ForwarderError, ForwarderSample, Mark},
+};
 
 pub const NODE_A: &str = "node-a";
 pub const NODE_B: &str = "node-b";
@@ -101,6 +111,8 @@ pub enum TopologyError {
     RuleCount(usize),
     #[error(transparent)]
     Cpu(#[from] CpuError),
+    #[error("ctpath-afxdp: {0}")]
+    Forwarder(#[from] ForwarderError),
 }
 
 /// At most this many rules (ports 20000..65535 for the non-matching ones).
@@ -125,6 +137,13 @@ impl TopologyKind {
         TopologyKind::GeneratorOnly,
     ];
 
+    /// The dataplanes every case compares (the ceiling and the generator are references).
+    pub const DATAPLANES: [TopologyKind; 3] = [
+        TopologyKind::Kernel,
+        TopologyKind::CtpathXdp,
+        TopologyKind::CtpathAfxdp,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             TopologyKind::Kernel => "kernel",
@@ -142,23 +161,20 @@ impl fmt::Display for TopologyKind {
     }
 }
 
-/// Why `ctpath-afxdp` is not measured.
-pub const AFXDP_SKIPPED: &str = "the bench has no ctpath-afxdp topology yet (the AF_XDP \
-                                 forwarder exists and is tested end to end; its measurement is \
-                                 still to be built): skipped";
-
 /// The cluster state of every topology, with a security group of `rules` ingress rules on the
-/// destination pod's interface (see the module docs).
-pub fn state_yaml(rules: usize) -> Result<String, TopologyError> {
+/// destination pod's interface (see the module docs); with `fast_path` the plane is carried by
+/// the AF_XDP forwarder (`ctpath-afxdp`).
+pub fn state_yaml(rules: usize, fast_path: bool) -> Result<String, TopologyError> {
     if !(1..=MAX_RULES).contains(&rules) {
         return Err(TopologyError::RuleCount(rules));
     }
+    let fast = if fast_path { ", fast_path: true" } else { "" };
     let mut yaml = format!(
         "# ctpath-bench: two nodes, a source and a destination pod, one plane; the destination's
 # security group has {rules} ingress rules, the last one matching everything from the source.
 version: 1
 networks:
-  - {{ name: bench, vni: {VNI}, cidr: 10.100.0.0/16, gateway: 10.100.0.1, mtu: 1450 }}
+  - {{ name: bench, vni: {VNI}, cidr: 10.100.0.0/16, gateway: 10.100.0.1, mtu: 1450{fast} }}
 nodes:
   - {{ name: {NODE_A}, underlay_interface: {UNDERLAY_IF}, underlay_ip: 192.168.77.1 }}
   - {{ name: {NODE_B}, underlay_interface: {UNDERLAY_IF}, underlay_ip: 192.168.77.2 }}
@@ -322,6 +338,8 @@ pub struct Topology {
     /// The ceiling's redirect probe (kept for its lifetime).
     redirect: Option<Probe>,
     sink: Option<Probe>,
+    /// ctpath-afxdp: the forwarders as found after the build.
+    pub forwarder: Option<Facts>,
 }
 
 impl Topology {
@@ -331,7 +349,8 @@ impl Topology {
         rules: usize,
         placement: &Placement,
     ) -> Result<Topology, TopologyError> {
-        let yaml = state_yaml(rules)?;
+        let afxdp = kind == TopologyKind::CtpathAfxdp;
+        let yaml = state_yaml(rules, afxdp)?;
         let node_kind = match kind {
             TopologyKind::Kernel => NodeKind::KernelVxlan,
             TopologyKind::CtpathXdp | TopologyKind::CtpathAfxdp => NodeKind::Ctpath,
@@ -343,6 +362,14 @@ impl Topology {
                 (NODE_B.to_owned(), node_kind),
             ]
             .into(),
+            agent_args: if afxdp {
+                vec![
+                    "--fastpath-cores".into(),
+                    placement.fastpath_core().to_string(),
+                ]
+            } else {
+                Vec::new()
+            },
             ..ClusterOptions::default()
         };
         let cluster = Cluster::start(&format!("bench-{}", kind.name()), &yaml, options);
@@ -352,6 +379,7 @@ impl Topology {
             cluster,
             redirect: None,
             sink: None,
+            forwarder: None,
         };
         match kind {
             TopologyKind::Kernel => topology.configure_kernel(rules)?,
@@ -369,7 +397,8 @@ impl Topology {
                     underlay.ifindex,
                 )?);
             }
-            TopologyKind::CtpathXdp | TopologyKind::CtpathAfxdp | TopologyKind::GeneratorOnly => {}
+            TopologyKind::CtpathAfxdp => topology.check_forwarder(placement)?,
+            TopologyKind::CtpathXdp | TopologyKind::GeneratorOnly => {}
         }
         let c = &topology.cluster;
         placement.prepare(
@@ -382,6 +411,38 @@ impl Topology {
             (c.node(NODE_A).ns(), SRC_HOST_IF),
         )?;
         Ok(topology)
+    }
+
+    /// ctpath-afxdp: both agents run the forwarder for the plane, workers on the placement's
+    /// forwarder CPU, sockets on the pods' host veths and the underlays.
+    fn check_forwarder(&mut self, placement: &Placement) -> Result<(), TopologyError> {
+        self.forwarder = Some(Facts::read(
+            &self.cluster,
+            [SRC_HOST_IF, DST_HOST_IF],
+            placement.fastpath_core(),
+        )?);
+        Ok(())
+    }
+
+    /// Before a sample: the forwarders' counts (ctpath-afxdp only, else `None`).
+    pub fn forwarder_mark(&self) -> Result<Option<Mark>, TopologyError> {
+        match self.kind {
+            TopologyKind::CtpathAfxdp => Ok(Some(Mark::now(&self.cluster)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// After a sample: what the forwarders received since `mark`, failing unless each node's
+    /// workers received at least `expected` frames (`None` without a mark).
+    pub fn forwarder_since(
+        &self,
+        mark: Option<&Mark>,
+        expected: u64,
+    ) -> Result<Option<ForwarderSample>, TopologyError> {
+        match mark {
+            Some(mark) => Ok(Some(mark.since(&self.cluster, expected)?)),
+            None => Ok(None),
+        }
     }
 
     fn setup_error(&self, what: &str, message: impl fmt::Display) -> TopologyError {
@@ -499,7 +560,8 @@ impl Topology {
         .collect()
     }
 
-    /// ctpath's drops on both nodes so far (all reasons), or 0 for other topologies.
+    /// ctpath's XDP drops on both nodes so far (all reasons), or 0 for other topologies (the
+    /// forwarder's are in its [`ForwarderSample`]).
     pub fn datapath_drops(&self) -> u64 {
         self.cluster
             .ctpath_nodes()
@@ -517,7 +579,7 @@ mod tests {
     #[test]
     fn the_state_is_valid_and_has_the_rules() {
         for rules in [1, 10, 10000] {
-            let state = ClusterState::from_yaml_str(&state_yaml(rules).unwrap()).unwrap();
+            let state = ClusterState::from_yaml_str(&state_yaml(rules, false).unwrap()).unwrap();
             let group = state.security_group("bench-dst").unwrap();
             assert_eq!(
                 group.rules.len(),
@@ -526,7 +588,15 @@ mod tests {
             );
             assert_eq!(state.pods[1].interfaces[0].security_groups, ["bench-dst"]);
         }
-        assert!(state_yaml(0).is_err());
+        assert!(state_yaml(0, false).is_err());
+        let fast = ClusterState::from_yaml_str(&state_yaml(1, true).unwrap()).unwrap();
+        assert!(fast.networks[0].fast_path);
+        assert!(
+            !ClusterState::from_yaml_str(&state_yaml(1, false).unwrap())
+                .unwrap()
+                .networks[0]
+                .fast_path
+        );
     }
 
     #[test]
