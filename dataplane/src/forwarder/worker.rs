@@ -511,17 +511,24 @@ impl<M: CtMirror> Worker<M> {
             queued.clear();
         }
         self.outgoing[n] = queued;
-        // Copy mode sends at most 32 descriptors per `sendto`: kick until the ring is empty.
+        // Copy mode sends at most 32 descriptors per `sendto`: kick until the ring is empty, or
+        // until a kick moves nothing (the device is busy: its queue drains in softirq or a NAPI
+        // thread, perhaps on this CPU, which kicking harder would only starve).
         for _ in 0..MAX_KICKS {
             let port = &mut self.ports[n];
-            if port.tx.nb_free_exact() == RING_SIZE || !port.tx.needs_wakeup() {
+            let pending = RING_SIZE - port.tx.nb_free_exact();
+            if pending == 0 || !port.tx.needs_wakeup() {
                 break;
             }
             if let Err(error) = port.tx.wakeup() {
                 tracing::debug!(interface = %port.spec.name, %error, "TX kick");
                 break;
             }
+            let moved = pending > RING_SIZE - port.tx.nb_free_exact();
             self.reap(n);
+            if !moved {
+                break;
+            }
         }
     }
 
