@@ -100,7 +100,8 @@ fn kill_9_under_a_udp_stream_loses_nothing_and_the_next_agent_adopts() {
         cluster.kill_agent("node-a");
         // Dead: the programs still run, from their pinned links, on the pinned maps.
         assert_has_xdp(cluster.node("node-a"), "eth0", true);
-        assert_has_xdp(cluster.node("node-a"), "vclia", true);
+        assert_has_tcx(cluster.node("node-a"), "eth0", true);
+        assert_has_tcx(cluster.node("node-a"), "vclia", true);
         let pins = pins(cluster.pin_dir("node-a"));
         for name in datapath::PINNED_MAPS {
             assert!(
@@ -109,7 +110,8 @@ fn kill_9_under_a_udp_stream_loses_nothing_and_the_next_agent_adopts() {
             );
         }
         assert!(pins.iter().any(|pin| pin == "link_eth0"), "{pins:?}");
-        assert!(pins.iter().any(|pin| pin == "link_vclia"), "{pins:?}");
+        assert!(pins.iter().any(|pin| pin == "tcx_eth0"), "{pins:?}");
+        assert!(pins.iter().any(|pin| pin == "tcx_vclia"), "{pins:?}");
         std::thread::sleep(Duration::from_millis(1000));
         marks.restart = Some(Instant::now());
         cluster.restart_agent("node-a");
@@ -140,8 +142,8 @@ fn kill_9_under_a_udp_stream_loses_nothing_and_the_next_agent_adopts() {
     );
     assert_eq!(
         log.matches("adopted the pinned link").count(),
-        3,
-        "eth0, vclia, volda: {log}"
+        4,
+        "eth0 (XDP and tcx), vclia, volda (tcx: plane std is datapath tc): {log}"
     );
     // The counters continued from where the dead agent's programs left them, and counted
     // every datagram both ways: the datapath itself lost nothing either.
@@ -246,9 +248,10 @@ fn kill_9_on_the_fast_path_moves_the_stream_to_xdp_and_back_without_loss() {
     eprintln!("{report}");
     assert!(stream.sent > RATE, "the stream ran\n{report}");
     // What a dead worker cannot give back: the frames the programs handed it until its lease
-    // ran out (at most one lease's worth of the stream), and those in its rings then. Not the
-    // tens of milliseconds the kernel takes to close a killed process's sockets.
-    let bound = RATE * FORWARDER_LEASE_NS / 1_000_000_000 + 2 * BATCH as u64;
+    // ran out (one lease's worth of the stream in each direction: the datagrams and their
+    // echoes), and those in its rings then. Not the tens of milliseconds the kernel takes to
+    // close a killed process's sockets.
+    let bound = 2 * (RATE * FORWARDER_LEASE_NS / 1_000_000_000 + BATCH as u64);
     assert!(
         stream.lost() <= bound,
         "{} datagrams lost, more than {bound}\n{report}\n{}\nUDP in srv-b: {}\nforwarders:\n{}",
@@ -300,7 +303,7 @@ fn an_interface_added_while_the_agent_was_down_is_served_once_it_is_back() {
     );
     assert_ne!(changed, STATE);
     cluster.add_pods(&changed);
-    assert_has_xdp(cluster.node("node-a"), "vnewa", false);
+    assert_has_tcx(cluster.node("node-a"), "vnewa", false);
     // And cli-a's veth is deleted and made again (a pod restarted): its pinned link lost its
     // interface. (The new veth's peer stays on the node: no traffic through it here.)
     let node_a = cluster.node("node-a").ns().clone();
@@ -327,9 +330,9 @@ fn an_interface_added_while_the_agent_was_down_is_served_once_it_is_back() {
         cluster.report(),
         cluster.agent_log("node-a")
     );
-    assert_has_xdp(cluster.node("node-a"), "vnewa", true);
+    assert_has_tcx(cluster.node("node-a"), "vnewa", true);
     // The re-created vclia got a link of its own in place of the stale one.
-    assert_has_xdp(&node_a, "vclia", true);
+    assert_has_tcx(&node_a, "vclia", true);
     let log = cluster.agent_log("node-a");
     assert!(
         log.lines()
@@ -337,11 +340,11 @@ fn an_interface_added_while_the_agent_was_down_is_served_once_it_is_back() {
         "{log}"
     );
     // old-a's veth is no longer served: its link pin is gone and so is the program.
-    assert_has_xdp(cluster.node("node-a"), "volda", false);
+    assert_has_tcx(cluster.node("node-a"), "volda", false);
     let pins = pins(cluster.pin_dir("node-a"));
-    assert!(!pins.iter().any(|pin| pin == "link_volda"), "{pins:?}");
-    assert!(pins.iter().any(|pin| pin == "link_vnewa"), "{pins:?}");
-    assert!(pins.iter().any(|pin| pin == "link_vclia"), "{pins:?}");
+    assert!(!pins.iter().any(|pin| pin == "tcx_volda"), "{pins:?}");
+    assert!(pins.iter().any(|pin| pin == "tcx_vnewa"), "{pins:?}");
+    assert!(pins.iter().any(|pin| pin == "tcx_vclia"), "{pins:?}");
 }
 
 #[test]
@@ -359,6 +362,7 @@ fn a_clean_stop_leaves_nothing_behind_even_after_an_adoption() {
         );
         for interface in ["eth0", "vclia", "volda"] {
             assert_has_xdp(&node_a(cluster), interface, false);
+            assert_has_tcx(&node_a(cluster), interface, false);
         }
     };
 
@@ -609,6 +613,20 @@ fn assert_has_xdp(ns: &Netns, interface: &str, expected: bool) {
         text.contains("prog/xdp"),
         expected,
         "XDP program on {interface}: {text}"
+    );
+}
+
+/// Whether `interface` in `ns` has a tcx ingress program, as `bpftool net show` says (`ip link`
+/// does not show tcx).
+fn assert_has_tcx(ns: &Netns, interface: &str, expected: bool) {
+    let output = ns
+        .exec(&["bpftool", "net", "show", "dev", interface])
+        .expect("bpftool net show");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.contains("tcx/ingress"),
+        expected,
+        "tcx program on {interface}: {text}"
     );
 }
 
