@@ -162,13 +162,18 @@ impl fmt::Display for TopologyKind {
 }
 
 /// The cluster state of every topology, with a security group of `rules` ingress rules on the
-/// destination pod's interface (see the module docs); with `fast_path` the plane is carried by
-/// the AF_XDP forwarder (`ctpath-afxdp`).
+/// destination pod's interface (see the module docs): the plane on XDP (`ctpath-xdp`), or with
+/// `fast_path` carried by the AF_XDP forwarder (`ctpath-afxdp`).
 pub fn state_yaml(rules: usize, fast_path: bool) -> Result<String, TopologyError> {
     if !(1..=MAX_RULES).contains(&rules) {
         return Err(TopologyError::RuleCount(rules));
     }
-    let fast = if fast_path { ", fast_path: true" } else { "" };
+    // ctpath-xdp measures XDP at the pod's veth: say so, as the default datapath is tc.
+    let fast = if fast_path {
+        ", fast_path: true"
+    } else {
+        ", datapath: xdp"
+    };
     let mut yaml = format!(
         "# ctpath-bench: two nodes, a source and a destination pod, one plane; the destination's
 # security group has {rules} ingress rules, the last one matching everything from the source.

@@ -1,14 +1,15 @@
 //! `ctpath agent`: the node agent. Reads the cluster state, compiles this node's plan, loads the
 //! datapath over the maps pinned in its pin directory, writes the plan into them, attaches
-//! `from_underlay` to the underlay interface and `from_pod` to every local pod interface, turns
-//! on IPv4 forwarding on the underlay interface and asks the kernel to keep the other nodes'
-//! VTEPs resolved (both for `bpf_fib_lookup`), then follows the state file until SIGTERM or
-//! SIGINT.
+//! `from_underlay` (XDP, with `from_underlay_tc` behind it as a tcx ingress program) to the
+//! underlay interface and `from_pod` to every local pod interface (`from_pod_tc`, tcx ingress,
+//! on planes with `datapath: tc`; XDP on the others), turns on IPv4 forwarding on the underlay
+//! interface and asks the kernel to keep the other nodes' VTEPs resolved (both for
+//! `bpf_fib_lookup`), then follows the state file until SIGTERM or SIGINT.
 //!
 //! What the agent owns, all of it under its pin directory (`/sys/fs/bpf/ctpath/NODE` by
 //! default): every map of the datapath, pinned as `NAME` ([`datapath::PINNED_MAPS`]), and every
-//! XDP attachment, a bpf_link pinned as `link_IFNAME`; besides those the forwarding sysctl, the
-//! managed neighbour entries and the AF_XDP forwarder (`fastpath`).
+//! attachment, a bpf_link pinned as `link_IFNAME` (XDP) or `tcx_IFNAME` (tcx); besides those
+//! the forwarding sysctl, the managed neighbour entries and the AF_XDP forwarder (`fastpath`).
 //!
 //! What survives the agent: a crash, `kill -9`, or a failed start-up of an agent that had
 //! taken over, leaves the links and maps pinned, so the programs go on forwarding with the last
@@ -42,9 +43,10 @@ use std::{
 
 use aya::{
     programs::{
-        links::{FdLink, PinnedLink},
+        links::{FdLink, LinkOrder, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
         xdp::XdpLink,
-        XdpMode,
+        TcAttachType, XdpMode,
     },
     Ebpf,
 };
@@ -55,7 +57,7 @@ use thiserror::Error;
 use crate::{
     compile::{self, CompileError, NodePlan},
     conntrack,
-    datapath::{self, DatapathError, XdpProgram},
+    datapath::{self, DatapathError, TcProgram, XdpProgram},
     fastpath::{self, FastPath, FastPathError},
     links::KernelLinks,
     state::{ClusterState, StateError},
@@ -95,14 +97,14 @@ pub enum AgentError {
     },
     #[error("pin directory {0} is not on a bpffs, and is not under {BPFFS} where the agent could mount one")]
     NotBpffs(PathBuf),
-    #[error("pinning the XDP link of {interface} at {path}: {source}")]
+    #[error("pinning the link of {interface} at {path}: {source}")]
     PinLink {
         interface: String,
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
     },
-    #[error("the XDP attachment of {interface} is not a bpf_link (the kernel fell back to netlink), so it cannot be pinned: {source}")]
+    #[error("the attachment of {interface} is not a bpf_link (the kernel fell back to netlink), so it cannot be pinned: {source}")]
     NotALink {
         interface: String,
         #[source]
@@ -153,9 +155,6 @@ const COLLECT_EVERY: Duration = Duration::from_secs(10);
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 /// How often the forwarder's report is written and the underlay next hops are read again.
 const FAST_PATH_EVERY: Duration = Duration::from_secs(1);
-
-/// How the pin of an interface's XDP link is named in the pin directory: `link_IFNAME`.
-const LINK_PIN_PREFIX: &str = "link_";
 
 /// Runs the agent until SIGTERM or SIGINT. `ready` is called once the datapath carries
 /// traffic. The state file is read again when it changes or on SIGHUP: a valid new state is
@@ -256,8 +255,8 @@ struct Running {
     plan: NodePlan,
     generation: u32,
     mode: XdpMode,
-    /// The pinned XDP links (`from_underlay` and `from_pod`) by interface name.
-    links: BTreeMap<String, PinnedXdp>,
+    /// The pinned links (XDP and tcx) by pin name (`link_IFNAME`, `tcx_IFNAME`).
+    links: BTreeMap<String, PinnedProgram>,
     /// The map pins (removed by a clean stop).
     pins: Vec<PathBuf>,
     pin_dir: PathBuf,
@@ -309,7 +308,18 @@ impl Running {
         running.enable_forwarding(&underlay)?;
         running.resolve_vteps()?;
         let underlay_ifindex = running.plan.node.underlay_ifindex;
-        running.attach(XdpProgram::FromUnderlay, &underlay, underlay_ifindex)?;
+        running.attach(
+            Program::Xdp(XdpProgram::FromUnderlay),
+            &underlay,
+            underlay_ifindex,
+        )?;
+        // Behind XDP, for the VXLAN of `tc` planes it hands on (it passes the rest untouched
+        // and uncounted, so it is attached whatever the planes).
+        running.attach(
+            Program::Tc(TcProgram::FromUnderlay),
+            &underlay,
+            underlay_ifindex,
+        )?;
         running.sync_pod_links()?;
         running.sync_fast_path()?;
         // From here on only `stop` takes the datapath down.
@@ -391,17 +401,18 @@ impl Running {
 
     /// Attaches `program` to `interface` (ifindex `ifindex`) as a pinned link, or adopts the
     /// link an earlier agent pinned for it: that link is switched to this agent's program in
-    /// one `bpf_link_update`, so the interface is never without a program. An adopted link
-    /// keeps the XDP mode it was created with.
+    /// one `bpf_link_update`, so the interface is never without a program. An adopted XDP link
+    /// keeps the XDP mode it was created with. tcx links are bpf_links like XDP's and are
+    /// adopted the same way (aya's `SchedClassifier::attach_to_link` is `bpf_link_update`).
     fn attach(
         &mut self,
-        program: XdpProgram,
+        program: Program,
         interface: &str,
         ifindex: u32,
     ) -> Result<(), AgentError> {
-        let pin = self.pin_dir.join(format!("{LINK_PIN_PREFIX}{interface}"));
+        let pin_name = program.pin_name(interface);
+        let pin = self.pin_dir.join(&pin_name);
         let earlier = pinned_link(&pin, interface, ifindex);
-        let xdp = datapath::xdp_program(&mut self.ebpf, program)?;
         let attach_error = |source| AgentError::Attach {
             program: program.symbol(),
             interface: interface.to_owned(),
@@ -411,14 +422,49 @@ impl Running {
             interface: interface.to_owned(),
             source,
         };
-        let adopted = earlier.is_some();
-        let id = match earlier {
-            Some(link) => xdp.attach_to_link(link),
-            None => xdp.attach(interface, self.mode),
-        }
-        .map_err(attach_error)?;
-        let link =
-            FdLink::try_from(xdp.take_link(id).map_err(attach_error)?).map_err(not_a_link)?;
+        let stale = |reason: String| {
+            tracing::warn!(interface, pin = %pin.display(), reason, "removing a stale link pin: the interface gets a new link");
+            if let Err(error) = std::fs::remove_file(&pin) {
+                tracing::warn!(pin = %pin.display(), %error, "could not remove the stale link pin");
+            }
+        };
+        let adopted;
+        let link = match program {
+            Program::Xdp(xdp_program) => {
+                let earlier = earlier.and_then(|link| {
+                    XdpLink::try_from(link)
+                        .map_err(|error| stale(format!("not an XDP link: {error}")))
+                        .ok()
+                });
+                adopted = earlier.is_some();
+                let xdp = datapath::xdp_program(&mut self.ebpf, xdp_program)?;
+                let id = match earlier {
+                    Some(link) => xdp.attach_to_link(link),
+                    None => xdp.attach(interface, self.mode),
+                }
+                .map_err(attach_error)?;
+                FdLink::try_from(xdp.take_link(id).map_err(attach_error)?).map_err(not_a_link)?
+            }
+            Program::Tc(tc_program) => {
+                let earlier = earlier.and_then(|link| {
+                    SchedClassifierLink::try_from(link)
+                        .map_err(|error| stale(format!("not a tcx link: {error}")))
+                        .ok()
+                });
+                adopted = earlier.is_some();
+                let tc = datapath::tc_program(&mut self.ebpf, tc_program)?;
+                let id = match earlier {
+                    Some(link) => tc.attach_to_link(link),
+                    None => tc.attach_with_options(
+                        interface,
+                        TcAttachType::Ingress,
+                        TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    ),
+                }
+                .map_err(attach_error)?;
+                FdLink::try_from(tc.take_link(id).map_err(attach_error)?).map_err(not_a_link)?
+            }
+        };
         let link = if adopted {
             tracing::info!(
                 program = program.symbol(),
@@ -436,83 +482,99 @@ impl Running {
             tracing::info!(
                 program = program.symbol(),
                 interface,
-                mode = ?self.mode,
+                hook = program.hook(self.mode),
                 pin = %pin.display(),
                 "attached (link pinned)"
             );
             FdLink::from(pinned)
         };
-        let attached = PinnedXdp {
+        let attached = PinnedProgram {
             program,
+            interface: interface.to_owned(),
             pin,
             ifindex,
             link,
         };
-        self.links.insert(interface.to_owned(), attached);
+        self.links.insert(pin_name, attached);
         Ok(())
     }
 
-    /// Unpins and detaches the link of `interface`.
-    fn detach(&mut self, interface: &str) {
-        if let Some(attached) = self.links.remove(interface) {
+    /// Unpins and detaches the link pinned as `pin_name`.
+    fn detach(&mut self, pin_name: &str) {
+        if let Some(attached) = self.links.remove(pin_name) {
+            let (program, interface) = (attached.program.symbol(), attached.interface.clone());
             attached.detach();
-            tracing::info!(interface, "detached");
+            tracing::info!(program, interface, "detached");
         }
     }
 
-    /// Attaches `from_pod` to the plan's pod interfaces that lack it (or whose interface was
-    /// re-created: another ifindex), detaches it from interfaces no longer in the plan, and
-    /// removes link pins of interfaces this agent does not serve (left by an earlier agent).
+    /// Attaches `from_pod` (XDP) or `from_pod_tc` (tcx), as each interface's plane says, to
+    /// the plan's pod interfaces that lack it (or whose interface was re-created: another
+    /// ifindex), detaches it from interfaces no longer in the plan or whose plane changed its
+    /// datapath (after the new program is attached: XDP runs before tc, so either way the new
+    /// one sees the traffic before the old one goes), and removes link pins of interfaces this
+    /// agent does not serve (left by an earlier agent).
     fn sync_pod_links(&mut self) -> Result<(), AgentError> {
-        let wanted: BTreeMap<String, u32> = self
+        let wanted: BTreeMap<String, (String, u32, Program)> = self
             .plan
             .pod_interfaces
             .iter()
-            .map(|(ifindex, name)| (name.clone(), *ifindex))
+            .map(|(&ifindex, name)| {
+                let program = if compile::is_tc_port(&self.plan, ifindex) {
+                    Program::Tc(TcProgram::FromPod)
+                } else {
+                    Program::Xdp(XdpProgram::FromPod)
+                };
+                (program.pin_name(name), (name.clone(), ifindex, program))
+            })
             .collect();
+        for (pin_name, (interface, ifindex, program)) in &wanted {
+            let current = self.links.get(pin_name).map(|attached| attached.ifindex);
+            if current != Some(*ifindex) {
+                // The interface may have been re-created: its old link is gone with it.
+                self.detach(pin_name);
+                self.attach(*program, interface, *ifindex)?;
+            }
+        }
         let gone: Vec<String> = self
             .links
             .iter()
-            .filter(|(name, attached)| {
-                attached.program == XdpProgram::FromPod
-                    && wanted.get(*name) != Some(&attached.ifindex)
+            .filter(|(pin_name, attached)| {
+                attached.program.is_from_pod() && !wanted.contains_key(*pin_name)
             })
-            .map(|(name, _)| name.clone())
+            .map(|(pin_name, _)| pin_name.clone())
             .collect();
-        for interface in gone {
+        for pin_name in gone {
             // The interface may be gone already, taking the program with it.
-            self.detach(&interface);
-        }
-        for (interface, ifindex) in wanted {
-            if !self.links.contains_key(&interface) {
-                self.attach(XdpProgram::FromPod, &interface, ifindex)?;
-            }
+            self.detach(&pin_name);
         }
         self.remove_stale_link_pins();
         Ok(())
     }
 
-    /// Removes the link pins in the pin directory of interfaces without a link here: left by
-    /// an earlier agent for interfaces that are no longer in the plan. Their programs detach.
+    /// Removes the link pins in the pin directory without a link here: left by an earlier
+    /// agent for interfaces that are no longer in the plan, or for another hook than the
+    /// interface's plane now has. Their programs detach.
     fn remove_stale_link_pins(&self) {
         let Ok(entries) = std::fs::read_dir(&self.pin_dir) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(interface) = name.to_str().and_then(|n| n.strip_prefix(LINK_PIN_PREFIX))
-            else {
+            let Some(name) = name.to_str() else {
                 continue;
             };
-            if self.links.contains_key(interface) {
+            if !Program::is_link_pin(name) || self.links.contains_key(name) {
                 continue;
             }
             match std::fs::remove_file(entry.path()) {
                 Ok(()) => tracing::info!(
-                    interface,
-                    "removed the pinned link of an interface not in the plan: its program is detached"
+                    pin = name,
+                    "removed a pinned link this agent does not use: its program is detached"
                 ),
-                Err(error) => tracing::warn!(interface, %error, "could not remove a stale link pin"),
+                Err(error) => {
+                    tracing::warn!(pin = name, %error, "could not remove a stale link pin")
+                }
             }
         }
     }
@@ -583,18 +645,67 @@ impl Running {
     }
 }
 
-/// An XDP attachment held as a bpf_link pinned at `pin` (`PIN_DIR/link_IFNAME`): it outlives
-/// the agent's process, so the program keeps running when the agent dies, and goes only when
-/// both the pin and every fd of the link (`link`) are gone.
-struct PinnedXdp {
-    program: XdpProgram,
+/// A program of the datapath on an interface: which program, and with it which hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Program {
+    Xdp(XdpProgram),
+    Tc(TcProgram),
+}
+
+/// Pins of XDP links are named `link_IFNAME`, of tcx (ingress) links `tcx_IFNAME`.
+const XDP_PIN_PREFIX: &str = "link_";
+const TCX_PIN_PREFIX: &str = "tcx_";
+
+impl Program {
+    fn symbol(self) -> &'static str {
+        match self {
+            Program::Xdp(program) => program.symbol(),
+            Program::Tc(program) => program.symbol(),
+        }
+    }
+
+    fn is_from_pod(self) -> bool {
+        matches!(
+            self,
+            Program::Xdp(XdpProgram::FromPod) | Program::Tc(TcProgram::FromPod)
+        )
+    }
+
+    /// The name of the pin of this program's link on `interface` in the pin directory.
+    fn pin_name(self, interface: &str) -> String {
+        match self {
+            Program::Xdp(_) => format!("{XDP_PIN_PREFIX}{interface}"),
+            Program::Tc(_) => format!("{TCX_PIN_PREFIX}{interface}"),
+        }
+    }
+
+    /// Whether a file in the pin directory is a link pin.
+    fn is_link_pin(name: &str) -> bool {
+        name.starts_with(XDP_PIN_PREFIX) || name.starts_with(TCX_PIN_PREFIX)
+    }
+
+    /// The hook, for logs: the XDP mode, or tcx ingress.
+    fn hook(self, mode: XdpMode) -> String {
+        match self {
+            Program::Xdp(_) => format!("xdp {mode:?}"),
+            Program::Tc(_) => "tcx ingress".to_owned(),
+        }
+    }
+}
+
+/// An attachment (XDP or tcx) held as a bpf_link pinned at `pin` (`PIN_DIR/link_IFNAME` or
+/// `PIN_DIR/tcx_IFNAME`): it outlives the agent's process, so the program keeps running when
+/// the agent dies, and goes only when both the pin and every fd of the link (`link`) are gone.
+struct PinnedProgram {
+    program: Program,
+    interface: String,
     pin: PathBuf,
     /// The interface the link was made for.
     ifindex: u32,
     link: FdLink,
 }
 
-impl PinnedXdp {
+impl PinnedProgram {
     /// Removes the pin and closes the link: the program is detached.
     fn detach(self) {
         if let Err(error) = std::fs::remove_file(&self.pin) {
@@ -604,11 +715,11 @@ impl PinnedXdp {
     }
 }
 
-/// The XDP link an earlier agent pinned at `pin` for `interface`, if it still holds that
+/// The link an earlier agent pinned at `pin` for `interface`, if it still holds that
 /// interface (ifindex `ifindex`). A pin whose link lost its interface (deleted, or re-created
 /// under the same name while no agent ran: the link then holds ifindex 0) or holds another
-/// one, or that is no XDP link, is removed, its link with it.
-fn pinned_link(pin: &Path, interface: &str, ifindex: u32) -> Option<XdpLink> {
+/// one is removed, its link with it.
+fn pinned_link(pin: &Path, interface: &str, ifindex: u32) -> Option<FdLink> {
     if !pin.exists() {
         return None;
     }
@@ -620,8 +731,7 @@ fn pinned_link(pin: &Path, interface: &str, ifindex: u32) -> Option<XdpLink> {
             found => Err(format!(
                 "the link holds ifindex {found:?}, the interface has {ifindex}"
             )),
-        })
-        .and_then(|link| XdpLink::try_from(link).map_err(|error| error.to_string()));
+        });
     match link {
         Ok(link) => Some(link),
         Err(reason) => {
@@ -639,7 +749,7 @@ fn pinned_link(pin: &Path, interface: &str, ifindex: u32) -> Option<XdpLink> {
     }
 }
 
-/// The ifindex an XDP link is attached to (0: its interface is gone), from the kernel's
+/// The ifindex an XDP or tcx link is attached to (0: its interface is gone), from the kernel's
 /// `/proc/self/fdinfo` of one of this process's fds of the link (aya does not expose it).
 fn link_ifindex(link: &FdLink) -> Option<u32> {
     let id = link.info().ok()?.id();

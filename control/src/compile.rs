@@ -125,6 +125,27 @@ fn plane_mtu(network: &state::Network, underlay_mtu: u32) -> u16 {
         .unwrap_or_else(|| (underlay_mtu - VXLAN_ENCAP_LEN as u32).min(u16::MAX as u32) as u16)
 }
 
+/// The `NETWORKS` flags of `network`: `FAST_PATH`, and `TC` for `datapath: tc`.
+fn network_flags_of(network: &state::Network) -> u32 {
+    let mut flags = 0;
+    if network.fast_path {
+        flags |= network_flags::FAST_PATH;
+    }
+    if network.datapath() == state::Datapath::Tc {
+        flags |= network_flags::TC;
+    }
+    flags
+}
+
+/// Whether the pod interface behind host-side veth `ifindex` is on a plane with `datapath:
+/// tc` (the agent attaches `from_pod_tc` there, `from_pod` elsewhere).
+pub fn is_tc_port(plan: &NodePlan, ifindex: u32) -> bool {
+    plan.pod_ports
+        .get(&ifindex)
+        .and_then(|port| plan.networks.get(&port.vni))
+        .is_some_and(|network| network.flags & network_flags::TC != 0)
+}
+
 /// Compiles `state` for the node named `node_name`, whose interfaces `links` reports.
 pub fn compile(
     state: &ClusterState,
@@ -178,11 +199,7 @@ pub fn compile(
                 network.vni,
                 Network {
                     mtu: plane_mtu(network, underlay.mtu) as u32,
-                    flags: if network.fast_path {
-                        network_flags::FAST_PATH
-                    } else {
-                        0
-                    },
+                    flags: network_flags_of(network),
                 },
             )
         })
@@ -451,13 +468,16 @@ mod tests {
         assert_eq!(plan.pod_ports[&11].vni, 300);
         assert_eq!(plan.pod_ports[&11].mtu, 1450);
         assert_eq!(plan.pod_interfaces[&10], "vupf0s");
+        // std has no datapath in the contract: tc; media is fast-path: XDP.
         assert_eq!(
             plan.networks[&100],
             Network {
                 mtu: 1450,
-                flags: 0
+                flags: network_flags::TC
             }
         );
+        assert!(is_tc_port(&plan, 10));
+        assert!(!is_tc_port(&plan, 11));
         assert_eq!(plan.remote_vteps, BTreeSet::from([[192, 168, 77, 2]]));
         // Local upf-0 on std, remote smf-0 on std, and each plane's gateway.
         assert_eq!(

@@ -16,7 +16,7 @@ use std::{
 
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapError, MapInfo, MapType, PerCpuArray},
-    programs::{ProgramError, Xdp},
+    programs::{ProgramError, SchedClassifier, Xdp},
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use ctpath_common::{
@@ -60,6 +60,29 @@ impl XdpProgram {
             XdpProgram::FromUnderlay => "from_underlay",
             XdpProgram::BenchRedirect => "bench_redirect",
             XdpProgram::BenchSink => "bench_sink",
+        }
+    }
+}
+
+/// The tc (`sched_cls`, attached as tcx ingress links) programs in [`OBJECT`]: the same code as
+/// the XDP programs of the same hook, over an skb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcProgram {
+    /// On a pod's host-side veth of a plane with `datapath: tc`.
+    FromPod,
+    /// On the node's underlay interface, behind `from_underlay`, which hands it the VXLAN of
+    /// `tc` planes.
+    FromUnderlay,
+}
+
+impl TcProgram {
+    pub const ALL: &'static [TcProgram] = &[TcProgram::FromPod, TcProgram::FromUnderlay];
+
+    /// The program's symbol in the object.
+    pub const fn symbol(self) -> &'static str {
+        match self {
+            TcProgram::FromPod => "from_pod_tc",
+            TcProgram::FromUnderlay => "from_underlay_tc",
         }
     }
 }
@@ -310,6 +333,24 @@ pub fn xdp_program(ebpf: &mut Ebpf, program: XdpProgram) -> Result<&mut Xdp, Dat
             .map_err(|source| DatapathError::Program { name, source })?;
     }
     Ok(xdp)
+}
+
+/// The tc program `program` of `ebpf`, loaded (verified) into the kernel.
+pub fn tc_program(
+    ebpf: &mut Ebpf,
+    program: TcProgram,
+) -> Result<&mut SchedClassifier, DatapathError> {
+    let name = program.symbol();
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(DatapathError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| DatapathError::Program { name, source })?;
+    if tc.fd().is_err() {
+        tc.load()
+            .map_err(|source| DatapathError::Program { name, source })?;
+    }
+    Ok(tc)
 }
 
 /// The map `name` of `ebpf`.

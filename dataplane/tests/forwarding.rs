@@ -387,8 +387,13 @@ fn every_reason_and_counter_has_a_fixture() {
         DropReason::ForwarderTxRingFull,
     ];
     // The hand-over to the forwarder is not a step of the semantics: the forwarder does the
-    // same (tests/tests/fastpath.rs).
-    let handovers = [Counter::PodToForwarder, Counter::UnderlayToForwarder];
+    // same (tests/tests/fastpath.rs); nor is XDP's hand-over to the tc program behind it, which
+    // does the same (tests/tests/xdp_overlay.rs).
+    let handovers = [
+        Counter::PodToForwarder,
+        Counter::UnderlayToForwarder,
+        Counter::UnderlayToTc,
+    ];
     let classify_only = ctpath_dataplane::model::DROP_REASONS;
     for reason in DropReason::ALL {
         if !elsewhere.contains(reason) && !classify_only.contains(reason) {

@@ -21,7 +21,7 @@ use std::{
 };
 
 use ctpath_control::{
-    state::{ClusterState, Network, Pod},
+    state::{ClusterState, Datapath, Network, Pod},
     status::{FastPathStatus, Snapshot},
 };
 use ipnet::Ipv4Net;
@@ -172,13 +172,8 @@ impl Cluster {
                 .get(&pod.name)
                 .copied()
                 .unwrap_or(PodAddressing::OnLink);
-            // Pods of a kernel-path node keep the kernel's offloads, as users run them; XDP at
-            // the host end (ctpath, the bench's ceiling) needs the CNI's settings.
-            let offloads = match options.node_kinds.get(&pod.node) {
-                Some(NodeKind::KernelVxlan) => Offloads::KernelDefault,
-                _ => Offloads::Ctpath,
-            };
-            cluster.create_pod(&pod, addressing, offloads);
+            let kernel_node = options.node_kinds.get(&pod.node) == Some(&NodeKind::KernelVxlan);
+            cluster.create_pod(&pod, addressing, kernel_node);
         }
         for node in cluster.state.nodes.clone() {
             match options
@@ -196,14 +191,21 @@ impl Cluster {
     }
 
     /// Creates `pod` of the state in its node's namespace: its interfaces, the host-side veths
-    /// wired as ctpath's CNI would (or as the kernel path's, per `offloads`).
-    fn create_pod(&mut self, pod: &Pod, addressing: PodAddressing, offloads: Offloads) {
+    /// wired as ctpath's CNI would. Interfaces on planes with `datapath: tc` and pods of a
+    /// kernel-path node (`kernel_node`) keep the kernel's offloads, as users run them; XDP at
+    /// the host end (`datapath: xdp`, fast-path planes) needs the CNI's settings.
+    fn create_pod(&mut self, pod: &Pod, addressing: PodAddressing, kernel_node: bool) {
         let interfaces = pod
             .interfaces
             .iter()
             .enumerate()
             .map(|(i, interface)| {
                 let network = self.state.network(&interface.network).expect("valid state");
+                let offloads = if kernel_node || network.datapath() == Datapath::Tc {
+                    Offloads::KernelDefault
+                } else {
+                    Offloads::Ctpath
+                };
                 PodInterfaceSpec {
                     pod_ifname: Some(format!("eth{i}")),
                     mtu: plane_mtu(network),
@@ -446,14 +448,14 @@ impl Cluster {
         &self.pin_dirs[node]
     }
 
-    /// Creates the pods of `state_yaml` the cluster does not have yet (on-link, with ctpath's
-    /// veth settings), then makes it the cluster state ([`Cluster::update_state`]: the running
+    /// Creates the pods of `state_yaml` the cluster does not have yet (on-link, offloads as
+    /// their planes need), then makes it the cluster state ([`Cluster::update_state`]: the running
     /// agents take it in).
     pub fn add_pods(&mut self, state_yaml: &str) {
         let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
         for pod in &state.pods {
             if !self.pods.contains_key(&pod.name) {
-                self.create_pod(pod, PodAddressing::OnLink, Offloads::Ctpath);
+                self.create_pod(pod, PodAddressing::OnLink, false);
             }
         }
         self.update_state(state_yaml);

@@ -17,13 +17,16 @@
 //! within one namespace, and all testbeds can use the same subnets and interface names. IPv6 is
 //! disabled in every namespace (no router solicitations or DAD frames in captures).
 //!
-//! GRO is turned on for the pod side of each pod veth: XDP_REDIRECT into a veth (ctpath's
-//! node-to-pod path redirects into the host side) only delivers when the receiving peer runs
-//! NAPI, i.e. has an XDP program or GRO enabled. TX checksum offload is turned off on the pod
-//! side: a veth hands its peer skbs whose TCP/UDP checksum is still to be completed
-//! (`CHECKSUM_PARTIAL`), and once XDP on the host side takes the frame nobody completes it. ctpath's
-//! CNI plugin is expected to do the same (`ethtool -K <pod-if> gro on tx off`, or the equivalent
-//! netlink/ioctl) when it wires a pod.
+//! A pod interface's offloads are set per interface ([`Offloads`]). With [`Offloads::Ctpath`],
+//! for planes with XDP at the host end (`datapath: xdp`, fast-path planes), GRO is turned on for
+//! the pod side: XDP_REDIRECT into a veth (XDP's node-to-pod path redirects into the host side)
+//! only delivers when the receiving peer runs NAPI, i.e. has an XDP program or GRO enabled; and
+//! TX checksum offload is turned off on the pod side: a veth hands its peer skbs whose TCP/UDP
+//! checksum is still to be completed (`CHECKSUM_PARTIAL`), and once XDP on the host side takes
+//! the frame nobody completes it. ctpath's CNI plugin is expected to do the same (`ethtool -K
+//! <pod-if> gro on tx off`, or the equivalent netlink/ioctl) when it wires a pod on such a
+//! plane. With [`Offloads::KernelDefault`] (planes with `datapath: tc`, and kernel-path nodes)
+//! the pod side keeps what the kernel gives a new veth: TX checksum and TSO on, GRO off.
 //!
 //! The underlay veths get the same treatment, so they behave like a wire between NICs: frames
 //! arrive with complete checksums (a NIC computes them on transmit), and XDP redirects into them

@@ -200,8 +200,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 /// The cluster state of a scenario, as YAML.
 fn state_yaml(scenario: &Scenario) -> String {
     let mut yaml = String::from(
-        "version: 1\nnetworks:\n  - { name: blue, vni: 100, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450 }\n  \
-         - { name: red, vni: 200, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450 }\nnodes:\n  \
+        "version: 1\nnetworks:\n  - { name: blue, vni: 100, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450, datapath: xdp }\n  \
+         - { name: red, vni: 200, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450, datapath: xdp }\nnodes:\n  \
          - { name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }\n  \
          - { name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }\nsecurity_groups:\n",
     );

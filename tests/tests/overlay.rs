@@ -327,3 +327,65 @@ fn a_malformed_state_is_rejected_and_the_last_good_one_stays() {
         10
     );
 }
+
+/// Whether `feature` is on for `ifname` in `ns`, as `ethtool -k` says.
+fn offload_on(ns: &ctpath_testbed::Netns, ifname: &str, feature: &str) -> bool {
+    let out = ns.exec(&["ethtool", "-k", ifname]).expect("ethtool -k");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|line| line.trim() == format!("{feature}: on"))
+}
+
+#[test]
+fn tcp_from_pods_with_default_offloads_keeps_tso_end_to_end() {
+    require_root();
+    // The planes are `datapath: tc` (the default): pods keep the kernel's offloads.
+    let cluster = two_ctpath_nodes("tso");
+    let ip = |pod, net| pod_ip(&cluster.state, pod, net);
+    let (a1, a2, b1) = (cluster.pod("a1"), cluster.pod("a2"), cluster.pod("b1"));
+    for feature in ["tx-checksumming", "tcp-segmentation-offload"] {
+        assert!(
+            offload_on(a1, "eth0", feature),
+            "a1 eth0: {feature} is the kernel's default, on"
+        );
+    }
+    let before_a = cluster.status("node-a");
+    // 64 MiB each way: with broken checksums nothing arrives; with segmentation broken (a GSO
+    // packet dropped at the underlay) the stream stalls and the echo times out.
+    assert!(
+        tcp_echo(a1, b1, ip("b1", "std"), 8081, 64 << 20),
+        "TCP a1 -> b1, 64 MiB, across nodes\n{}",
+        cluster.report()
+    );
+    assert!(
+        tcp_echo(a2, a1, ip("a1", "std"), 8082, 64 << 20),
+        "TCP a2 -> a1, 64 MiB, on one node\n{}",
+        cluster.report()
+    );
+    let after_a = cluster.status("node-a");
+    let encapsulated =
+        |snapshot: &ctpath_control::status::Snapshot| snapshot.event(Counter::PodEncapsulated);
+    let (packets, bytes) = (
+        encapsulated(&after_a).packets - encapsulated(&before_a).packets,
+        encapsulated(&after_a).bytes - encapsulated(&before_a).bytes,
+    );
+    // GSO packets stay whole through from_pod_tc: far more than an MTU each on average.
+    assert!(
+        packets > 0 && bytes / packets > 3000,
+        "{packets} packets, {bytes} bytes encapsulated on node-a: TSO did not survive"
+    );
+    assert!(
+        cluster
+            .status("node-b")
+            .event(Counter::UnderlayToTc)
+            .packets
+            > 0,
+        "node-b: XDP handed the tc plane's VXLAN to from_underlay_tc\n{}",
+        cluster.report()
+    );
+    assert_eq!(
+        after_a.dropped(DropReason::MtuExceeded).packets,
+        0,
+        "no GSO packet measured against the MTU as a whole"
+    );
+}

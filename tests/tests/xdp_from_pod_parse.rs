@@ -16,7 +16,9 @@ use ctpath_dataplane::{
     wire::tcp::Flags,
 };
 use ctpath_testbed::{
-    fixture::{ExpectedCounter, ExpectedOutput, Fixture, FixtureRunner, XdpAction},
+    fixture::{
+        tc_can_run, ExpectedCounter, ExpectedOutput, Fixture, FixtureRunner, Hook, XdpAction,
+    },
     require_root,
 };
 use proptest::prelude::*;
@@ -210,11 +212,13 @@ fn from_pod_validates_frames() {
             fixture.description
         );
     }
-    FixtureRunner::new(XdpProgram::FromPod).check_all(&fixtures);
+    for hook in Hook::ALL {
+        FixtureRunner::new_on(XdpProgram::FromPod, hook).check_all(&fixtures);
+    }
 }
 
-/// Frames built valid, then damaged in one or a few bytes, or cut short: the XDP program and
-/// the reference model must give the same verdict on each.
+/// Frames built valid, then damaged in one or a few bytes, or cut short: the XDP program, its
+/// tc twin and the reference model must give the same verdict on each.
 fn damaged_frames() -> impl Strategy<Value = Vec<u8>> {
     let valid = prop_oneof![
         Just(udp()),
@@ -244,18 +248,31 @@ fn damaged_frames() -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn from_pod_agrees_with_the_model_on_damaged_frames() {
     require_root();
-    let runner = std::cell::RefCell::new(FixtureRunner::new(XdpProgram::FromPod));
+    let runners = std::cell::RefCell::new(
+        Hook::ALL.map(|hook| FixtureRunner::new_on(XdpProgram::FromPod, hook)),
+    );
     let config = ProptestConfig {
         cases: 3000,
         failure_persistence: None,
         ..ProptestConfig::default()
     };
     proptest!(config, |(frame in damaged_frames())| {
-        let outcome = runner.borrow_mut().run(&frame);
         let expected = match classify(&frame) {
             Ok(_) => XdpAction::Pass,
             Err(_) => XdpAction::Drop,
         };
-        prop_assert_eq!(outcome.action, Some(expected), "model says {:?}", classify(&frame));
+        for runner in runners.borrow_mut().iter_mut() {
+            if runner.hook() == Hook::Tc && !tc_can_run(&frame) {
+                continue;
+            }
+            let outcome = runner.run(&frame);
+            prop_assert_eq!(
+                outcome.action,
+                Some(expected),
+                "{:?} hook; model says {:?}",
+                runner.hook(),
+                classify(&frame)
+            );
+        }
     });
 }

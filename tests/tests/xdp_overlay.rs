@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ctpath_common::{
     flow::{flow_hash, vxlan_source_port},
     maps::{
-        endpoint_kind, CtTimeouts, Endpoint, EndpointKey, Network, NodeConfig, PodPort,
-        DEFAULT_CONNTRACK_ENTRIES, NO_POLICY,
+        endpoint_kind, network_flags, CtTimeouts, Endpoint, EndpointKey, Network, NodeConfig,
+        PodPort, DEFAULT_CONNTRACK_ENTRIES, NO_POLICY,
     },
     Counter, DropReason,
 };
@@ -27,7 +27,9 @@ use ctpath_dataplane::{
     wire::{icmp, tcp::Flags},
 };
 use ctpath_testbed::{
-    fixture::{ExpectedCounter, ExpectedOutput, Fixture, FixtureNode, FixtureRunner, XdpAction},
+    fixture::{
+        ExpectedCounter, ExpectedOutput, Fixture, FixtureNode, FixtureRunner, Hook, XdpAction,
+    },
     require_root,
 };
 
@@ -132,10 +134,17 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
     }
 }
 
-fn runner(program: XdpProgram, plan: &NodePlan) -> FixtureRunner {
-    let mut runner = FixtureRunner::new(program);
+fn runner(program: XdpProgram, hook: Hook, plan: &NodePlan) -> FixtureRunner {
+    let mut runner = FixtureRunner::new_on(program, hook);
     datapath::write_plan(runner.ebpf_mut(), plan).expect("write plan");
     runner
+}
+
+/// Runs `fixtures` through `program` and its tc twin, each with fresh maps holding `plan`.
+fn check_on_every_hook(program: XdpProgram, plan: &NodePlan, fixtures: &[Fixture]) {
+    for hook in Hook::ALL {
+        runner(program, hook, plan).check_all(fixtures);
+    }
 }
 
 fn fixture(
@@ -244,7 +253,7 @@ fn from_pod_answers_arp_and_forwards_on_the_node() {
             ExpectedCounter::Event(Counter::PodPassed),
         ),
     ];
-    runner(XdpProgram::FromPod, &plan(1, 2)).check_all(&fixtures);
+    check_on_every_hook(XdpProgram::FromPod, &plan(1, 2), &fixtures);
 }
 
 /// A DF datagram from pod A to pod B whose IPv4 packet is `total_len` bytes.
@@ -291,7 +300,7 @@ fn from_pod_answers_oversized_df_packets_with_frag_needed() {
             DropReason::MtuExceeded,
         ),
     ];
-    runner(XdpProgram::FromPod, &plan(1, 2)).check_all(&fixtures);
+    check_on_every_hook(XdpProgram::FromPod, &plan(1, 2), &fixtures);
 }
 
 #[test]
@@ -303,7 +312,7 @@ fn from_pod_drops_frames_from_an_unconfigured_port() {
         FrameBuilder::udp(POD_A_MAC, POD_C_MAC, POD_A_IP, POD_C_IP, 1, 2, b""),
         DropReason::UnconfiguredPort,
     )];
-    runner(XdpProgram::FromPod, &plan(7, 2)).check_all(&fixtures);
+    check_on_every_hook(XdpProgram::FromPod, &plan(7, 2), &fixtures);
 }
 
 /// A VXLAN packet as a node sends it (see `FrameBuilder::vxlan`), with the VXLAN flags byte
@@ -317,6 +326,17 @@ fn vxlan(
     inner: &[u8],
 ) -> Vec<u8> {
     FrameBuilder::vxlan(macs.0, macs.1, ips.0, ips.1, src_port, vni, inner).with_byte(42, flags)
+}
+
+/// The node's own traffic on the underlay: an ARP request from node B.
+fn underlay_arp_left_to_the_kernel() -> Fixture {
+    fixture(
+        "ARP on the underlay: left to the kernel",
+        FrameBuilder::arp_request(NODE_B_MAC, NODE_B_IP, NODE_A_IP),
+        XdpAction::Pass,
+        ExpectedOutput::Unchanged,
+        ExpectedCounter::Event(Counter::UnderlayPassed),
+    )
 }
 
 /// What node B sends node A: `inner` in VXLAN on `vni` from `src_vtep`.
@@ -453,15 +473,9 @@ fn from_underlay_decapsulates_answers_arp_and_drops_what_it_must() {
             ExpectedOutput::Unchanged,
             ExpectedCounter::Event(Counter::UnderlayPassed),
         ),
-        fixture(
-            "ARP on the underlay: left to the kernel",
-            FrameBuilder::arp_request(NODE_B_MAC, NODE_B_IP, NODE_A_IP),
-            XdpAction::Pass,
-            ExpectedOutput::Unchanged,
-            ExpectedCounter::Event(Counter::UnderlayPassed),
-        ),
+        underlay_arp_left_to_the_kernel(),
     ];
-    runner(XdpProgram::FromUnderlay, &plan(7, 1)).check_all(&fixtures);
+    check_on_every_hook(XdpProgram::FromUnderlay, &plan(7, 1), &fixtures);
 }
 
 #[test]
@@ -534,9 +548,13 @@ fn from_pod_encapsulates_towards_the_remote_node() {
     ];
     node.ns
         .run_in(|| {
-            let mut runner =
-                runner(XdpProgram::FromPod, &plan(eth0, eth0)).with_ingress_ifindex(eth0);
-            runner.check_all(&fixtures);
+            for hook in Hook::ALL {
+                runner(XdpProgram::FromPod, hook, &plan(eth0, eth0))
+                    .with_ingress_ifindex(eth0)
+                    .check_all(&fixtures);
+            }
+            let mut runner = runner(XdpProgram::FromPod, Hook::Xdp, &plan(eth0, eth0))
+                .with_ingress_ifindex(eth0);
             // Another flow, another outer source port: underlay ECMP and RSS can spread them.
             let other = FrameBuilder::udp(
                 POD_A_MAC, POD_B_MAC, POD_A_IP, POD_B_IP, 40002, 2152, b"gtp-u",
@@ -555,13 +573,36 @@ fn from_pod_encapsulates_towards_the_remote_node() {
         .unwrap();
     node.ns
         .run_in(|| {
-            runner(XdpProgram::FromPod, &plan(eth0, eth0))
-                .with_ingress_ifindex(eth0)
-                .check_all(&[dropped(
-                    "UDP to node B with no neighbour entry",
-                    a_to_b,
-                    DropReason::NoNeighbor,
-                )]);
+            for hook in Hook::ALL {
+                runner(XdpProgram::FromPod, hook, &plan(eth0, eth0))
+                    .with_ingress_ifindex(eth0)
+                    .check_all(&[dropped(
+                        "UDP to node B with no neighbour entry",
+                        a_to_b.clone(),
+                        DropReason::NoNeighbor,
+                    )]);
+            }
         })
         .unwrap();
+}
+
+#[test]
+fn from_underlay_hands_tc_planes_to_the_tc_program() {
+    require_root();
+    // Plane 100 with `datapath: tc`: XDP on the underlay recognises its VXLAN and hands it on
+    // untouched to `from_underlay_tc` (which the tables above run on the tc hook); the node's
+    // own traffic is left to the kernel as before.
+    let mut plan = plan(7, 1);
+    plan.networks.get_mut(&VNI).expect("plane 100").flags = network_flags::TC;
+    let to_a = FrameBuilder::udp(POD_B_MAC, POD_A_MAC, POD_B_IP, POD_A_IP, 40000, 2152, b"x");
+    runner(XdpProgram::FromUnderlay, Hook::Xdp, &plan).check_all(&[
+        fixture(
+            "VXLAN of a tc plane: handed to the tc program",
+            from_node_b(NODE_B_IP, VNI, &to_a),
+            XdpAction::Pass,
+            ExpectedOutput::Unchanged,
+            ExpectedCounter::Event(Counter::UnderlayToTc),
+        ),
+        underlay_arp_left_to_the_kernel(),
+    ]);
 }

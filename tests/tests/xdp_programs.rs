@@ -1,10 +1,10 @@
-//! Every program in the eBPF object passes the verifier, and the bench probes do what the bench
+//! Every program in the eBPF object (XDP and tc) passes the verifier, and the bench probes do what the bench
 //! relies on: `bench_redirect` redirects to its target (and aborts without one), `bench_sink`
 //! counts and drops.
 
 use aya::maps::{Array, PerCpuArray};
 use ctpath_common::Tally;
-use ctpath_control::datapath::{self, XdpProgram};
+use ctpath_control::datapath::{self, TcProgram, XdpProgram};
 use ctpath_dataplane::testing::FrameBuilder;
 use ctpath_testbed::{
     fixture::{FixtureRunner, XdpAction},
@@ -18,6 +18,10 @@ fn every_program_loads() {
     for &program in XdpProgram::ALL {
         datapath::xdp_program(&mut ebpf, program)
             .unwrap_or_else(|error| panic!("{}: {error}", program.symbol()));
+    }
+    for &program in TcProgram::ALL {
+        datapath::tc_program(&mut ebpf, program)
+            .unwrap_or_else(|error| panic!("{}: {error:?}", program.symbol()));
     }
 }
 

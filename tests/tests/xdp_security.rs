@@ -23,7 +23,9 @@ use ctpath_dataplane::{
     wire::{icmp, tcp::Flags},
 };
 use ctpath_testbed::{
-    fixture::{ExpectedCounter, ExpectedOutput, Fixture, FixtureNode, FixtureRunner, XdpAction},
+    fixture::{
+        ExpectedCounter, ExpectedOutput, Fixture, FixtureNode, FixtureRunner, Hook, XdpAction,
+    },
     require_root,
 };
 
@@ -149,9 +151,19 @@ fn node_a() -> FixtureNode {
     FixtureNode::new("sec", &["vweb", "vcli", "vopen", "vplain"], NODE_A, NODE_B)
 }
 
-/// Compiles `state` for node A with its real interfaces.
-fn compile(node: &FixtureNode, state: &str) -> NodePlan {
-    let state = ClusterState::from_yaml_str(state).unwrap();
+/// Compiles `state` for node A with its real interfaces, its plane's datapath the one of
+/// `hook` (`xdp` for XDP, so `from_underlay` carries the plane itself rather than handing it
+/// to tc).
+fn compile(hook: Hook, node: &FixtureNode, state: &str) -> NodePlan {
+    let datapath = match hook {
+        Hook::Xdp => "xdp",
+        Hook::Tc => "tc",
+    };
+    let state = state.replace(
+        "mtu: 1450 }",
+        &format!("mtu: 1450, datapath: {datapath} }}"),
+    );
+    let state = ClusterState::from_yaml_str(&state).unwrap();
     node.ns
         .run_in(|| compile::compile(&state, "node-a", &KernelLinks::open().unwrap()).unwrap())
         .unwrap()
@@ -166,12 +178,18 @@ fn conntrack(runner: &mut FixtureRunner) -> Vec<(CtKey, CtEntry)> {
 #[test]
 fn rules_replies_related_and_spoofing() {
     require_root();
+    for hook in Hook::ALL {
+        rules_replies_related_and_spoofing_on(hook);
+    }
+}
+
+fn rules_replies_related_and_spoofing_on(hook: Hook) {
     let node = node_a();
-    let plan = compile(&node, STATE);
+    let plan = compile(hook, &node, STATE);
     let at = |name: &str| node.ifindex[name];
     node.ns
         .run_in(|| {
-            let mut runner = FixtureRunner::new(XdpProgram::FromPod);
+            let mut runner = FixtureRunner::new_on(XdpProgram::FromPod, hook);
             datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();
             let web_syn = tcp(CLIENT, WEB, 40000, 80, Flags::SYN);
 
@@ -244,10 +262,17 @@ fn rules_replies_related_and_spoofing() {
 #[test]
 fn rule_and_membership_changes_cut_established_connections() {
     require_root();
+    for hook in Hook::ALL {
+        rule_and_membership_changes_cut_established_connections_on(hook);
+    }
+}
+
+fn rule_and_membership_changes_cut_established_connections_on(hook: Hook) {
     let node = node_a();
-    let plan = compile(&node, STATE);
+    let plan = compile(hook, &node, STATE);
     // Without web's tcp 80 rule; and cli-1 no longer in group client.
     let without_rule = compile(
+        hook,
         &node,
         &STATE.replace(
             r#"      - { direction: ingress, protocol: tcp, ports: "80", remote_group: client }
@@ -256,6 +281,7 @@ fn rule_and_membership_changes_cut_established_connections() {
         ),
     );
     let without_member = compile(
+        hook,
         &node,
         &STATE.replace(
             "ip: 10.244.2.3, mac: \"02:00:00:00:02:03\", security_groups: [client]",
@@ -267,7 +293,7 @@ fn rule_and_membership_changes_cut_established_connections() {
     let at = |name: &str| node.ifindex[name];
     node.ns
         .run_in(|| {
-            let mut runner = FixtureRunner::new(XdpProgram::FromPod);
+            let mut runner = FixtureRunner::new_on(XdpProgram::FromPod, hook);
             datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();
             runner.set_ingress_ifindex(at("vcli"));
             runner.check_all(&[
@@ -346,14 +372,20 @@ fn rule_and_membership_changes_cut_established_connections() {
 #[test]
 fn a_full_table_refuses_new_connections_and_keeps_the_old() {
     require_root();
+    for hook in Hook::ALL {
+        a_full_table_refuses_new_connections_and_keeps_the_old_on(hook);
+    }
+}
+
+fn a_full_table_refuses_new_connections_and_keeps_the_old_on(hook: Hook) {
     let node = node_a();
-    let mut plan = compile(&node, STATE);
+    let mut plan = compile(hook, &node, STATE);
     plan.conntrack_entries = 1024;
     let at = |name: &str| node.ifindex[name];
     node.ns
         .run_in(|| {
             let mut runner =
-                FixtureRunner::with_conntrack_entries(XdpProgram::FromPod, plan.conntrack_entries);
+                FixtureRunner::on_hook(XdpProgram::FromPod, hook, plan.conntrack_entries);
             datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();
             runner.set_ingress_ifindex(at("vcli"));
             runner.check_all(&[allowed(

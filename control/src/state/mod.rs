@@ -23,8 +23,8 @@ use serde_path_to_error::Segment;
 use thiserror::Error;
 
 pub use model::{
-    AddressPair, ClusterState, ConntrackSettings, Direction, Network, Node, Pod, PodInterface,
-    Protocol, Rule, SecurityGroup,
+    AddressPair, ClusterState, ConntrackSettings, Datapath, Direction, Network, Node, Pod,
+    PodInterface, Protocol, Rule, SecurityGroup,
 };
 pub use values::{MacAddr, PortRange, SchemaVersion, ValueError};
 
@@ -363,11 +363,25 @@ pods:
     }
 
     #[test]
+    fn datapath_is_tc_or_xdp() {
+        let tc = ClusterState::from_yaml_str(&small_with(
+            "    gateway:",
+            "    datapath: xdp\n    gateway:",
+        ));
+        assert_eq!(tc.unwrap().networks[0].datapath(), Datapath::Xdp);
+        assert!(parse_error(&small_with(
+            "    gateway:",
+            "    datapath: ebpf\n    gateway:"
+        ))
+        .starts_with("networks[0].datapath: unknown variant `ebpf`, expected `tc` or `xdp`"));
+    }
+
+    #[test]
     fn unknown_field_is_rejected_with_its_path() {
         assert_eq!(
             parse_error(&small_with("    gateway:", "    gatway:")),
             "networks[0].gatway: unknown field `gatway`, expected one of `name`, `vni`, `cidr`, \
-             `gateway`, `mtu`, `fast_path` at line 6 column 5"
+             `gateway`, `mtu`, `fast_path`, `datapath` at line 6 column 5"
         );
     }
 

@@ -82,9 +82,39 @@ pub struct Network {
     /// Pod-side MTU; absent means the agent derives it (underlay MTU minus 50).
     #[serde(default)]
     pub mtu: Option<u16>,
-    /// Forwarded by the AF_XDP forwarder instead of the XDP programs alone.
+    /// Forwarded by the AF_XDP forwarder instead of the XDP programs alone. Implies
+    /// `datapath: xdp` (the forwarder's sockets are fed by XDP at the pod's veth).
     #[serde(default)]
     pub fast_path: bool,
+    /// The hook at the pods' veths: `tc` (the default; pods keep the kernel's offloads, GSO
+    /// packets stay whole) or `xdp`. Absent: `tc`, or `xdp` with `fast_path: true`; giving
+    /// `tc` together with `fast_path: true` is an error. Read it through
+    /// [`Network::datapath`].
+    #[serde(default, rename = "datapath")]
+    pub datapath_given: Option<Datapath>,
+}
+
+/// Which program carries a plane at its pods' veths (`networks[].datapath`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datapath {
+    /// `from_pod_tc`, a tcx ingress program; on the underlay XDP hands the plane's VXLAN to
+    /// `from_underlay_tc`, which delivers with `bpf_redirect_peer`.
+    Tc,
+    /// `from_pod` and `from_underlay`, XDP programs: the pod's side of its veth needs GRO on
+    /// and TX checksum offload off.
+    Xdp,
+}
+
+impl Network {
+    /// The plane's datapath: as given, else `xdp` for a fast-path plane and `tc` otherwise.
+    pub fn datapath(&self) -> Datapath {
+        match (self.datapath_given, self.fast_path) {
+            (Some(datapath), _) => datapath,
+            (None, true) => Datapath::Xdp,
+            (None, false) => Datapath::Tc,
+        }
+    }
 }
 
 /// A Kubernetes node running the ctpath agent; its underlay address is its VTEP.

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::net::Ipv4Addr;
 
-use super::model::{ClusterState, Network, Node, Pod, PodInterface, Protocol};
+use super::model::{ClusterState, Datapath, Network, Node, Pod, PodInterface, Protocol};
 use super::values::MacAddr;
 use super::Violation;
 
@@ -133,6 +133,14 @@ fn check_networks(state: &ClusterState, report: &mut Report) {
         };
         if let Some(problem) = gateway_problem {
             report.add(format!("{path}.gateway"), problem);
+        }
+
+        if network.fast_path && network.datapath_given == Some(Datapath::Tc) {
+            report.add(
+                format!("{path}.datapath"),
+                "tc is not possible with fast_path: true (the AF_XDP forwarder is fed by XDP at \
+                 the pods' veths); leave it out or write xdp",
+            );
         }
 
         if let Some(mtu) = network.mtu {
@@ -587,6 +595,7 @@ pods:
             gateway: ip(gateway),
             mtu: None,
             fast_path: false,
+            datapath_given: None,
         }
     }
 
@@ -701,6 +710,27 @@ pods:
         state.networks[0].mtu = Some(576);
         state.networks[1].mtu = Some(9000);
         assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn datapath_defaults_and_fast_path_exclusion() {
+        let mut state = base();
+        assert_eq!(state.networks[0].datapath(), Datapath::Tc);
+        state.networks[0].fast_path = true;
+        assert_eq!(state.networks[0].datapath(), Datapath::Xdp);
+        state.networks[0].datapath_given = Some(Datapath::Xdp);
+        assert_eq!(problems(&state), Vec::<String>::new());
+        state.networks[0].datapath_given = Some(Datapath::Tc);
+        assert_eq!(
+            problems(&state),
+            [
+                "networks[0].datapath: tc is not possible with fast_path: true (the AF_XDP \
+              forwarder is fed by XDP at the pods' veths); leave it out or write xdp"
+            ]
+        );
+        state.networks[0].fast_path = false;
+        assert_eq!(problems(&state), Vec::<String>::new());
+        assert_eq!(state.networks[0].datapath(), Datapath::Tc);
     }
 
     // Nodes.

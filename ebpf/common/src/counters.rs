@@ -188,6 +188,9 @@ counter_enum! {
         PodToForwarder = 8 => "pod_to_forwarder",
         /// VXLAN of a fast-path plane handed to the AF_XDP forwarder.
         UnderlayToForwarder = 9 => "underlay_to_forwarder",
+        /// VXLAN of a plane with `datapath: tc` handed by the XDP program on the underlay to
+        /// the tc program behind it (which counts what it does with it).
+        UnderlayToTc = 10 => "underlay_to_tc",
     }
 }
 

@@ -224,6 +224,9 @@ pub mod network_flags {
     /// A fast-path plane (`fast_path: true`): its VXLAN goes to the AF_XDP forwarder while a
     /// socket is bound for the underlay's receive queue, and stays in XDP otherwise.
     pub const FAST_PATH: u32 = 1;
+    /// A plane with `datapath: tc`: its pods' veths run `from_pod_tc`, and its VXLAN is handed
+    /// by `from_underlay` (XDP) to `from_underlay_tc` on the underlay.
+    pub const TC: u32 = 2;
 }
 
 /// Value of `VTEPS`, keyed by a node's underlay address (`[u8; 4]`): a node VXLAN is

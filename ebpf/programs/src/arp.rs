@@ -2,7 +2,6 @@
 //! agent put in `ENDPOINTS`. Works on a frame at any offset, so the same code answers a pod on
 //! this node (offset 0) and a pod behind a kernel VXLAN node (the inner frame).
 
-use aya_ebpf::programs::XdpContext;
 use ctpath_common::{
     maps::{endpoint_kind, Endpoint},
     wire::{ARP_OP_REQUEST, ETHERTYPE_ARP, ETH_HDR_LEN},
@@ -10,6 +9,7 @@ use ctpath_common::{
 };
 
 use crate::{
+    context::PacketContext,
     maps,
     packet::{write_at, ArpHdr, EthHdr},
 };
@@ -47,8 +47,8 @@ pub fn answerable_over_vxlan(kind: u32) -> bool {
 /// Rewrites the ARP request at `offset` into the reply that `mac` has the requested address,
 /// addressed back to the requester.
 #[inline(always)]
-pub fn reply_in_place(
-    ctx: &XdpContext,
+pub fn reply_in_place<C: PacketContext>(
+    ctx: &C,
     offset: usize,
     request: &ArpHdr,
     mac: [u8; 6],

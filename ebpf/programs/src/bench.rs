@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use ctpath_common::Tally;
 
-use crate::{packet::frame_len, pod::redirect};
+use crate::context::PacketContext;
 
 #[map]
 static BENCH_TARGET: Array<u32> = Array::with_max_entries(1, 0);
@@ -23,9 +23,9 @@ static BENCH_TARGET: Array<u32> = Array::with_max_entries(1, 0);
 static BENCH_SINK: PerCpuArray<Tally> = PerCpuArray::with_max_entries(1, 0);
 
 #[xdp]
-pub fn bench_redirect(_ctx: XdpContext) -> u32 {
+pub fn bench_redirect(ctx: XdpContext) -> u32 {
     match BENCH_TARGET.get(0) {
-        Some(&ifindex) if ifindex != 0 => redirect(ifindex),
+        Some(&ifindex) if ifindex != 0 => ctx.redirect(ifindex),
         _ => xdp_action::XDP_ABORTED,
     }
 }
@@ -36,7 +36,7 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
         // SAFETY: this CPU's slot of a per-CPU array, valid for the whole program run.
         unsafe {
             (*tally).packets += 1;
-            (*tally).bytes += frame_len(&ctx);
+            (*tally).bytes += PacketContext::len(&ctx);
         }
     }
     xdp_action::XDP_DROP

@@ -7,7 +7,7 @@
 //! from other CPUs race benignly (last writer wins on timestamps and state), as in the kernel's
 //! own conntrack fast path.
 
-use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use ctpath_common::{
     conntrack::{self, Change, CtTable, InsertError, Packet, BPF_ANY, BPF_NOEXIST, EEXIST},
     flow::ct_key,
@@ -21,8 +21,9 @@ use ctpath_common::{
 };
 
 use crate::{
+    context::PacketContext,
     maps::{CONNTRACK, RULE_HITS},
-    packet::{frame_len, header_at, Ipv4Hdr},
+    packet::{header_at, Ipv4Hdr},
     parse::Ipv4Packet,
     policy::KernelPolicy,
 };
@@ -71,8 +72,8 @@ impl CtTable for KernelConntrack {
 /// `sender_policy` to one whose policy is `receiver_policy` (`NO_POLICY`: not filtered here,
 /// or not on this node), and counts it towards the rules that allow it.
 #[inline(always)]
-pub fn admit(
-    ctx: &XdpContext,
+pub fn admit<C: PacketContext>(
+    ctx: &C,
     node: &NodeConfig,
     vni: u32,
     packet: &Ipv4Packet,
@@ -104,7 +105,7 @@ pub fn admit(
         sender_policy,
         receiver_policy,
     )?;
-    count_rules(&allowed, frame_len(ctx));
+    count_rules(&allowed, ctx.len());
     Ok(())
 }
 
@@ -112,11 +113,11 @@ pub fn admit(
 /// IPv4 header and 8 bytes within the error and goes back to its sender (Linux requires as
 /// much).
 #[inline(always)]
-fn quoted_key(ctx: &XdpContext, vni: u32, packet: &Ipv4Packet) -> Option<CtKey> {
+fn quoted_key<C: PacketContext>(ctx: &C, vni: u32, packet: &Ipv4Packet) -> Option<CtKey> {
     // Masked to its real range (at most 50 + 14 + 60 bytes): read back from the stack, the
     // offset has lost the bounds the verifier needs for packet access.
     let quoted_at = (packet.l4_offset & 0xff) + ICMP_HDR_LEN;
-    let quoted = header_at::<Ipv4Hdr>(ctx, quoted_at)?;
+    let quoted = header_at::<Ipv4Hdr, _>(ctx, quoted_at)?;
     let quoted_len = quoted.ihl() as usize * 4;
     let error_len = packet.header.total_len() as usize - packet.header_len;
     if quoted.version() != 4
@@ -127,7 +128,7 @@ fn quoted_key(ctx: &XdpContext, vni: u32, packet: &Ipv4Packet) -> Option<CtKey> 
         return None;
     }
     // The first 8 bytes after the quoted header: ports, or ICMP type/code/checksum/identifier.
-    let l4 = header_at::<[u8; 8]>(ctx, quoted_at + quoted_len)?;
+    let l4 = header_at::<[u8; 8], _>(ctx, quoted_at + quoted_len)?;
     let (src_port, dst_port) = match quoted.protocol {
         IPPROTO_TCP | IPPROTO_UDP => (
             u16::from_be_bytes([l4[0], l4[1]]),

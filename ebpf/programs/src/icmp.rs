@@ -4,7 +4,6 @@
 //! Built in place from the offending frame: the tail is cut to the quoted IPv4 header plus 8
 //! bytes of payload (RFC 792), and new Ethernet, IPv4 and ICMP headers are pushed in front.
 
-use aya_ebpf::programs::XdpContext;
 use ctpath_common::{
     flow::checksum_fold,
     maps::PodPort,
@@ -15,8 +14,9 @@ use ctpath_common::{
     DropReason,
 };
 
-use crate::packet::{
-    adjust_head, adjust_tail, frame_len, header_at, write_at, EthHdr, IcmpFragNeededHdr, Ipv4Hdr,
+use crate::{
+    context::PacketContext,
+    packet::{header_at, write_at, EthHdr, IcmpFragNeededHdr, Ipv4Hdr},
 };
 
 /// Offset of the ICMP header in the reply; the quoted packet follows it.
@@ -31,8 +31,8 @@ const MAX_CHECKSUM_WORDS: usize = (ICMP_HDR_LEN + IPV4_MAX_HDR_LEN + ICMP_ERROR_
 /// `offending` (`header_len` bytes with options), into the "fragmentation needed" error for it,
 /// addressed back to the pod from its gateway, the router MAC as source.
 #[inline(always)]
-pub fn frag_needed_in_place(
-    ctx: &XdpContext,
+pub fn frag_needed_in_place<C: PacketContext>(
+    ctx: &C,
     port: &PodPort,
     router_mac: [u8; 6],
     pod_mac: [u8; 6],
@@ -42,8 +42,8 @@ pub fn frag_needed_in_place(
     let quoted_len = header_len + ICMP_ERROR_QUOTED_PAYLOAD;
     // Cut the tail first, while the offending frame is still where the parser saw it.
     let keep = ETH_HDR_LEN + quoted_len;
-    adjust_tail(ctx, keep as i32 - frame_len(ctx) as i32)?;
-    adjust_head(ctx, -(PUSHED as i32))?;
+    ctx.truncate(keep as u32)?;
+    ctx.grow_head(PUSHED as u32)?;
 
     let icmp_len = ICMP_HDR_LEN + quoted_len;
     // DF set, as Linux sends its ICMP errors.
@@ -66,7 +66,7 @@ pub fn frag_needed_in_place(
 /// The checksum of the `len` bytes of ICMP message at `ICMP_OFFSET` (checksum field zero).
 /// `len` is even: an 8-byte header plus a header of whole 32-bit words plus 8 bytes.
 #[inline(always)]
-fn icmp_checksum(ctx: &XdpContext, len: usize) -> Result<u16, DropReason> {
+fn icmp_checksum<C: PacketContext>(ctx: &C, len: usize) -> Result<u16, DropReason> {
     let mut sum = 0u32;
     for word in 0..MAX_CHECKSUM_WORDS {
         if word * 2 >= len {

@@ -1,12 +1,17 @@
-//! ctpath's XDP programs. Each entry point is thin: it calls a `try_` function of its hook's
-//! module and turns the error, a [`DropReason`], into a counted `XDP_DROP`.
+//! ctpath's XDP and tc programs. Each entry point is thin: it calls a `try_` function of its
+//! hook's module and turns the error, a [`DropReason`], into a counted drop (`XDP_DROP`,
+//! `TC_ACT_SHOT`).
 //!
-//! Hooks:
-//! - [`pod`]: `from_pod`, on a pod's host-side veth: everything the pod sends.
-//! - [`underlay`]: `from_underlay`, on the node's underlay interface: VXLAN from other nodes.
+//! Hooks, each an XDP program and a tc (tcx, ingress) program built from the same code:
+//! - [`pod`]: `from_pod` / `from_pod_tc`, on a pod's host-side veth: everything the pod sends.
+//!   The agent attaches the tc program on planes with `datapath: tc`, XDP on the others.
+//! - [`underlay`]: `from_underlay` / `from_underlay_tc`, on the node's underlay interface:
+//!   VXLAN from other nodes. XDP always; tc behind it for the `tc` planes' VXLAN.
 //!
 //! Modules they are built from, one concern each:
-//! - [`packet`]: bounds-checked packet access, header layouts, growing and shrinking frames.
+//! - [`context`]: the hook's packet context behind one trait: bytes and bounds, length, head
+//!   and tail, tunnel headers, redirects, verdicts.
+//! - [`packet`]: bounds-checked packet access and header layouts.
 //! - [`parse`]: Ethernet, ARP, IPv4, TCP, UDP and ICMP validation.
 //! - [`arp`]: the ARP responder.
 //! - [`vxlan`]: VXLAN encapsulation and decapsulation.
@@ -24,6 +29,7 @@
 mod arp;
 mod bench;
 mod conntrack;
+mod context;
 mod icmp;
 mod maps;
 mod packet;
@@ -36,7 +42,10 @@ mod stats;
 mod underlay;
 mod vxlan;
 
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 #[cfg(doc)]
 use ctpath_common::DropReason;
 
@@ -49,6 +58,16 @@ pub fn from_pod(ctx: XdpContext) -> u32 {
     }
 }
 
+/// `from_pod` as a tc program (tcx ingress of a pod's host-side veth, planes with
+/// `datapath: tc`).
+#[classifier]
+pub fn from_pod_tc(ctx: TcContext) -> i32 {
+    match context::pull_headers(&ctx).and_then(|()| pod::try_from_pod(&ctx)) {
+        Ok(action) => action as i32,
+        Err(reason) => stats::drop(&ctx, reason) as i32,
+    }
+}
+
 /// Attached to the node's underlay interface: VXLAN from other nodes, and the node's own
 /// traffic, which it leaves to the kernel.
 #[xdp]
@@ -56,6 +75,16 @@ pub fn from_underlay(ctx: XdpContext) -> u32 {
     match underlay::try_from_underlay(&ctx) {
         Ok(action) => action,
         Err(reason) => stats::drop(&ctx, reason),
+    }
+}
+
+/// `from_underlay` as a tc program (tcx ingress of the underlay interface, behind the XDP
+/// program, which hands it the VXLAN of planes with `datapath: tc`).
+#[classifier]
+pub fn from_underlay_tc(ctx: TcContext) -> i32 {
+    match context::pull_headers(&ctx).and_then(|()| underlay::try_from_underlay(&ctx)) {
+        Ok(action) => action as i32,
+        Err(reason) => stats::drop(&ctx, reason) as i32,
     }
 }
 

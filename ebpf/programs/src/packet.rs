@@ -1,13 +1,9 @@
 //! Bounds-checked access to packet bytes, and the header layouts the programs read.
 //!
 //! Every read of packet data goes through [`ptr_at`], which checks the access against
-//! `data_end` so the verifier accepts it. Headers are byte arrays with accessors (alignment 1,
+//! `data_end` so the verifier accepts it, on either hook's context ([`PacketContext`]). Headers are byte arrays with accessors (alignment 1,
 //! big-endian decoding in one place), never multi-byte integers read in place.
 
-use aya_ebpf::{
-    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
-    programs::XdpContext,
-};
 use core::mem::size_of;
 use ctpath_common::{
     flow::ipv4_header_checksum,
@@ -15,20 +11,16 @@ use ctpath_common::{
         ARP_OP_REPLY, DEFAULT_TTL, ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACHABLE,
         VXLAN_FLAG_VNI_VALID,
     },
-    DropReason,
 };
 
+use crate::context::PacketContext;
+
 /// A pointer to a `T` at `offset` bytes into the packet, if the whole `T` lies before
-/// `data_end`.
-///
-/// `data_end` is read afresh (volatile) for every check: otherwise LLVM proves a check
-/// redundant from earlier length comparisons (say, IPv4 total length against the frame) and
-/// drops it, and the verifier, which cannot follow that proof, rejects the access.
+/// `data_end` (read afresh for every check: see [`PacketContext::data_end`]).
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+pub fn ptr_at<T, C: PacketContext>(ctx: &C, offset: usize) -> Option<*const T> {
     let start = ctx.data();
-    // SAFETY: `ctx.ctx` points to the program's `xdp_md` for the whole run.
-    let end = unsafe { core::ptr::read_volatile(&(*ctx.ctx).data_end) } as usize;
+    let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
         return None;
     }
@@ -38,42 +30,12 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
 /// Reads the header `T` at `offset`; `T` must be one of the byte-array layouts below, for which
 /// any alignment and any bit pattern is valid.
 #[inline(always)]
-pub fn header_at<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
-    let ptr = ptr_at::<T>(ctx, offset)?;
+pub fn header_at<T: Copy, C: PacketContext>(ctx: &C, offset: usize) -> Option<T> {
+    let ptr = ptr_at::<T, C>(ctx, offset)?;
     // SAFETY: `ptr_at` checked that `size_of::<T>()` bytes at `ptr` lie inside the packet; the
     // header types are `#[repr(C)]` byte arrays (alignment 1, every bit pattern valid), so an
     // unaligned read of them is sound.
     Some(unsafe { ptr.read_unaligned() })
-}
-
-/// Moves the start of the frame by `delta` bytes (negative: room for headers in front).
-#[inline(always)]
-pub fn adjust_head(ctx: &XdpContext, delta: i32) -> Result<(), DropReason> {
-    // SAFETY: `ctx.ctx` is the program's `xdp_md`; the helper only moves `data`, and every
-    // later packet access is re-checked against the new bounds through `ptr_at`.
-    match unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } {
-        0 => Ok(()),
-        _ => Err(DropReason::AdjustFailed),
-    }
-}
-
-/// Moves the end of the frame by `delta` bytes (negative: cut the tail).
-#[inline(always)]
-pub fn adjust_tail(ctx: &XdpContext, delta: i32) -> Result<(), DropReason> {
-    // SAFETY: as for `adjust_head`, with `data_end`.
-    match unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } {
-        0 => Ok(()),
-        _ => Err(DropReason::AdjustFailed),
-    }
-}
-
-/// Length of the frame in bytes.
-///
-/// Behind `black_box`: otherwise LLVM reassociates `n - (end - start)` into `(n + start) -
-/// end`, arithmetic on `data_end` that the verifier prohibits.
-#[inline(always)]
-pub fn frame_len(ctx: &XdpContext) -> u64 {
-    core::hint::black_box(ctx.data_end() - ctx.data()) as u64
 }
 
 #[inline(always)]
@@ -221,8 +183,8 @@ impl IcmpHdr {
 
 /// Writes the header `value` at `offset`, if it fits before `data_end`.
 #[inline(always)]
-pub fn write_at<T: Copy>(ctx: &XdpContext, offset: usize, value: T) -> Option<()> {
-    let ptr = ptr_at::<T>(ctx, offset)? as *mut T;
+pub fn write_at<T: Copy, C: PacketContext>(ctx: &C, offset: usize, value: T) -> Option<()> {
+    let ptr = ptr_at::<T, C>(ctx, offset)? as *mut T;
     // SAFETY: `ptr_at` checked that `size_of::<T>()` bytes at `ptr` lie inside the packet,
     // which the program may write; the header types have alignment 1.
     unsafe { ptr.write_unaligned(value) };

@@ -7,7 +7,6 @@
 //! header checksums are not verified here (the receiving kernel does); fragments are dropped,
 //! since ctpath does not reassemble and pods are expected to use path-MTU discovery.
 
-use aya_ebpf::programs::XdpContext;
 use ctpath_common::{
     wire::{
         ARP_HTYPE_ETHERNET, ARP_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_ADDR_LEN, ETH_HDR_LEN,
@@ -18,6 +17,7 @@ use ctpath_common::{
     DropReason,
 };
 
+use crate::context::PacketContext;
 use crate::packet::{header_at, ArpHdr, EthHdr, IcmpHdr, Ipv4Hdr, TcpHdr, UdpHdr};
 
 /// A frame that passed validation.
@@ -58,6 +58,8 @@ pub struct L4 {
     pub tcp_flags: u8,
     /// ICMP type; 0 for other protocols.
     pub icmp_type: u8,
+    /// Length of the layer-4 header (TCP with options, UDP, ICMP); 0 for other protocols.
+    pub header_len: u8,
 }
 
 impl L4 {
@@ -66,12 +68,13 @@ impl L4 {
         dst_port: 0,
         tcp_flags: 0,
         icmp_type: 0,
+        header_len: 0,
     };
 }
 
 /// Validates the Ethernet frame at `base` in `ctx` down to its layer-4 header.
 #[inline(always)]
-pub fn parse_frame(ctx: &XdpContext, base: usize) -> Result<Frame, DropReason> {
+pub fn parse_frame<C: PacketContext>(ctx: &C, base: usize) -> Result<Frame, DropReason> {
     let eth: EthHdr = header_at(ctx, base).ok_or(DropReason::EthTruncated)?;
     let payload = match eth.ethertype() {
         ETHERTYPE_ARP => Payload::Arp(parse_arp(ctx, base + ETH_HDR_LEN)?),
@@ -82,7 +85,7 @@ pub fn parse_frame(ctx: &XdpContext, base: usize) -> Result<Frame, DropReason> {
 }
 
 #[inline(always)]
-fn parse_arp(ctx: &XdpContext, offset: usize) -> Result<ArpHdr, DropReason> {
+fn parse_arp<C: PacketContext>(ctx: &C, offset: usize) -> Result<ArpHdr, DropReason> {
     const _: () = assert!(core::mem::size_of::<ArpHdr>() == ARP_LEN);
     let arp: ArpHdr = header_at(ctx, offset).ok_or(DropReason::ArpTruncated)?;
     if arp.htype() != ARP_HTYPE_ETHERNET
@@ -96,7 +99,7 @@ fn parse_arp(ctx: &XdpContext, offset: usize) -> Result<ArpHdr, DropReason> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Ipv4Packet, DropReason> {
+fn parse_ipv4<C: PacketContext>(ctx: &C, offset: usize) -> Result<Ipv4Packet, DropReason> {
     let header: Ipv4Hdr = header_at(ctx, offset).ok_or(DropReason::Ipv4Truncated)?;
     if header.version() != 4 {
         return Err(DropReason::Ipv4BadVersion);
@@ -105,12 +108,14 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Ipv4Packet, DropReason>
     if header_len < IPV4_MIN_HDR_LEN {
         return Err(DropReason::Ipv4BadIhl);
     }
-    let start = ctx.data() + offset;
-    if start + header_len > ctx.data_end() {
+    // Against the whole packet: on the tc hook only its linear part is readable, and options
+    // beyond it are never read.
+    let len = ctx.len() as usize;
+    if offset + header_len > len {
         return Err(DropReason::Ipv4Truncated);
     }
     let total_len = header.total_len() as usize;
-    if total_len < header_len || start + total_len > ctx.data_end() {
+    if total_len < header_len || offset + total_len > len {
         return Err(DropReason::Ipv4BadTotalLength);
     }
     let flags_frag = header.flags_frag();
@@ -134,7 +139,7 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Ipv4Packet, DropReason>
 }
 
 #[inline(always)]
-fn parse_tcp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
+fn parse_tcp<C: PacketContext>(ctx: &C, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
     if l4_len < TCP_MIN_HDR_LEN {
         return Err(DropReason::TcpTruncated);
     }
@@ -151,11 +156,12 @@ fn parse_tcp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropR
         dst_port: tcp.dst_port(),
         tcp_flags: tcp.flags,
         icmp_type: 0,
+        header_len: header_len as u8,
     })
 }
 
 #[inline(always)]
-fn parse_udp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
+fn parse_udp<C: PacketContext>(ctx: &C, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
     if l4_len < UDP_HDR_LEN {
         return Err(DropReason::UdpTruncated);
     }
@@ -167,12 +173,13 @@ fn parse_udp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropR
     Ok(L4 {
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
+        header_len: UDP_HDR_LEN as u8,
         ..L4::NONE
     })
 }
 
 #[inline(always)]
-fn parse_icmp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
+fn parse_icmp<C: PacketContext>(ctx: &C, offset: usize, l4_len: usize) -> Result<L4, DropReason> {
     if l4_len < ICMP_HDR_LEN {
         return Err(DropReason::IcmpTruncated);
     }
@@ -186,5 +193,6 @@ fn parse_icmp(ctx: &XdpContext, offset: usize, l4_len: usize) -> Result<L4, Drop
         dst_port: id,
         tcp_flags: 0,
         icmp_type: icmp.icmp_type,
+        header_len: ICMP_HDR_LEN as u8,
     })
 }

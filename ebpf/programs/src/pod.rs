@@ -10,11 +10,15 @@
 //! destination pod's MAC; a routed frame (sent to the router MAC) also gets the router MAC as
 //! its source, as a router would.
 //!
+//! The same code runs as the XDP program and as the tc program (`from_pod_tc`, on planes with
+//! `datapath: tc`), over [`PacketContext`]: on tc a GSO packet is one skb, checked against the
+//! MTU by its segments, encapsulated whole, and delivered to a local pod with
+//! `bpf_redirect_peer`.
+//!
 //! On a fast-path plane the frame goes to the AF_XDP forwarder before any of this, when a
 //! socket is bound for its receive queue (see `hand_to_forwarder`); while none is (the agent
 //! restarting), this program carries the plane itself.
 
-use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_redirect, programs::XdpContext};
 use ctpath_common::{
     flow::{flow_hash, vxlan_source_port},
     maps::{endpoint_kind, port_flags, Endpoint, NodeConfig, PodPort, NO_POLICY, XSK_FRAME_ROOM},
@@ -23,14 +27,16 @@ use ctpath_common::{
 };
 
 use crate::{
-    arp, conntrack, icmp, maps,
-    packet::{frame_len, header_at, write_at, EthHdr},
+    arp, conntrack,
+    context::PacketContext,
+    icmp, maps,
+    packet::{header_at, write_at, EthHdr},
     parse::{self, Ipv4Packet, Payload},
     route, spoof, stats, vxlan,
 };
 
-pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
-    let ifindex = ctx.ingress_ifindex() as u32;
+pub fn try_from_pod<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
+    let ifindex = ctx.ingress_ifindex();
     let port = maps::pod_port(ifindex);
     if let Some(action) = port.and_then(|port| hand_to_forwarder(ctx, &port)) {
         stats::count(ctx, Counter::PodToForwarder);
@@ -40,7 +46,7 @@ pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
     let Some(node) = maps::node() else {
         // Not configured yet: leave the node as it was without ctpath.
         stats::count(ctx, Counter::PodPassed);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(C::PASS);
     };
     let port = port.ok_or(DropReason::UnconfiguredPort)?;
     spoof::check(ifindex, &port, &frame)?;
@@ -59,7 +65,7 @@ pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
         Payload::Ipv4(packet) => forward(ctx, &node, &port, &frame.eth, &packet),
         Payload::Other => {
             stats::count(ctx, Counter::PodPassed);
-            Ok(xdp_action::XDP_PASS)
+            Ok(C::PASS)
         }
     }
 }
@@ -68,29 +74,34 @@ pub fn try_from_pod(ctx: &XdpContext) -> Result<u32, DropReason> {
 /// with the same semantics; other ethertypes, and everything while no socket is bound for this
 /// receive queue, stay here.
 #[inline(always)]
-fn hand_to_forwarder(ctx: &XdpContext, port: &PodPort) -> Option<u32> {
+fn hand_to_forwarder<C: PacketContext>(ctx: &C, port: &PodPort) -> Option<u32> {
     if port.flags & port_flags::FAST_PATH == 0 {
         return None;
     }
-    if frame_len(ctx) + VXLAN_ENCAP_LEN as u64 > XSK_FRAME_ROOM as u64 {
+    if ctx.len() + VXLAN_ENCAP_LEN as u64 > XSK_FRAME_ROOM as u64 {
         return None;
     }
-    let ethertype = header_at::<EthHdr>(ctx, 0)?.ethertype();
+    let ethertype = header_at::<EthHdr, _>(ctx, 0)?.ethertype();
     if ethertype != ETHERTYPE_IPV4 && ethertype != ETHERTYPE_ARP {
         return None;
     }
-    maps::to_forwarder(port.xsk_base, ctx.rx_queue_index())
+    ctx.hand_to_forwarder(port.xsk_base)
 }
 
 #[inline(always)]
-fn forward(
-    ctx: &XdpContext,
+fn forward<C: PacketContext>(
+    ctx: &C,
     node: &NodeConfig,
     port: &PodPort,
     eth: &EthHdr,
     packet: &Ipv4Packet,
 ) -> Result<u32, DropReason> {
-    if packet.header.total_len() > port.mtu {
+    if exceeds_mtu(ctx, packet, port.mtu) {
+        if ctx.gso_size() != 0 {
+            // No ICMP from a GSO packet: cutting it down to an error would leave its
+            // segmentation state behind. A pod whose MTU is the plane's never sends one.
+            return Err(DropReason::MtuExceeded);
+        }
         if !packet.dont_fragment() {
             return Err(DropReason::MtuExceeded);
         }
@@ -121,8 +132,8 @@ fn forward(
     match destination.kind {
         endpoint_kind::LOCAL => {
             stats::count(ctx, Counter::PodRedirectedLocal);
-            readdress(ctx, &destination, src_mac)?;
-            Ok(redirect(destination.ifindex))
+            write(ctx, 0, readdressed(&destination, src_mac))?;
+            Ok(ctx.redirect_to_pod(destination.ifindex))
         }
         endpoint_kind::REMOTE => {
             let hop = route::towards(ctx, node, destination.vtep)?;
@@ -134,37 +145,42 @@ fn forward(
                 packet.l4.dst_port,
             );
             stats::count(ctx, Counter::PodEncapsulated);
-            readdress(ctx, &destination, src_mac)?;
             vxlan::encapsulate(
                 ctx,
                 node,
                 &hop,
+                readdressed(&destination, src_mac),
                 destination.vtep,
                 port.vni,
                 vxlan_source_port(hash),
             )?;
-            Ok(redirect(hop.ifindex))
+            Ok(ctx.redirect(hop.ifindex))
         }
         _ => Err(DropReason::UnknownDestination),
     }
 }
 
-/// Rewrites the frame's Ethernet addresses for delivery to `destination`.
+/// Whether `packet` is larger than the plane's `mtu`: a GSO packet (tc hook) by the segments
+/// it will be cut into (headers plus `gso_size`), as the kernel's own forwarding checks it.
 #[inline(always)]
-fn readdress(ctx: &XdpContext, destination: &Endpoint, src_mac: [u8; 6]) -> Result<(), DropReason> {
-    write_at(
-        ctx,
-        0,
-        EthHdr::new(destination.mac, src_mac, ETHERTYPE_IPV4),
-    )
-    .ok_or(DropReason::EthTruncated)
+fn exceeds_mtu<C: PacketContext>(ctx: &C, packet: &Ipv4Packet, mtu: u16) -> bool {
+    let gso_size = ctx.gso_size();
+    if gso_size == 0 {
+        return packet.header.total_len() > mtu;
+    }
+    let segment = packet.header_len as u32 + packet.l4.header_len as u32 + gso_size;
+    segment > mtu as u32
+}
+
+/// The frame's Ethernet header for delivery to `destination`.
+#[inline(always)]
+fn readdressed(destination: &Endpoint, src_mac: [u8; 6]) -> EthHdr {
+    EthHdr::new(destination.mac, src_mac, ETHERTYPE_IPV4)
 }
 
 #[inline(always)]
-pub fn redirect(ifindex: u32) -> u32 {
-    // SAFETY: `bpf_redirect` only records the target interface for the XDP_REDIRECT verdict it
-    // returns; it reads no memory.
-    unsafe { bpf_redirect(ifindex, 0) as u32 }
+fn write<C: PacketContext>(ctx: &C, offset: usize, eth: EthHdr) -> Result<(), DropReason> {
+    write_at(ctx, offset, eth).ok_or(DropReason::EthTruncated)
 }
 
 /// Sends an answer back out of the device the frame came in on.
@@ -172,7 +188,9 @@ pub fn redirect(ifindex: u32) -> u32 {
 /// A redirect to the ingress device rather than `XDP_TX`: a veth flushes `XDP_TX` frames to its
 /// peer only when the peer runs an XDP program itself, so a pod (or a node without ctpath)
 /// behind a veth would never see them; a redirect is flushed to any peer with NAPI (GRO on).
+/// On the tc hook the redirect is a transmit on the ingress device, which a veth hands to its
+/// peer whatever the peer's settings.
 #[inline(always)]
-pub fn bounce(ctx: &XdpContext) -> u32 {
-    redirect(ctx.ingress_ifindex() as u32)
+pub fn bounce<C: PacketContext>(ctx: &C) -> u32 {
+    ctx.redirect(ctx.ingress_ifindex())
 }

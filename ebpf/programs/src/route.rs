@@ -14,10 +14,10 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT,
     },
     helpers::generated::bpf_fib_lookup,
-    programs::XdpContext,
-    EbpfContext,
 };
 use ctpath_common::{maps::NodeConfig, DropReason};
+
+use crate::context::PacketContext;
 
 const AF_INET: u8 = 2;
 
@@ -30,7 +30,11 @@ pub struct NextHop {
 
 /// The next hop from this node to `vtep`.
 #[inline(always)]
-pub fn towards(ctx: &XdpContext, node: &NodeConfig, vtep: [u8; 4]) -> Result<NextHop, DropReason> {
+pub fn towards<C: PacketContext>(
+    ctx: &C,
+    node: &NodeConfig,
+    vtep: [u8; 4],
+) -> Result<NextHop, DropReason> {
     // SAFETY: `bpf_fib_lookup` is a plain C struct of integers and unions of integers: all
     // zeros is a valid value.
     let mut params: FibLookup = unsafe { core::mem::zeroed() };

@@ -1,10 +1,10 @@
 //! The datapath's counters: per-CPU arrays of [`Tally`] indexed by [`DropReason`] and
 //! [`Counter`]. Per-CPU, so the hot path needs no atomics; userspace sums the CPUs.
 
-use aya_ebpf::{bindings::xdp_action, macros::map, maps::PerCpuArray, programs::XdpContext};
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 use ctpath_common::{Counter, DropReason, Tally};
 
-use crate::packet::frame_len;
+use crate::context::PacketContext;
 
 #[map]
 static DROPS: PerCpuArray<Tally> = PerCpuArray::with_max_entries(DropReason::COUNT, 0);
@@ -26,13 +26,13 @@ fn add(map: &PerCpuArray<Tally>, index: u32, bytes: u64) {
 
 /// Counts the frame in `ctx` under `counter`.
 #[inline(always)]
-pub fn count(ctx: &XdpContext, counter: Counter) {
-    add(&COUNTERS, counter.index(), frame_len(ctx));
+pub fn count<C: PacketContext>(ctx: &C, counter: Counter) {
+    add(&COUNTERS, counter.index(), ctx.len());
 }
 
-/// Counts the frame in `ctx` as dropped for `reason` and returns `XDP_DROP`.
+/// Counts the frame in `ctx` as dropped for `reason` and returns the hook's drop verdict.
 #[inline(always)]
-pub fn drop(ctx: &XdpContext, reason: DropReason) -> u32 {
-    add(&DROPS, reason.index(), frame_len(ctx));
-    xdp_action::XDP_DROP
+pub fn drop<C: PacketContext>(ctx: &C, reason: DropReason) -> u32 {
+    add(&DROPS, reason.index(), ctx.len());
+    C::DROP
 }

@@ -5,11 +5,15 @@
 //! vxlan device), answered back over VXLAN. Everything else is the node's own traffic and goes
 //! to the kernel untouched.
 //!
+//! The same code runs as the XDP program and, behind it, as the tc program
+//! `from_underlay_tc` (`PacketContext`): XDP hands VXLAN of planes with `datapath: tc` to tc
+//! once it knows the plane (see `hand_to_tc`), and tc carries it with the same checks. The tc
+//! program leaves uncounted what is not VXLAN for this node: XDP counted it already.
+//!
 //! VXLAN of a fast-path plane goes to the AF_XDP forwarder once the outer headers are known
 //! to be VXLAN for this node, when a socket is bound for the receive queue; while none is,
 //! this program carries it.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use ctpath_common::{
     maps::{endpoint_kind, network_flags, NodeConfig, NO_POLICY, XSK_FRAME_ROOM},
     wire::{ETHERTYPE_IPV4, VXLAN_ENCAP_LEN},
@@ -17,24 +21,32 @@ use ctpath_common::{
 };
 
 use crate::{
-    arp, conntrack, maps,
-    packet::{frame_len, write_at, EthHdr},
+    arp, conntrack,
+    context::PacketContext,
+    maps,
+    packet::{write_at, EthHdr},
     parse::{self, Payload},
-    pod::{bounce, redirect},
+    pod::bounce,
     stats, vxlan,
 };
 
-pub fn try_from_underlay(ctx: &XdpContext) -> Result<u32, DropReason> {
+pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
     let received = match maps::node() {
         Some(node) => vxlan::receive(ctx, &node)?.map(|received| (node, received)),
         None => None,
     };
     let Some((node, received)) = received else {
-        stats::count(ctx, Counter::UnderlayPassed);
-        return Ok(xdp_action::XDP_PASS);
+        if C::FIRST_HOOK {
+            stats::count(ctx, Counter::UnderlayPassed);
+        }
+        return Ok(C::PASS);
     };
     if let Some(action) = hand_to_forwarder(ctx, &node, received.vni) {
         stats::count(ctx, Counter::UnderlayToForwarder);
+        return Ok(action);
+    }
+    if let Some(action) = hand_to_tc(ctx, received.vni) {
+        stats::count(ctx, Counter::UnderlayToTc);
         return Ok(action);
     }
     if !maps::is_known_vtep(received.src_vtep) {
@@ -74,7 +86,7 @@ pub fn try_from_underlay(ctx: &XdpContext) -> Result<u32, DropReason> {
                 EthHdr::new(destination.mac, inner.eth.src, ETHERTYPE_IPV4),
             )
             .ok_or(DropReason::EthTruncated)?;
-            Ok(redirect(destination.ifindex))
+            Ok(ctx.redirect_to_pod(destination.ifindex))
         }
         Payload::Other => Err(DropReason::InnerUnsupported),
     }
@@ -83,10 +95,23 @@ pub fn try_from_underlay(ctx: &XdpContext) -> Result<u32, DropReason> {
 /// VXLAN of a fast-path plane goes to the AF_XDP forwarder, which makes every further check
 /// itself; `None` for other planes, unknown VNIs, and while no socket is bound.
 #[inline(always)]
-fn hand_to_forwarder(ctx: &XdpContext, node: &NodeConfig, vni: u32) -> Option<u32> {
+fn hand_to_forwarder<C: PacketContext>(ctx: &C, node: &NodeConfig, vni: u32) -> Option<u32> {
     let network = maps::network(vni)?;
-    if network.flags & network_flags::FAST_PATH == 0 || frame_len(ctx) > XSK_FRAME_ROOM as u64 {
+    if network.flags & network_flags::FAST_PATH == 0 || ctx.len() > XSK_FRAME_ROOM as u64 {
         return None;
     }
-    maps::to_forwarder(node.underlay_xsk_base, ctx.rx_queue_index())
+    ctx.hand_to_forwarder(node.underlay_xsk_base)
+}
+
+/// VXLAN of a plane with `datapath: tc` goes on to the tc program behind XDP
+/// (`from_underlay_tc`), which delivers into the pod with `bpf_redirect_peer`: an XDP redirect
+/// into a veth reaches the pod only when the pod's side runs NAPI (GRO on, or XDP), which a pod
+/// with the kernel's defaults does not. `None` on the tc hook itself and for other planes.
+#[inline(always)]
+fn hand_to_tc<C: PacketContext>(ctx: &C, vni: u32) -> Option<u32> {
+    let network = maps::network(vni)?;
+    if network.flags & network_flags::TC == 0 {
+        return None;
+    }
+    ctx.hand_to_tc()
 }

@@ -5,7 +5,6 @@
 //! What ctpath sends is what the Linux vxlan device sends: DF set, UDP checksum 0, destination
 //! port 4789, source port from a hash of the inner flow so underlay ECMP and RSS spread flows.
 
-use aya_ebpf::programs::XdpContext;
 use ctpath_common::{
     maps::NodeConfig,
     wire::{
@@ -17,7 +16,8 @@ use ctpath_common::{
 };
 
 use crate::{
-    packet::{adjust_head, frame_len, header_at, write_at, EthHdr, Ipv4Hdr, UdpHdr, VxlanHdr},
+    context::PacketContext,
+    packet::{header_at, write_at, EthHdr, Ipv4Hdr, UdpHdr, VxlanHdr},
     route::NextHop,
 };
 
@@ -36,6 +36,14 @@ struct OuterHdr {
 }
 const _: () = assert!(core::mem::size_of::<OuterHdr>() == VXLAN_ENCAP_LEN);
 
+/// The outer headers and the inner Ethernet header behind them, written in one go.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Encapsulated {
+    outer: OuterHdr,
+    inner: EthHdr,
+}
+
 /// A VXLAN packet addressed to this node, as far as the outer headers tell.
 pub struct Received {
     pub src_mac: [u8; 6],
@@ -47,14 +55,17 @@ pub struct Received {
 /// Recognises a VXLAN packet for this node's VTEP. `Ok(None)`: not VXLAN for us (the node's
 /// own traffic, left to the kernel). `Err`: VXLAN for us that is malformed.
 #[inline(always)]
-pub fn receive(ctx: &XdpContext, node: &NodeConfig) -> Result<Option<Received>, DropReason> {
-    let Some(eth) = header_at::<EthHdr>(ctx, 0) else {
+pub fn receive<C: PacketContext>(
+    ctx: &C,
+    node: &NodeConfig,
+) -> Result<Option<Received>, DropReason> {
+    let Some(eth) = header_at::<EthHdr, _>(ctx, 0) else {
         return Ok(None);
     };
     if eth.ethertype() != ETHERTYPE_IPV4 {
         return Ok(None);
     }
-    let Some(ip) = header_at::<Ipv4Hdr>(ctx, IP_OFFSET) else {
+    let Some(ip) = header_at::<Ipv4Hdr, _>(ctx, IP_OFFSET) else {
         return Ok(None);
     };
     // VXLAN senders use no IPv4 options; fragments and anything else go to the kernel.
@@ -67,14 +78,14 @@ pub fn receive(ctx: &XdpContext, node: &NodeConfig) -> Result<Option<Received>, 
     {
         return Ok(None);
     }
-    let Some(udp) = header_at::<UdpHdr>(ctx, UDP_OFFSET) else {
+    let Some(udp) = header_at::<UdpHdr, _>(ctx, UDP_OFFSET) else {
         return Ok(None);
     };
     if udp.dst_port() != VXLAN_PORT {
         return Ok(None);
     }
     let vxlan: VxlanHdr = header_at(ctx, VXLAN_OFFSET).ok_or(DropReason::VxlanTruncated)?;
-    if ETH_HDR_LEN + ip.total_len() as usize > frame_len(ctx) as usize
+    if ETH_HDR_LEN + ip.total_len() as usize > ctx.len() as usize
         || (ip.total_len() as usize) < IPV4_MIN_HDR_LEN + UDP_HDR_LEN + VXLAN_HDR_LEN + ETH_HDR_LEN
     {
         return Err(DropReason::VxlanTruncated);
@@ -107,7 +118,7 @@ fn outer(
             src_ip,
             dst_ip,
             IPPROTO_UDP,
-            IPV4_MIN_HDR_LEN as u16 + udp_len,
+            (IPV4_MIN_HDR_LEN as u16).wrapping_add(udp_len),
             IPV4_FLAG_DF,
         ),
         udp: UdpHdr::without_checksum(src_port, VXLAN_PORT, udp_len),
@@ -116,42 +127,46 @@ fn outer(
 }
 
 /// Wraps the frame in `ctx` into VXLAN with network identifier `vni`, from this node to
-/// `dst_vtep` through `hop`.
+/// `dst_vtep` through `hop`, the inner frame's Ethernet header becoming `inner`.
+///
+/// For a GSO packet (tc hook) the outer lengths are those of the whole skb, wrapped to 16
+/// bits; the kernel writes each segment's own lengths and header checksum when it segments.
 #[inline(always)]
-pub fn encapsulate(
-    ctx: &XdpContext,
+pub fn encapsulate<C: PacketContext>(
+    ctx: &C,
     node: &NodeConfig,
     hop: &NextHop,
+    inner: EthHdr,
     dst_vtep: [u8; 4],
     vni: u32,
     src_port: u16,
 ) -> Result<(), DropReason> {
-    let inner_len = frame_len(ctx) as usize;
-    adjust_head(ctx, -(VXLAN_ENCAP_LEN as i32))?;
+    let inner_len = ctx.len() as usize;
+    ctx.push_tunnel(VXLAN_ENCAP_LEN as u32)?;
     let eth = EthHdr::new(hop.dst_mac, hop.src_mac, ETHERTYPE_IPV4);
-    write_at(
-        ctx,
-        0,
-        outer(eth, node.underlay_ip, dst_vtep, src_port, vni, inner_len),
-    )
-    .ok_or(DropReason::AdjustFailed)
+    let encapsulated = Encapsulated {
+        outer: outer(eth, node.underlay_ip, dst_vtep, src_port, vni, inner_len),
+        inner,
+    };
+    write_at(ctx, 0, encapsulated).ok_or(DropReason::AdjustFailed)
 }
 
-/// Strips the outer headers of a received VXLAN packet, leaving the inner frame.
+/// Strips the outer headers of a received VXLAN packet; the frame's Ethernet header must be
+/// written afterwards (see [`PacketContext::pop_tunnel`]).
 #[inline(always)]
-pub fn decapsulate(ctx: &XdpContext) -> Result<(), DropReason> {
-    adjust_head(ctx, VXLAN_ENCAP_LEN as i32)
+pub fn decapsulate<C: PacketContext>(ctx: &C) -> Result<(), DropReason> {
+    ctx.pop_tunnel(VXLAN_ENCAP_LEN as u32)
 }
 
 /// Rewrites the outer headers of `received` (whose inner frame was answered in place) so the
 /// packet goes back to its sender on the link it came from, with the same VNI.
 #[inline(always)]
-pub fn turn_around(
-    ctx: &XdpContext,
+pub fn turn_around<C: PacketContext>(
+    ctx: &C,
     node: &NodeConfig,
     received: &Received,
 ) -> Result<(), DropReason> {
-    let inner_len = frame_len(ctx) as usize - VXLAN_ENCAP_LEN;
+    let inner_len = ctx.len() as usize - VXLAN_ENCAP_LEN;
     let eth = EthHdr::new(received.src_mac, node.underlay_mac, ETHERTYPE_IPV4);
     let headers = outer(
         eth,
