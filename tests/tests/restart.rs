@@ -80,17 +80,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn kill_9_under_a_udp_stream_loses_nothing_and_the_next_agent_adopts() {
     require_root();
     let _serial = serial();
-    let mut cluster = Cluster::start("restart", STATE, ClusterOptions::default());
-    let cli_a = cluster.pod("cli-a").ns().clone();
-    let srv_b = cluster.pod("srv-b").ns().clone();
-    let server = pod_ip(&cluster.state, "srv-b", "std");
-    // The flow is established (and in conntrack) before anything happens.
-    assert_eq!(
-        udp_echo(&cli_a, &srv_b, server, PORT, 5),
-        5,
-        "cli-a -> srv-b\n{}",
-        cluster.report()
-    );
+    let (mut cluster, cli_a, srv_b, server) = with_established_flow("restart", STATE);
     let before = cluster.status("node-a");
 
     let mut marks = Marks::default();
@@ -197,16 +187,7 @@ fn kill_9_on_the_fast_path_moves_the_stream_to_xdp_and_back_without_loss() {
         "gateway: 10.244.0.1, mtu: 1450, fast_path: true }",
     );
     assert_ne!(fast_state, STATE);
-    let mut cluster = Cluster::start("restart-fast", &fast_state, ClusterOptions::default());
-    let cli_a = cluster.pod("cli-a").ns().clone();
-    let srv_b = cluster.pod("srv-b").ns().clone();
-    let server = pod_ip(&cluster.state, "srv-b", "std");
-    assert_eq!(
-        udp_echo(&cli_a, &srv_b, server, PORT, 5),
-        5,
-        "cli-a -> srv-b on the fast path\n{}",
-        cluster.report()
-    );
+    let (mut cluster, cli_a, srv_b, server) = with_established_flow("restart-fast", &fast_state);
     let forwarded = |cluster: &Cluster| -> (u32, u64) {
         // The agent writes its report once a second.
         std::thread::sleep(Duration::from_millis(1100));
@@ -413,6 +394,22 @@ fn pinned_maps_are_checked_before_they_are_reused() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A cluster of `state` with the flow cli-a -> srv-b established (and in conntrack) before
+/// anything happens: the cluster, both pods' namespaces and the server's address.
+fn with_established_flow(label: &str, state: &str) -> (Cluster, Netns, Netns, Ipv4Addr) {
+    let cluster = Cluster::start(label, state, ClusterOptions::default());
+    let cli_a = cluster.pod("cli-a").ns().clone();
+    let srv_b = cluster.pod("srv-b").ns().clone();
+    let server = pod_ip(&cluster.state, "srv-b", "std");
+    assert_eq!(
+        udp_echo(&cli_a, &srv_b, server, PORT, 5),
+        5,
+        "cli-a -> srv-b\n{}",
+        cluster.report()
+    );
+    (cluster, cli_a, srv_b, server)
 }
 
 /// When the test killed and restarted the agent.
