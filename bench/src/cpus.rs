@@ -192,27 +192,8 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), CpuError> {
 }
 
 fn set_affinity(pid: libc::pid_t, cpu: usize) -> Result<(), CpuError> {
-    // SAFETY: cpu_set_t is a plain bit array for which all zeros is valid; CPU_SET writes one
-    // bit inside it (cpu is checked against the set's size first); sched_setaffinity reads it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-            return Err(CpuError::Affinity {
-                cpu,
-                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-            });
-        }
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(CpuError::Affinity {
-            cpu,
-            source: std::io::Error::last_os_error(),
-        })
-    }
+    ctpath_dataplane::forwarder::cpu::pin_thread(pid, cpu)
+        .map_err(|source| CpuError::Affinity { cpu, source })
 }
 
 /// Busy and idle time of every CPU, from `/proc/stat`, in clock ticks.

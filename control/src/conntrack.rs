@@ -10,14 +10,8 @@ use ctpath_common::maps::{names, CtEntry, CtKey, CtTimeouts};
 
 use crate::datapath::DatapathError;
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    // SAFETY: `timespec` is plain data for which all zeros is valid.
-    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: `now` is a valid, writable `timespec`; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns` (the forwarder's too).
+pub use ctpath_dataplane::forwarder::cpu::monotonic_ns;
 
 /// Entries in the table, and how many of them have expired.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

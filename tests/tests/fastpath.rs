@@ -168,25 +168,20 @@ fn the_forwarder_carries_the_fast_plane_with_the_datapath_semantics() {
     ));
 
     // Spoofing from a pod on the fast plane: dropped and counted by the forwarder.
-    let own_mac = [2, 0, 0, 0xfa, 1, 3];
-    let spoofed_ip = FrameBuilder::udp(
-        own_mac,
-        [2, 0, 0, 0xfa, 1, 2],
-        [10, 250, 1, 99],
-        [10, 250, 1, 2],
-        1,
-        2152,
-        b"x",
-    );
-    let spoofed_mac = FrameBuilder::udp(
-        [2, 0, 0, 0xfa, 9, 9],
-        [2, 0, 0, 0xfa, 1, 2],
-        [10, 250, 1, 3],
-        [10, 250, 1, 2],
-        1,
-        2152,
-        b"x",
-    );
+    // gnb-a (10.250.1.3, MAC ...:01:03) to upf-a: from another address, and from another MAC.
+    let to_upf = |src_mac, src_ip| {
+        FrameBuilder::udp(
+            src_mac,
+            [2, 0, 0, 0xfa, 1, 2],
+            src_ip,
+            [10, 250, 1, 2],
+            1,
+            2152,
+            b"x",
+        )
+    };
+    let spoofed_ip = to_upf([2, 0, 0, 0xfa, 1, 3], [10, 250, 1, 99]);
+    let spoofed_mac = to_upf([2, 0, 0, 0xfa, 9, 9], [10, 250, 1, 3]);
     let ifname = pod_ifname(&cluster.state, "gnb-a", "media");
     gnb_a
         .run_in(|| {

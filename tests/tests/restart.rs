@@ -103,10 +103,7 @@ fn kill_9_under_a_udp_stream_loses_nothing_and_the_next_agent_adopts() {
         assert!(pins.iter().any(|pin| pin == "tcx_eth0"), "{pins:?}");
         assert!(pins.iter().any(|pin| pin == "tcx_vclia"), "{pins:?}");
         std::thread::sleep(Duration::from_millis(1000));
-        marks.restart = Some(Instant::now());
-        cluster.restart_agent("node-a");
-        marks.ready = Some(Instant::now());
-        std::thread::sleep(Duration::from_millis(800));
+        marks.restart_agent(&mut cluster, "node-a");
     });
     let report = stream.report(&marks);
     eprintln!("{report}");
@@ -220,10 +217,7 @@ fn kill_9_on_the_fast_path_moves_the_stream_to_xdp_and_back_without_loss() {
             .event(Counter::PodEncapsulated)
             .packets
             - before.packets;
-        marks.restart = Some(Instant::now());
-        cluster.restart_agent("node-a");
-        marks.ready = Some(Instant::now());
-        std::thread::sleep(Duration::from_millis(800));
+        marks.restart_agent(&mut cluster, "node-a");
     });
     let report = stream.report(&marks);
     eprintln!("{report}");
@@ -418,6 +412,17 @@ struct Marks {
     kill: Option<Instant>,
     restart: Option<Instant>,
     ready: Option<Instant>,
+}
+
+impl Marks {
+    /// Restarts `node`'s agent, marking when it was started and when it was ready, then lets
+    /// the stream run on for a while under the new agent.
+    fn restart_agent(&mut self, cluster: &mut Cluster, node: &str) {
+        self.restart = Some(Instant::now());
+        cluster.restart_agent(node);
+        self.ready = Some(Instant::now());
+        std::thread::sleep(Duration::from_millis(800));
+    }
 }
 
 /// What a UDP stream saw: per datagram (by sequence number) when it was sent, whether it

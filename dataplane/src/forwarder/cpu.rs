@@ -8,6 +8,11 @@ use std::io;
 
 /// Pins the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    pin_thread(0, cpu)
+}
+
+/// Pins thread `tid` (0: the calling thread) to `cpu`.
+pub fn pin_thread(tid: libc::pid_t, cpu: usize) -> io::Result<()> {
     if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -19,7 +24,7 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
     if rc == 0 {
         Ok(())

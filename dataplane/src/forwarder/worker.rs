@@ -123,9 +123,7 @@ impl Pool {
     }
 
     fn hand_to(&mut self, desc: &FrameDesc, owner: Owner) {
-        if let Some(slot) = self.owner.get_mut(Pool::index(desc)) {
-            *slot = owner;
-        }
+        owners_set(&mut self.owner, desc, owner);
     }
 
     /// Takes a frame back (a completion, a dropped frame), reset to its whole chunk.
@@ -154,6 +152,13 @@ impl Pool {
                 _ => {}
             }
         }
+    }
+}
+
+/// Records that `owner` now holds the frame `desc`.
+fn owners_set(owners: &mut [Owner], desc: &FrameDesc, owner: Owner) {
+    if let Some(slot) = owners.get_mut(Pool::index(desc)) {
+        *slot = owner;
     }
 }
 
@@ -416,9 +421,7 @@ impl<M: CtMirror> Worker<M> {
         // SAFETY: the frames in the free list belong to this worker's UMEM and are in no ring.
         let produced = unsafe { port.fill.produce(&self.pool.free[start..]) };
         for desc in self.pool.free.drain(start..start + produced) {
-            if let Some(owner) = self.pool.owner.get_mut(Pool::index(&desc)) {
-                *owner = Owner::Fill(n);
-            }
+            owners_set(&mut self.pool.owner, &desc, Owner::Fill(n));
         }
         if port.fill.needs_wakeup() {
             wake(port.fd(), libc::POLLIN);
