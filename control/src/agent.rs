@@ -60,6 +60,8 @@ use crate::{
     datapath::{self, DatapathError, TcProgram, XdpProgram},
     fastpath::{self, FastPath, FastPathError},
     links::KernelLinks,
+    nexthop::NextHops,
+    pod_side,
     state::{ClusterState, StateError},
 };
 
@@ -219,6 +221,9 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
         }
         if last_fast_path.elapsed() >= FAST_PATH_EVERY {
             last_fast_path = Instant::now();
+            if let Err(error) = running.refresh_next_hops(false) {
+                tracing::warn!(%error, "underlay next hops not written");
+            }
             running.fast_path_tick();
         }
         std::thread::sleep(TICK);
@@ -265,6 +270,8 @@ struct Running {
     neighbours: BTreeSet<(String, String)>,
     /// The underlay's forwarding sysctl and the value to restore on stop.
     forwarding: Option<(PathBuf, String)>,
+    /// The remote VTEPs' next hops, as written into `NEXT_HOPS`.
+    next_hops: NextHops,
 }
 
 impl Running {
@@ -303,10 +310,12 @@ impl Running {
             teardown: !reconciled.resumed,
             neighbours: BTreeSet::new(),
             forwarding: None,
+            next_hops: NextHops::default(),
         };
         let underlay = running.plan.underlay_interface.clone();
         running.enable_forwarding(&underlay)?;
         running.resolve_vteps()?;
+        running.refresh_next_hops(true)?;
         let underlay_ifindex = running.plan.node.underlay_ifindex;
         running.attach(
             Program::Xdp(XdpProgram::FromUnderlay),
@@ -387,6 +396,7 @@ impl Running {
         self.generation = generation;
         self.plan = plan;
         self.resolve_vteps()?;
+        self.refresh_next_hops(true)?;
         self.sync_pod_links()?;
         self.sync_fast_path()?;
         tracing::info!(
@@ -533,6 +543,9 @@ impl Running {
             if current != Some(*ifindex) {
                 // The interface may have been re-created: its old link is gone with it.
                 self.detach(pin_name);
+                if *program == Program::Xdp(XdpProgram::FromPod) {
+                    prepare_pod_side(interface);
+                }
                 self.attach(*program, interface, *ifindex)?;
             }
         }
@@ -613,6 +626,28 @@ impl Running {
                 "turned on IPv4 forwarding on the underlay (bpf_fib_lookup needs it)"
             );
             self.forwarding = Some((path, previous));
+        }
+        Ok(())
+    }
+
+    /// Resolves the remote VTEPs' next hops again (`plan_changed`: the plan's VTEPs may have
+    /// changed too) and writes them into `NEXT_HOPS` when they changed (see `crate::nexthop`).
+    fn refresh_next_hops(&mut self, plan_changed: bool) -> Result<(), AgentError> {
+        let changed = if plan_changed {
+            self.next_hops.update(&self.plan)
+        } else {
+            self.next_hops.refresh(&self.plan)
+        };
+        if changed || plan_changed {
+            let entries = self.next_hops.entries(&self.plan);
+            let written = datapath::write_next_hops(&mut self.ebpf, &entries)?;
+            if written != 0 {
+                tracing::info!(
+                    resolved = entries.len(),
+                    written,
+                    "underlay next hops cached"
+                );
+            }
         }
         Ok(())
     }
@@ -805,6 +840,34 @@ impl Drop for Running {
 }
 
 /// Makes sure the pin directory exists, on a bpffs.
+/// Sets what XDP at `interface` needs at the pod's end before the program is attached
+/// ([`pod_side`]), or logs why it could not: the interface is served anyway (ARP, and packets
+/// whose checksums the pod completed itself, still get through).
+fn prepare_pod_side(interface: &str) {
+    match pod_side::prepare_for_xdp(interface) {
+        Ok(side) if side.changed.is_empty() => {
+            tracing::debug!(
+                interface,
+                pod_netns = side.netns,
+                "pod side already set for XDP"
+            )
+        }
+        Ok(side) => tracing::info!(
+            interface,
+            pod_netns = side.netns,
+            pod_interface = side.interface,
+            changed = side.changed.join(", "),
+            "pod side set for XDP"
+        ),
+        Err(error) => tracing::error!(
+            interface,
+            %error,
+            "pod side not set for XDP: the pod's TCP and UDP packets with offloaded checksums \
+             will be dropped by their receivers"
+        ),
+    }
+}
+
 fn prepare_pin_dir(pin_dir: &Path) -> Result<(), AgentError> {
     ensure_bpffs(pin_dir)?;
     std::fs::create_dir_all(pin_dir).map_err(|source| AgentError::PinDir {

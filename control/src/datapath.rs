@@ -10,17 +10,20 @@
 //! program and reads every counter map, so a rename on one side fails there.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapError, MapInfo, MapType, PerCpuArray},
+    maps::{
+        lpm_trie::Key, Array, DevMapHash, HashMap, LpmTrie, Map, MapError, MapInfo, MapType,
+        PerCpuArray,
+    },
     programs::{ProgramError, SchedClassifier, Xdp},
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use ctpath_common::{
-    maps::{names, NodeConfig, ScopedIp, ScopedMac, SourceMac, Vtep},
+    maps::{endpoint_kind, names, NextHopEntry, NodeConfig, ScopedIp, ScopedMac, SourceMac, Vtep},
     Counter, CounterKind, DropReason, Tally,
 };
 use ctpath_dataplane::forwarder::tables::MapContents;
@@ -136,7 +139,12 @@ pub fn load_with(conntrack_entries: u32) -> Result<Ebpf, DatapathError> {
 
 /// Every map `from_pod` and `from_underlay` use: what the agent pins as `PIN_DIR/NAME` and
 /// the next agent reuses. The bench probes' maps are not among them.
-pub const PINNED_MAPS: [&str; 15] = [
+///
+/// `NEXT_HOPS` and `DEVICES` came later: an agent taking over from one that had neither finds
+/// no pin and creates them (the programs it replaces never used them); their contents are
+/// written again by every agent (`DEVICES` from the plan, `NEXT_HOPS` from its first
+/// resolution), so a pinned one is only reused while the agent starts.
+pub const PINNED_MAPS: [&str; 17] = [
     names::NODE,
     names::POD_PORTS,
     names::ENDPOINTS,
@@ -150,6 +158,8 @@ pub const PINNED_MAPS: [&str; 15] = [
     names::RULE_HITS,
     names::XSKS,
     names::LEASES,
+    names::NEXT_HOPS,
+    names::DEVICES,
     DropReason::MAP_NAME,
     Counter::MAP_NAME,
 ];
@@ -262,8 +272,9 @@ impl MapLayout {
     fn declared(name: &str, conntrack_entries: u32) -> MapLayout {
         use ctpath_common::maps::{
             CtEntry, CtKey, Endpoint, EndpointKey, Network, PodPort, PolicyRuleKey, BPF_F_MMAPABLE,
-            MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES,
-            MAX_RULES, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS, XSK_QUEUES_PER_INTERFACE,
+            MAX_DEVICES, MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS,
+            MAX_POLICY_ENTRIES, MAX_RULES, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS,
+            XSK_QUEUES_PER_INTERFACE,
         };
         fn layout<K, V>(map_type: MapType, max_entries: u32) -> MapLayout {
             MapLayout {
@@ -292,6 +303,9 @@ impl MapLayout {
                 map_flags: BPF_F_MMAPABLE,
                 ..layout::<u32, u64>(MapType::Array, XSK_QUEUES_PER_INTERFACE)
             },
+            names::NEXT_HOPS => layout::<[u8; 4], NextHopEntry>(MapType::Hash, MAX_VTEPS),
+            // `struct bpf_devmap_val`: the target's ifindex and a program (unused: 0).
+            names::DEVICES => layout::<u32, [u32; 2]>(MapType::DevMapHash, MAX_DEVICES),
             names::RULE_HITS => layout::<u32, Tally>(MapType::PerCpuArray, MAX_RULES),
             DropReason::MAP_NAME => layout::<u32, Tally>(MapType::PerCpuArray, DropReason::COUNT),
             Counter::MAP_NAME => layout::<u32, Tally>(MapType::PerCpuArray, Counter::COUNT),
@@ -508,8 +522,88 @@ pub fn apply_plan(
             phase,
         )?;
         sync_lpm(ebpf, names::POLICY, &old.policy, &new.policy, phase)?;
+        let old_devices = previous.map(devices).unwrap_or_default();
+        sync_devices(ebpf, &old_devices, &devices(plan), phase)?;
     }
     Ok(())
+}
+
+/// The XDP programs' redirect targets in `plan`: the underlay and every local pod's host-side
+/// veth (`DEVICES`).
+pub fn devices(plan: &NodePlan) -> BTreeSet<u32> {
+    let local = plan
+        .endpoints
+        .values()
+        .filter(|endpoint| endpoint.kind == endpoint_kind::LOCAL)
+        .map(|endpoint| endpoint.ifindex);
+    plan.pod_ports
+        .keys()
+        .copied()
+        .chain(local)
+        .chain([plan.node.underlay_ifindex])
+        .filter(|&ifindex| ifindex != 0)
+        .collect()
+}
+
+/// Puts the devices of `new` that `old` lacks into `DEVICES` (upsert), or takes those of `old`
+/// that `new` lacks out (prune). A device the kernel does not know (gone since the plan was
+/// compiled, or an ifindex of a test's hand-made plan) is left out: the programs then redirect
+/// to it with `bpf_redirect`, as they do for any ifindex missing from the map. A removal that
+/// finds no entry is not an error either: the kernel removes a device's entry when the device
+/// goes.
+fn sync_devices(
+    ebpf: &mut Ebpf,
+    old: &BTreeSet<u32>,
+    new: &BTreeSet<u32>,
+    phase: Phase,
+) -> Result<(), DatapathError> {
+    let name = names::DEVICES;
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut devmap =
+        DevMapHash::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    match phase {
+        Phase::Upsert => {
+            for &ifindex in new.difference(old) {
+                if let Err(error) = devmap.insert(ifindex, ifindex, None, 0) {
+                    tracing::debug!(ifindex, %error, "device left out of DEVICES (bpf_redirect)");
+                }
+            }
+        }
+        Phase::Prune => {
+            for &ifindex in old.difference(new) {
+                let _ = devmap.remove(ifindex);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes `NEXT_HOPS` hold exactly `next_hops` (see `crate::nexthop`): changed and new entries
+/// written, entries of VTEPs not in it (gone, or their neighbour no longer resolved) removed,
+/// whatever the map held before (an earlier agent's entries included). Returns how many entries
+/// were written or removed.
+pub fn write_next_hops(
+    ebpf: &mut Ebpf,
+    next_hops: &BTreeMap<[u8; 4], NextHopEntry>,
+) -> Result<usize, DatapathError> {
+    let name = names::NEXT_HOPS;
+    let error = |source| DatapathError::Map { name, source };
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut hash = HashMap::<_, [u8; 4], NextHopEntry>::try_from(map).map_err(error)?;
+    let found: BTreeMap<[u8; 4], NextHopEntry> =
+        hash.iter().collect::<Result<_, _>>().map_err(error)?;
+    let mut changes = 0;
+    for (vtep, entry) in next_hops {
+        if found.get(vtep) != Some(entry) {
+            hash.insert(vtep, entry, 0).map_err(error)?;
+            changes += 1;
+        }
+    }
+    for vtep in found.keys().filter(|vtep| !next_hops.contains_key(*vtep)) {
+        hash.remove(vtep).map_err(error)?;
+        changes += 1;
+    }
+    Ok(changes)
 }
 
 /// Writes `plan` into freshly loaded maps (generation 1).
@@ -591,8 +685,8 @@ pub struct Reconciled {
 /// not known): a reconcile, never a flush, so the programs still attached see the old
 /// configuration or the new one and never an empty one. Every entry of `plan` is upserted,
 /// then the node entry, then every key of the configuration maps (`POD_PORTS`, `ENDPOINTS`,
-/// `NETWORKS`, `VTEPS`, `SOURCES`, `PAIR_MACS`, `IDENTITIES`, `POLICY`) that `plan` does not
-/// have is deleted. Conntrack, the counters and the rule hits are left as they are. The policy
+/// `NETWORKS`, `VTEPS`, `SOURCES`, `PAIR_MACS`, `IDENTITIES`, `POLICY`, `DEVICES`) that `plan`
+/// does not have is deleted (`NEXT_HOPS` is made whole by [`write_next_hops`]). Conntrack, the counters and the rule hits are left as they are. The policy
 /// generation continues from the one in the node entry found (+1), so connections are checked
 /// again against the new rules rather than trusted; fresh maps start at 1.
 pub fn reconcile(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<Reconciled, DatapathError> {
@@ -619,6 +713,7 @@ pub fn reconcile(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<Reconciled, Datapat
         prune_lpm(ebpf, names::SOURCES, &keep.sources)?,
         prune_lpm(ebpf, names::IDENTITIES, &keep.identities)?,
         prune_lpm(ebpf, names::POLICY, &keep.policy)?,
+        prune_devices(ebpf, &devices(plan))?,
     ]
     .iter()
     .sum();
@@ -646,6 +741,23 @@ fn prune_hash<K: Pod + Ord, V: Pod>(
         .map_err(error)?;
     for key in &stale {
         hash.remove(key).map_err(error)?;
+    }
+    Ok(stale.len())
+}
+
+/// Deletes the devices of `DEVICES` that `keep` does not have; returns how many.
+fn prune_devices(ebpf: &mut Ebpf, keep: &BTreeSet<u32>) -> Result<usize, DatapathError> {
+    let name = names::DEVICES;
+    let error = |source| DatapathError::Map { name, source };
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut devmap = DevMapHash::try_from(map).map_err(error)?;
+    let stale: Vec<u32> = devmap
+        .keys()
+        .filter(|key| key.as_ref().map_or(true, |key| !keep.contains(key)))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    for &ifindex in &stale {
+        let _ = devmap.remove(ifindex);
     }
     Ok(stale.len())
 }

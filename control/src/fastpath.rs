@@ -7,18 +7,15 @@
 //! report file: `forwarder.json` in the agent's run directory (`/run/ctpath/NODE` by default),
 //! rewritten every second while the agent runs and removed when it stops.
 //!
-//! Next hops: the agent asks the kernel once per VTEP which neighbour the route to it goes
-//! through (`ip -j route get`), and reads the underlay's neighbour table (`ip -j neigh show`)
-//! every second; a changed MAC reaches the workers as a new snapshot. A VTEP whose neighbour is
-//! not resolved yet has no next hop: its frames are dropped as `no_neighbor`, as the XDP
-//! programs' `bpf_fib_lookup` does.
+//! Next hops: resolved by [`crate::nexthop`] (the same resolution the XDP programs' cache
+//! gets), read again every second; a changed MAC reaches the workers as a new snapshot. A VTEP
+//! whose neighbour is not resolved yet has no next hop: its frames are dropped as
+//! `no_neighbor`, as the XDP programs' `bpf_fib_lookup` does.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    collections::BTreeMap,
     os::fd::AsFd,
     path::{Path, PathBuf},
-    process::Command,
     sync::Arc,
 };
 
@@ -35,10 +32,9 @@ use ctpath_dataplane::forwarder::{
     tables::{NextHop, Tables},
     Forwarder, ForwarderConfig, ForwarderError, WorkerMaps,
 };
-use serde::Deserialize;
 use thiserror::Error;
 
-use crate::{compile::NodePlan, datapath};
+use crate::{compile::NodePlan, datapath, nexthop::NextHops};
 
 /// Where the agents keep their run directories.
 pub const RUN_ROOT: &str = "/run/ctpath";
@@ -130,9 +126,7 @@ pub struct FastPath {
     run_dir: PathBuf,
     plan: NodePlan,
     generation: u32,
-    next_hops: BTreeMap<[u8; 4], NextHop>,
-    /// Each VTEP's underlay neighbour (itself, or the gateway the route goes through).
-    neighbours: BTreeMap<[u8; 4], Ipv4Addr>,
+    next_hops: NextHops,
 }
 
 impl FastPath {
@@ -145,9 +139,8 @@ impl FastPath {
         generation: u32,
         cores: &[usize],
     ) -> Result<FastPath, FastPathError> {
-        let neighbours = route_neighbours(plan);
-        let next_hops = read_next_hops(plan, &neighbours);
-        let tables = Arc::new(tables(plan, generation, &next_hops));
+        let next_hops = NextHops::resolve(plan);
+        let tables = Arc::new(tables(plan, generation, next_hops.hops()));
         let config = ForwarderConfig {
             cores: cores.to_vec(),
             conntrack_capacity: plan.conntrack_entries,
@@ -181,19 +174,15 @@ impl FastPath {
             plan: plan.clone(),
             generation,
             next_hops,
-            neighbours,
         })
     }
 
     /// The workers get `plan`'s tables and interfaces.
     pub fn update(&mut self, plan: &NodePlan, generation: u32) {
-        if plan.remote_vteps != self.plan.remote_vteps {
-            self.neighbours = route_neighbours(plan);
-        }
         let ports_changed = ports(plan) != ports(&self.plan);
         self.plan = plan.clone();
         self.generation = generation;
-        self.next_hops = read_next_hops(plan, &self.neighbours);
+        self.next_hops.update(plan);
         self.publish();
         if ports_changed {
             self.forwarder.set_ports(ports(plan));
@@ -202,10 +191,11 @@ impl FastPath {
 
     /// Reads the neighbour table again; a changed next hop reaches the workers.
     pub fn refresh_next_hops(&mut self) {
-        let next_hops = read_next_hops(&self.plan, &self.neighbours);
-        if next_hops != self.next_hops {
-            tracing::info!(resolved = next_hops.len(), "underlay next hops changed");
-            self.next_hops = next_hops;
+        if self.next_hops.refresh(&self.plan) {
+            tracing::info!(
+                resolved = self.next_hops.hops().len(),
+                "underlay next hops changed"
+            );
             self.publish();
         }
     }
@@ -214,7 +204,7 @@ impl FastPath {
         self.forwarder.set_tables(Arc::new(tables(
             &self.plan,
             self.generation,
-            &self.next_hops,
+            self.next_hops.hops(),
         )));
     }
 
@@ -264,122 +254,4 @@ fn clone_handle(data: &MapData) -> Result<MapData, String> {
         .try_clone_to_owned()
         .map_err(|error| format!("duplicating a map descriptor: {error}"))?;
     MapData::from_fd(fd).map_err(|error| error.to_string())
-}
-
-#[derive(Deserialize)]
-struct RouteJson {
-    gateway: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NeighJson {
-    dst: String,
-    lladdr: Option<String>,
-    #[serde(default)]
-    state: Vec<String>,
-}
-
-/// The neighbour each remote VTEP is reached through on the underlay: its gateway if the route
-/// has one, else the VTEP itself.
-fn route_neighbours(plan: &NodePlan) -> BTreeMap<[u8; 4], Ipv4Addr> {
-    plan.remote_vteps
-        .iter()
-        .map(|vtep| {
-            let ip = Ipv4Addr::from(*vtep);
-            let gateway = ip_json::<Vec<RouteJson>>(&[
-                "route",
-                "get",
-                &ip.to_string(),
-                "oif",
-                &plan.underlay_interface,
-            ])
-            .and_then(|routes| routes.into_iter().next())
-            .and_then(|route| route.gateway)
-            .and_then(|gateway| gateway.parse().ok());
-            (*vtep, gateway.unwrap_or(ip))
-        })
-        .collect()
-}
-
-/// The resolved next hop of every remote VTEP whose neighbour has a MAC.
-fn read_next_hops(
-    plan: &NodePlan,
-    neighbours: &BTreeMap<[u8; 4], Ipv4Addr>,
-) -> BTreeMap<[u8; 4], NextHop> {
-    let table = ip_json::<Vec<NeighJson>>(&["neigh", "show", "dev", &plan.underlay_interface])
-        .unwrap_or_default();
-    let resolved: BTreeMap<Ipv4Addr, [u8; 6]> = table
-        .into_iter()
-        .filter(|entry| {
-            !entry
-                .state
-                .iter()
-                .any(|s| s == "FAILED" || s == "INCOMPLETE")
-        })
-        .filter_map(|entry| {
-            Some((
-                entry.dst.parse().ok()?,
-                parse_mac(entry.lladdr.as_deref()?)?,
-            ))
-        })
-        .collect();
-    let wanted: BTreeSet<&[u8; 4]> = plan.remote_vteps.iter().collect();
-    neighbours
-        .iter()
-        .filter(|(vtep, _)| wanted.contains(vtep))
-        .filter_map(|(vtep, neighbour)| {
-            resolved.get(neighbour).map(|mac| {
-                (
-                    *vtep,
-                    NextHop {
-                        src_mac: plan.node.underlay_mac,
-                        dst_mac: *mac,
-                    },
-                )
-            })
-        })
-        .collect()
-}
-
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
-/// Runs `ip -j ARGS` and parses its output; `None` (logged) if it fails.
-fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Option<T> {
-    let output = Command::new("ip").arg("-j").args(args).output();
-    match output {
-        Ok(output) if output.status.success() => serde_json::from_slice(&output.stdout)
-            .map_err(|error| tracing::warn!(?args, %error, "unexpected output of ip -j"))
-            .ok(),
-        Ok(output) => {
-            tracing::debug!(?args, stderr = %String::from_utf8_lossy(&output.stderr).trim(), "ip -j");
-            None
-        }
-        Err(error) => {
-            tracing::warn!(?args, %error, "running ip");
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn macs_parse_as_ip_prints_them() {
-        assert_eq!(
-            parse_mac("52:54:00:0a:ff:01"),
-            Some([0x52, 0x54, 0, 0x0a, 0xff, 1])
-        );
-        assert_eq!(parse_mac("52:54:00:0a:ff"), None);
-        assert_eq!(parse_mac("52:54:00:0a:ff:01:02"), None);
-        assert_eq!(parse_mac("zz:54:00:0a:ff:01"), None);
-    }
 }

@@ -7,7 +7,9 @@
 //! - [`policy`]: security groups to identities and policy LPM entries.
 //! - [`datapath`]: the embedded eBPF object: loading, programs, maps, counters.
 //! - [`conntrack`]: the expired-entry collector and table summary.
+//! - [`nexthop`]: the underlay next hop of every other node's VTEP (forwarder and XDP cache).
 //! - [`fastpath`]: the AF_XDP forwarder of the fast-path planes, as the agent runs it.
+//! - [`pod_side`]: what XDP at a pod's veth needs at the pod's end, set by the agent.
 //! - [`agent`]: `ctpath agent`, the node agent.
 //! - [`status`]: `ctpath status`, a node's counters.
 //! - [`cli`]: the command line.
@@ -18,6 +20,8 @@ pub mod conntrack;
 pub mod datapath;
 pub mod fastpath;
 pub mod links;
+pub mod nexthop;
+pub mod pod_side;
 pub mod policy;
 pub mod state;
 pub mod status;

@@ -21,7 +21,7 @@ use std::{
 };
 
 use ctpath_control::{
-    state::{ClusterState, Datapath, Network, Pod},
+    state::{ClusterState, Network, Pod},
     status::{FastPathStatus, Snapshot},
 };
 use ipnet::Ipv4Net;
@@ -137,7 +137,7 @@ impl Cluster {
         let offloads = if kernel_only {
             Offloads::KernelDefault
         } else {
-            Offloads::Ctpath
+            Offloads::Wire
         };
         let ports = testbed
             .connect_underlay_with(
@@ -172,8 +172,7 @@ impl Cluster {
                 .get(&pod.name)
                 .copied()
                 .unwrap_or(PodAddressing::OnLink);
-            let kernel_node = options.node_kinds.get(&pod.node) == Some(&NodeKind::KernelVxlan);
-            cluster.create_pod(&pod, addressing, kernel_node);
+            cluster.create_pod(&pod, addressing);
         }
         for node in cluster.state.nodes.clone() {
             match options
@@ -190,26 +189,19 @@ impl Cluster {
         cluster
     }
 
-    /// Creates `pod` of the state in its node's namespace: its interfaces, the host-side veths
-    /// wired as ctpath's CNI would. Interfaces on planes with `datapath: tc` and pods of a
-    /// kernel-path node (`kernel_node`) keep the kernel's offloads, as users run them; XDP at
-    /// the host end (`datapath: xdp`, fast-path planes) needs the CNI's settings.
-    fn create_pod(&mut self, pod: &Pod, addressing: PodAddressing, kernel_node: bool) {
+    /// Creates `pod` of the state in its node's namespace: its interfaces, with the kernel's
+    /// default offloads on every plane, as a runtime creates them (what XDP at the host end
+    /// needs inside the pod is set by the agent: `ctpath_control::pod_side`).
+    fn create_pod(&mut self, pod: &Pod, addressing: PodAddressing) {
         let interfaces = pod
             .interfaces
             .iter()
             .enumerate()
             .map(|(i, interface)| {
                 let network = self.state.network(&interface.network).expect("valid state");
-                let offloads = if kernel_node || network.datapath() == Datapath::Tc {
-                    Offloads::KernelDefault
-                } else {
-                    Offloads::Ctpath
-                };
                 PodInterfaceSpec {
                     pod_ifname: Some(format!("eth{i}")),
                     mtu: plane_mtu(network),
-                    offloads,
                     addressing: match addressing {
                         PodAddressing::OnLink => Addressing::OnLink {
                             gateway: (i == 0).then_some(network.gateway),
@@ -448,14 +440,14 @@ impl Cluster {
         &self.pin_dirs[node]
     }
 
-    /// Creates the pods of `state_yaml` the cluster does not have yet (on-link, offloads as
-    /// their planes need), then makes it the cluster state ([`Cluster::update_state`]: the running
+    /// Creates the pods of `state_yaml` the cluster does not have yet (on-link, the kernel's
+    /// offloads), then makes it the cluster state ([`Cluster::update_state`]: the running
     /// agents take it in).
     pub fn add_pods(&mut self, state_yaml: &str) {
         let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
         for pod in &state.pods {
             if !self.pods.contains_key(&pod.name) {
-                self.create_pod(pod, PodAddressing::OnLink, false);
+                self.create_pod(pod, PodAddressing::OnLink);
             }
         }
         self.update_state(state_yaml);

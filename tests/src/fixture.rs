@@ -14,17 +14,32 @@
 //! A counter expectation is exact: the named counter grows by one packet of the input's length
 //! and no other drop or event counter moves. The same tables feed micro-benchmarks through
 //! [`FixtureRunner::time`] (the kernel's `repeat`).
+//!
+//! A runner may also carry the reference model of the node ([`FixtureRunner::with_model`]):
+//! then every row runs through the model too, in table order on the model's own conntrack
+//! table, and the model's verdict must give the row's action and counter, and its frame the
+//! row's output (and, where the row ignores the output of a frame that is not dropped, the
+//! frame the kernel left). The model runs every row, also those the tc hook cannot run: it is
+//! the same model on either hook. The next hop of an encapsulated frame is outside the model
+//! (the kernel's FIB): the runner is given its MAC.
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
-use crate::{format_mac, Netns, Testbed};
+use crate::{format_mac, model_of, LinkInfo, Netns, Testbed};
 
 use aya::{
     programs::{TestRun, TestRunOptions, TestRunResult},
     Ebpf,
 };
 use ctpath_common::{Counter, CounterKind, DropReason, Tally};
-use ctpath_control::datapath::{self, TcProgram, XdpProgram};
+use ctpath_control::{
+    datapath::{self, TcProgram, XdpProgram},
+    state::ClusterState,
+};
+use ctpath_dataplane::{
+    model::{Counted, NodeModel, Topology},
+    wire::MacAddr,
+};
 
 /// XDP verdicts (`enum xdp_action`), as the reference model names them.
 pub use ctpath_dataplane::model::XdpAction;
@@ -45,6 +60,15 @@ pub enum ExpectedOutput {
 pub enum ExpectedCounter {
     Drop(DropReason),
     Event(Counter),
+}
+
+impl From<Counted> for ExpectedCounter {
+    fn from(counted: Counted) -> ExpectedCounter {
+        match counted {
+            Counted::Drop(reason) => ExpectedCounter::Drop(reason),
+            Counted::Counter(counter) => ExpectedCounter::Event(counter),
+        }
+    }
 }
 
 pub struct Fixture {
@@ -110,6 +134,14 @@ pub struct FixtureRunner {
     program: XdpProgram,
     hook: Hook,
     ingress_ifindex: u32,
+    reference: Option<Reference>,
+}
+
+/// The reference model a runner checks rows against, and the MAC of the underlay next hop
+/// (outside the model) for the frames it encapsulates.
+struct Reference {
+    model: NodeModel,
+    next_hop: MacAddr,
 }
 
 impl FixtureRunner {
@@ -133,6 +165,7 @@ impl FixtureRunner {
             program,
             hook,
             ingress_ifindex: 1,
+            reference: None,
         };
         runner.set_program(program);
         runner
@@ -150,6 +183,35 @@ impl FixtureRunner {
     /// The hook this runner runs programs on.
     pub fn hook(&self) -> Hook {
         self.hook
+    }
+
+    /// Runs the program on `hook` from now on, on the same maps: a tc plane's frames from the
+    /// underlay meet `from_underlay` (XDP) first, then `from_underlay_tc`.
+    pub fn set_hook(&mut self, hook: Hook) {
+        self.hook = hook;
+        self.set_program(self.program);
+    }
+
+    /// Checks every row against `model` too (see the module doc), which encapsulates towards
+    /// `next_hop` (the underlay neighbour's MAC). `from_pod` rows run through the model's
+    /// `from_pod` on the runner's ingress ifindex, `from_underlay` rows through its
+    /// `from_underlay`; other programs have no model.
+    pub fn with_model(mut self, model: NodeModel, next_hop: [u8; 6]) -> FixtureRunner {
+        self.reference = Some(Reference {
+            model,
+            next_hop: MacAddr(next_hop),
+        });
+        self
+    }
+
+    /// The model rows are checked against, to change its policy where the table changes the
+    /// kernel's plan ([`NodeModel::set_policy`]). Panics if the runner has none.
+    pub fn model_mut(&mut self) -> &mut NodeModel {
+        &mut self
+            .reference
+            .as_mut()
+            .expect("the runner carries a model (with_model)")
+            .model
     }
 
     /// The tc twin of the program, when the runner runs on tc and the program has one.
@@ -303,10 +365,83 @@ impl FixtureRunner {
         );
     }
 
+    /// Checks one row against the kernel, then (whatever the kernel did, so the model's
+    /// conntrack table follows the table) against the model.
     fn check(&mut self, fixture: &Fixture) -> Result<(), String> {
-        if self.tc_program().is_some() && !tc_can_run(&fixture.input) {
-            return Ok(());
+        let kernel = if self.tc_program().is_some() && !tc_can_run(&fixture.input) {
+            Ok(None)
+        } else {
+            self.check_kernel(fixture).map(Some)
+        };
+        let model = self.check_model(fixture, kernel.as_ref().ok().and_then(Option::as_ref));
+        match (kernel, model) {
+            (Ok(_), Ok(())) => Ok(()),
+            (Err(kernel), Ok(())) => Err(format!("kernel ({:?}): {kernel}", self.hook)),
+            (Ok(_), Err(model)) => Err(format!("model: {model}")),
+            (Err(kernel), Err(model)) => Err(format!(
+                "kernel ({:?}): {kernel}\n    model: {model}",
+                self.hook
+            )),
         }
+    }
+
+    /// The model's verdict on the row, checked; `kernel` is the kernel's run of the row, if
+    /// it ran it and met the row's expectations.
+    fn check_model(
+        &mut self,
+        fixture: &Fixture,
+        kernel: Option<&RunOutcome>,
+    ) -> Result<(), String> {
+        let (program, ifindex) = (self.program, self.ingress_ifindex);
+        let Some(Reference { model, next_hop }) = &mut self.reference else {
+            return Ok(());
+        };
+        let now = ctpath_control::conntrack::monotonic_ns();
+        let verdict = match program {
+            XdpProgram::FromPod => model.from_pod(ifindex, &fixture.input, now),
+            XdpProgram::FromUnderlay => model.from_underlay(&fixture.input, now),
+            other => return Err(format!("no model of {}", other.symbol())),
+        };
+        let action = verdict.outcome.xdp_action();
+        if action != fixture.action {
+            return Err(format!(
+                "action {action:?} ({:?}), expected {:?}",
+                verdict.outcome, fixture.action
+            ));
+        }
+        let counted = ExpectedCounter::from(verdict.counted);
+        if counted != fixture.counter {
+            return Err(format!(
+                "counted {counted:?}, expected {:?}",
+                fixture.counter
+            ));
+        }
+        let Some(frame) = model_of::frame_out(
+            &verdict.outcome,
+            &fixture.input,
+            &model.topology().node,
+            *next_hop,
+        ) else {
+            return Ok(());
+        };
+        let (expected, whose) = match (&fixture.output, kernel) {
+            (ExpectedOutput::Unchanged, _) => (&fixture.input, "expected"),
+            (ExpectedOutput::Frame(expected), _) => (expected, "expected"),
+            (ExpectedOutput::Ignored, Some(kernel)) => (&kernel.output, "kernel  "),
+            (ExpectedOutput::Ignored, None) => return Ok(()),
+        };
+        if &frame != expected {
+            return Err(format!(
+                "output differs:\n    model    {}\n    {whose} {}",
+                Hex(&frame),
+                Hex(expected)
+            ));
+        }
+        Ok(())
+    }
+
+    /// The kernel's run of the row, checked.
+    fn check_kernel(&mut self, fixture: &Fixture) -> Result<RunOutcome, String> {
         let before = self.counters();
         let outcome = self.run(&fixture.input);
         let after = self.counters();
@@ -348,7 +483,7 @@ impl FixtureRunner {
         if moved != expected {
             return Err(format!("counters moved {moved:?}, expected {expected:?}"));
         }
-        Ok(())
+        Ok(outcome)
     }
 }
 
@@ -395,6 +530,8 @@ pub struct FixtureNode {
     pub ns: Netns,
     /// ifindex of every device created, `eth0` included.
     pub ifindex: BTreeMap<String, u32>,
+    /// The underlay `eth0`: its ifindex, MAC and MTU.
+    pub underlay: LinkInfo,
 }
 
 impl FixtureNode {
@@ -448,11 +585,19 @@ impl FixtureNode {
         .expect("neighbour");
         node.sysctl("net.ipv4.conf.eth0.forwarding", "1")
             .expect("forwarding");
+        let underlay = node.link("eth0").expect("underlay link");
         let ns = node.ns().clone();
         FixtureNode {
             _testbed: testbed,
             ns,
             ifindex,
+            underlay,
         }
+    }
+
+    /// The reference model's topology of node `node` of `state`, on this namespace's devices
+    /// ([`model_of::topology`]).
+    pub fn topology(&self, state: &ClusterState, node: &str) -> Topology {
+        model_of::topology(state, node, &self.underlay, &self.ifindex)
     }
 }

@@ -16,6 +16,7 @@
 //! - [`traffic`]: ping, UDP and TCP echo exchanges between pods.
 //! - [`cluster`]: a ctpath cluster built from a cluster state, with real agents per node.
 //! - [`fixture`]: table-driven XDP fixtures run through `BPF_PROG_TEST_RUN`, reused by the bench.
+//! - [`model_of`]: a cluster state as the reference model's topology, and the frames it sends.
 //!
 //! This file owns the crate surface: re-exports, [`require_root`] and MAC text helpers.
 //!
@@ -52,6 +53,7 @@
 pub mod cluster;
 mod error;
 pub mod fixture;
+pub mod model_of;
 mod netns;
 mod process;
 mod raw;

@@ -17,20 +17,16 @@
 //! within one namespace, and all testbeds can use the same subnets and interface names. IPv6 is
 //! disabled in every namespace (no router solicitations or DAD frames in captures).
 //!
-//! A pod interface's offloads are set per interface ([`Offloads`]). With [`Offloads::Ctpath`],
-//! for planes with XDP at the host end (`datapath: xdp`, fast-path planes), GRO is turned on for
-//! the pod side: XDP_REDIRECT into a veth (XDP's node-to-pod path redirects into the host side)
-//! only delivers when the receiving peer runs NAPI, i.e. has an XDP program or GRO enabled; and
-//! TX checksum offload is turned off on the pod side: a veth hands its peer skbs whose TCP/UDP
-//! checksum is still to be completed (`CHECKSUM_PARTIAL`), and once XDP on the host side takes
-//! the frame nobody completes it. ctpath's CNI plugin is expected to do the same (`ethtool -K
-//! <pod-if> gro on tx off`, or the equivalent netlink/ioctl) when it wires a pod on such a
-//! plane. With [`Offloads::KernelDefault`] (planes with `datapath: tc`, and kernel-path nodes)
-//! the pod side keeps what the kernel gives a new veth: TX checksum and TSO on, GRO off.
+//! Pods keep the kernel's defaults on their side of every veth (TX checksum offload and TSO on,
+//! GRO off), as a CNI plugin or container runtime creates them: what XDP at the host end needs
+//! inside the pod (`datapath: xdp` and fast-path planes) is the agent's job
+//! (`ctpath_control::pod_side`), not the testbed's.
 //!
-//! The underlay veths get the same treatment, so they behave like a wire between NICs: frames
-//! arrive with complete checksums (a NIC computes them on transmit), and XDP redirects into them
-//! are delivered whether or not the other node runs XDP.
+//! The underlay veths stand for a wire between NICs ([`Offloads::Wire`], the default): TX
+//! checksum offload off, so frames arrive with complete checksums (a NIC computes them on
+//! transmit), and GRO on, so XDP redirects into them are delivered whether or not the other
+//! node runs XDP. Clusters where no node runs XDP on its underlay keep the kernel's defaults
+//! there ([`Offloads::KernelDefault`]).
 //!
 //! Dropping the testbed kills the processes spawned in its namespaces, then deletes the
 //! namespaces (and with them their interfaces), even while unwinding from a panic. Errors in
@@ -220,7 +216,7 @@ impl Testbed {
                 ])?;
                 switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
                 // Frames XDP redirects into the node's end arrive here: see below.
-                if spec.offloads == Offloads::Ctpath {
+                if spec.offloads == Offloads::Wire {
                     switch.exec(&["ethtool", "-K", &port, "gro", "on", "tx", "off"])?;
                 }
             }
@@ -235,7 +231,7 @@ impl Testbed {
             // XDP_REDIRECT or XDP_TX into a veth needs NAPI on its peer: an XDP program there
             // (a ctpath node) or GRO (a node without ctpath, e.g. a kernel vxlan node). A real
             // NIC needs nothing of the kind.
-            if spec.offloads == Offloads::Ctpath {
+            if spec.offloads == Offloads::Wire {
                 node.exec(&["ethtool", "-K", ifname, "gro", "on", "tx", "off"])?;
             }
             let link = node.link(ifname)?;
@@ -343,11 +339,6 @@ impl Testbed {
             ])?;
             pod.ip(&["link", "set", &pod_ifname, "up"])?;
             node.ip(&["link", "set", &itf.host_ifname, "up"])?;
-            // GRO on (NAPI for XDP redirects into the pod) and TX checksum offload off (frames
-            // leave the pod with complete checksums): see the module doc.
-            if itf.offloads == Offloads::Ctpath {
-                pod.exec(&["ethtool", "-K", &pod_ifname, "gro", "on", "tx", "off"])?;
-            }
             let host = node.link(&itf.host_ifname)?;
             let pod_link = pod.link(&pod_ifname)?;
             interfaces.push(PodInterface {
@@ -518,11 +509,9 @@ pub struct UnderlaySpec {
     pub ifname: String,
     /// The MTU of every underlay interface (default 1500).
     pub mtu: u32,
-    /// How the underlay veths' offloads are set: [`Offloads::Ctpath`] (the default) makes them
-    /// behave like a wire between NICs for nodes with XDP on their underlay (complete
-    /// checksums, NAPI for redirects); [`Offloads::KernelDefault`] leaves them as the kernel
-    /// sets them, for clusters where no node runs XDP (GSO packets stay whole to the other
-    /// node, as a NIC with TSO would carry them).
+    /// How the underlay veths' offloads are set: [`Offloads::Wire`] (the default) for nodes
+    /// with XDP on their underlay, [`Offloads::KernelDefault`] for clusters where no node runs
+    /// XDP.
     pub offloads: Offloads,
 }
 
@@ -533,7 +522,7 @@ impl UnderlaySpec {
             subnet,
             ifname: DEFAULT_UNDERLAY_IFNAME.to_owned(),
             mtu: DEFAULT_UNDERLAY_MTU,
-            offloads: Offloads::Ctpath,
+            offloads: Offloads::Wire,
         }
     }
 }
@@ -602,18 +591,16 @@ pub struct PodInterfaceSpec {
     pub mtu: u32,
     /// How the pod reaches the plane.
     pub addressing: Addressing,
-    /// How the pod side's offloads are set.
-    pub offloads: Offloads,
 }
 
-/// Offloads of a pod's side of its veth.
+/// Offloads of the underlay veths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Offloads {
-    /// As ctpath's CNI sets them for XDP at the host end: GRO on (NAPI for redirects into the
-    /// pod), TX checksum offload (and with it TSO/GSO) off.
-    Ctpath,
-    /// The kernel's defaults, as pods on a kernel-path node (bridge + vxlan) have them: TX
-    /// checksum offload and TSO on.
+    /// A wire between NICs, for nodes with XDP on their underlay: TX checksum offload (and with
+    /// it TSO/GSO) off, so frames arrive with complete checksums; GRO on, NAPI for redirects.
+    Wire,
+    /// The kernel's defaults (TX checksum offload and TSO on): GSO packets stay whole to the
+    /// other node, as a NIC with TSO would carry them.
     KernelDefault,
 }
 
@@ -629,7 +616,6 @@ impl PodInterfaceSpec {
             mac,
             mtu: DEFAULT_POD_MTU,
             addressing: Addressing::OnLink { gateway: None },
-            offloads: Offloads::Ctpath,
         }
     }
 }

@@ -1,37 +1,56 @@
 //! Differential test: random clusters (security groups and rules, port security, address pairs)
 //! and random packet sequences (new connections, replies, ICMP errors about earlier packets,
-//! spoofed and corrupted frames, rule changes in the middle of a sequence) run through three
+//! spoofed and corrupted frames, rule changes in the middle of a sequence) run through four
 //! subjects: the reference model (`ctpath_dataplane::model::NodeModel`), the XDP programs in the
-//! kernel (`BPF_PROG_TEST_RUN`), and the AF_XDP forwarder's pipeline
-//! (`ctpath_dataplane::forwarder::pipeline`, no sockets). For every frame the verdict (for the
-//! pipeline also its exact action: bounce, which pod, or the underlay), the frame that leaves
-//! and the counter that moves must agree; after every sequence, so must the conntrack tables:
-//! the model's, the kernel's, the pipeline's own and the one it mirrors into.
+//! kernel (`BPF_PROG_TEST_RUN`), their tc twins in the kernel, and the AF_XDP forwarder's
+//! pipeline (`ctpath_dataplane::forwarder::pipeline`, no sockets). For every frame the verdict
+//! (for the pipeline also its exact action: bounce, which pod, or the underlay), the frame that
+//! leaves and the counter that moves must agree; after every sequence, so must the conntrack
+//! tables: the model's, the XDP object's, the tc object's, the pipeline's own and the one it
+//! mirrors into.
 //!
-//! The kernel side runs node A's plan, compiled by the agent's compiler from the same state, in
-//! a namespace with a real veth per local pod and a permanent neighbour for node B. The
-//! pipeline gets its tables from the same plan (`datapath::contents`), node B's MAC as the next
-//! hop, and as its mirror the `CONNTRACK` map of a second, separately loaded object, cleared
-//! before each sequence like the kernel's. Proptest shrinks a failure to a small cluster and
-//! sequence.
+//! The XDP side runs node A's plan, compiled by the agent's compiler from the same state with
+//! both planes on `datapath: xdp`, in a namespace with a real veth per local pod and a
+//! permanent neighbour for node B. The pipeline gets its tables from the same plan
+//! (`datapath::contents`), node B's MAC as the next hop, and as its mirror the `CONNTRACK` map
+//! of a third, separately loaded object, cleared before each sequence like the kernel's.
+//!
+//! The tc side is a second object with its own maps and conntrack table, holding the plan the
+//! compiler makes from the same state with both planes on `datapath: tc` (the plan differs
+//! only in the planes' `TC` flag, which is what sends the underlay's VXLAN on to tc), and it
+//! runs frames as a node with tc planes does: a pod's frame through `from_pod_tc` (the agent
+//! attaches it, not XDP, to a tc plane's veths); a frame from the underlay through
+//! `from_underlay` (XDP, always at the NIC), which must hand a tc plane's VXLAN on
+//! (`underlay_to_tc`), then, if it passed the frame, through `from_underlay_tc`. So every
+//! counter is the model's, `underlay_passed` included (XDP in front counts it, tc leaves it),
+//! and `underlay_to_tc` comes on top. After a rule change both objects get their new plan.
+//!
+//! Frames the kernel cannot run a tc program on (`fixture::tc_can_run`: IPv4 or IPv6 ethertype
+//! with less than a whole IP header; a corrupted ethertype makes them here) are skipped for the
+//! tc subject only. No such frame reaches conntrack in the model (`classify` drops an IPv4
+//! runt, IPv6 goes to the kernel), so skipping them leaves the tc object's table in step; the
+//! test checks that on every one (the model's table must be the same after it as before).
+//!
+//! Proptest shrinks a failure to a small cluster and sequence.
 
 use std::{
     cell::RefCell,
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
     sync::Arc,
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use ctpath_common::{
-    maps::{names, CtEntry as KernelCtEntry, CtKey as KernelCtKey, NodeConfig, NO_RULE},
+    maps::{
+        names, network_flags, CtEntry as KernelCtEntry, CtKey as KernelCtKey, NodeConfig, NO_RULE,
+    },
     Counter, CounterKind, DropReason, Tally,
 };
 use ctpath_control::{
     compile::{self, NodePlan, ROUTER_MAC},
     datapath::{self, XdpProgram},
     links::KernelLinks,
-    state::{self, ClusterState},
+    state::ClusterState,
 };
 use ctpath_dataplane::{
     forwarder::{
@@ -39,20 +58,13 @@ use ctpath_dataplane::{
         pipeline::{Action, FrameBuf, Ingress, Pipeline},
         tables::{NextHop, Tables},
     },
-    model::{
-        topology::{
-            AddressPair, ConntrackConfig, Direction, Ipv4Prefix, LocalPort, Node, Plane, PortRange,
-            Protocol, Remote, RemoteEndpoint, Rule, SecurityGroup, Topology,
-        },
-        vxlan::{encapsulate, Outer},
-        Counted, NodeModel, Outcome,
-    },
+    model::{Counted, CtEntry as ModelCtEntry, CtKey as ModelCtKey, NodeModel, Outcome, Verdict},
     testing::{FrameBuilder, Malform},
     wire::{tcp::Flags, MacAddr},
 };
 use ctpath_testbed::{
-    fixture::{FixtureNode, FixtureRunner},
-    require_root,
+    fixture::{tc_can_run, FixtureNode, FixtureRunner, Hook, XdpAction},
+    model_of, require_root,
 };
 use proptest::prelude::*;
 
@@ -197,13 +209,13 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         .prop_map(|(pods, rules)| Scenario { pods, rules })
 }
 
-/// The cluster state of a scenario, as YAML.
-fn state_yaml(scenario: &Scenario) -> String {
-    let mut yaml = String::from(
-        "version: 1\nnetworks:\n  - { name: blue, vni: 100, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450, datapath: xdp }\n  \
-         - { name: red, vni: 200, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450, datapath: xdp }\nnodes:\n  \
-         - { name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }\n  \
-         - { name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }\nsecurity_groups:\n",
+/// The cluster state of a scenario, as YAML, both planes on `datapath` (`xdp` or `tc`).
+fn state_yaml(scenario: &Scenario, datapath: &str) -> String {
+    let mut yaml = format!(
+        "version: 1\nnetworks:\n  - {{ name: blue, vni: 100, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450, datapath: {datapath} }}\n  \
+         - {{ name: red, vni: 200, cidr: 10.0.0.0/16, gateway: 10.0.0.1, mtu: 1450, datapath: {datapath} }}\nnodes:\n  \
+         - {{ name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }}\n  \
+         - {{ name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }}\nsecurity_groups:\n",
     );
     for (group, rules) in GROUPS.iter().zip(&scenario.rules) {
         yaml += &format!("  - name: {group}\n    rules:\n");
@@ -256,110 +268,6 @@ fn state_yaml(scenario: &Scenario) -> String {
         }
     }
     yaml
-}
-
-/// The model's view of node A in `state`, with the veths' real ifindexes.
-fn topology(state: &ClusterState, ifindex: &BTreeMap<String, u32>) -> Topology {
-    let plane = |name: &str| state.network(name).expect("known plane");
-    let pairs = |interface: &state::PodInterface| -> Vec<AddressPair> {
-        interface
-            .allowed_address_pairs
-            .iter()
-            .map(|pair| AddressPair {
-                prefix: Ipv4Prefix::new(pair.ip.network(), pair.ip.prefix_len()),
-                mac: pair.mac.map(|mac| MacAddr(mac.0)),
-            })
-            .collect()
-    };
-    let mut ports = Vec::new();
-    let mut remotes = Vec::new();
-    for pod in &state.pods {
-        for interface in &pod.interfaces {
-            let network = plane(&interface.network);
-            if pod.node == "node-a" {
-                ports.push(LocalPort {
-                    ifindex: ifindex[&interface.host_interface],
-                    vni: network.vni,
-                    ip: interface.ip,
-                    mac: MacAddr(interface.mac.0),
-                    mtu: network.mtu.unwrap_or(1450),
-                    gateway: network.gateway,
-                    port_security: interface.port_security,
-                    security_groups: interface.security_groups.clone(),
-                    allowed_address_pairs: pairs(interface),
-                });
-            } else {
-                remotes.push(RemoteEndpoint {
-                    vni: network.vni,
-                    ip: interface.ip,
-                    mac: MacAddr(interface.mac.0),
-                    vtep: Ipv4Addr::from(NODE_B_IP),
-                    security_groups: interface.security_groups.clone(),
-                    allowed_address_pairs: pairs(interface),
-                });
-            }
-        }
-    }
-    let security_groups = state
-        .security_groups
-        .iter()
-        .map(|group| SecurityGroup {
-            name: group.name.clone(),
-            rules: group
-                .rules
-                .iter()
-                .map(|rule| {
-                    let ports = rule.ports.map(|ports| PortRange {
-                        first: ports.first(),
-                        last: ports.last(),
-                    });
-                    Rule {
-                        direction: match rule.direction {
-                            state::Direction::Ingress => Direction::Ingress,
-                            state::Direction::Egress => Direction::Egress,
-                        },
-                        protocol: match rule.protocol {
-                            state::Protocol::Tcp => Protocol::Tcp { ports },
-                            state::Protocol::Udp => Protocol::Udp { ports },
-                            state::Protocol::Icmp => Protocol::Icmp,
-                            state::Protocol::Any => Protocol::Any,
-                        },
-                        remote: match (&rule.remote_group, &rule.remote_cidr) {
-                            (Some(group), _) => Remote::Group(group.clone()),
-                            (None, Some(cidr)) => {
-                                Remote::Cidr(Ipv4Prefix::new(cidr.network(), cidr.prefix_len()))
-                            }
-                            (None, None) => Remote::Anywhere,
-                        },
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    Topology {
-        node: Node {
-            underlay_ip: Ipv4Addr::from(NODE_A_IP),
-            underlay_mac: MacAddr(NODE_A_MAC),
-            router_mac: MacAddr(ROUTER_MAC),
-        },
-        planes: state
-            .networks
-            .iter()
-            .map(|n| Plane {
-                vni: n.vni,
-                mtu: n.mtu.unwrap_or(1450),
-                gateway: n.gateway,
-            })
-            .collect(),
-        ports,
-        remotes,
-        vteps: vec![Ipv4Addr::from(NODE_B_IP)],
-        security_groups,
-        conntrack: ConntrackConfig {
-            timeouts: state.conntrack.timeouts(),
-            max_entries: state.conntrack.max_entries,
-        },
-    }
 }
 
 /// What a packet of a sequence is.
@@ -506,7 +414,8 @@ fn node_a() -> FixtureNode {
     )
 }
 
-/// The kernel side: one loaded object, its current plan and generation.
+/// A kernel subject: one loaded object (run as the XDP programs or as a tc plane's), its
+/// current plan and generation.
 struct Kernel {
     runner: FixtureRunner,
     plan: NodePlan,
@@ -554,6 +463,75 @@ impl Kernel {
         ))
     }
 
+    /// Runs `program`'s frame `input` (arriving on `ingress`) as a node whose planes are on
+    /// `datapath: tc` does, and checks the result against the model's `verdict` and the frame
+    /// it sends, `expected` (`None`: a drop): a pod's frame through `from_pod_tc`; a frame
+    /// from the underlay through `from_underlay` (XDP), which must hand the VXLAN of a plane it
+    /// knows to tc (`underlay_to_tc`), then, if XDP passed it, through `from_underlay_tc`.
+    /// The verdict is the last program's; every counter but `underlay_to_tc` is the model's.
+    fn run_as_tc_plane(
+        &mut self,
+        program: XdpProgram,
+        ingress: u32,
+        input: &[u8],
+        verdict: &Verdict,
+        expected: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let handed_on = Counted::Counter(Counter::UnderlayToTc);
+        self.runner.set_ingress_ifindex(ingress);
+        let before = self.count(verdict.counted);
+        let outcome = match program {
+            XdpProgram::FromPod => {
+                self.runner.set_hook(Hook::Tc);
+                self.runner.set_program(XdpProgram::FromPod);
+                self.runner.run(input)
+            }
+            _ => {
+                let handed_before = self.count(handed_on);
+                self.runner.set_hook(Hook::Xdp);
+                self.runner.set_program(XdpProgram::FromUnderlay);
+                let front = self.runner.run(input);
+                let handed = self.count(handed_on) - handed_before;
+                let passed = front.action == Some(XdpAction::Pass);
+                let own_traffic = verdict.counted == Counted::Counter(Counter::UnderlayPassed);
+                if handed != u64::from(passed && !own_traffic) {
+                    return Err(format!(
+                        "from_underlay in front of tc: {:?}, handed to tc {handed} times",
+                        front.action
+                    ));
+                }
+                if passed {
+                    self.runner.set_hook(Hook::Tc);
+                    self.runner.run(input)
+                } else {
+                    front
+                }
+            }
+        };
+        let after = self.count(verdict.counted);
+        if outcome.action != Some(verdict.outcome.xdp_action()) {
+            return Err(format!(
+                "tc action {:?} (raw {})",
+                outcome.action, outcome.raw_action
+            ));
+        }
+        if after != before + 1 {
+            return Err(format!(
+                "the tc programs counted it there {} times",
+                after - before
+            ));
+        }
+        if let Some(expected) = expected {
+            if outcome.output != expected {
+                return Err(format!(
+                    "output differs\n  tc    {:02x?}\n  model {expected:02x?}",
+                    outcome.output
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Packets counted so far under `counted`.
     fn count(&mut self, counted: Counted) -> u64 {
         let (name, index) = match counted {
@@ -569,6 +547,14 @@ impl Kernel {
             .map(|tally| tally.packets)
             .sum()
     }
+}
+
+/// The model's conntrack table, entry for entry.
+fn model_table(model: &NodeModel) -> Vec<(ModelCtKey, ModelCtEntry)> {
+    model
+        .conntrack()
+        .map(|(key, entry)| (*key, entry.clone()))
+        .collect()
 }
 
 /// Removes every entry of a conntrack map.
@@ -588,29 +574,56 @@ fn entries<T: std::borrow::Borrow<MapData>>(
     table.iter().map(Result::unwrap).collect()
 }
 
-/// The state of `yaml` and node A's plan (call from inside node A's namespace).
-fn compile_for(yaml: &str) -> (ClusterState, NodePlan) {
-    let state = ClusterState::from_yaml_str(yaml).unwrap_or_else(|error| panic!("{error}\n{yaml}"));
-    let plan = compile::compile(&state, "node-a", &KernelLinks::open().unwrap()).unwrap();
-    (state, plan)
+/// A scenario's state (its planes on `datapath: xdp`) and node A's plans for its planes on
+/// either datapath (call from inside node A's namespace).
+struct Compiled {
+    state: ClusterState,
+    xdp: NodePlan,
+    tc: NodePlan,
 }
 
-/// Runs one sequence through the three subjects; an error describes the first disagreement.
+fn compile_scenario(scenario: &Scenario) -> Compiled {
+    let links = KernelLinks::open().unwrap();
+    let compile = |datapath| {
+        let yaml = state_yaml(scenario, datapath);
+        let state =
+            ClusterState::from_yaml_str(&yaml).unwrap_or_else(|error| panic!("{error}\n{yaml}"));
+        let plan = compile::compile(&state, "node-a", &links).unwrap();
+        (state, plan)
+    };
+    let ((state, xdp), (_, tc)) = (compile("xdp"), compile("tc"));
+    // What the module doc says of the two plans.
+    let mut flagged = xdp.clone();
+    for network in flagged.networks.values_mut() {
+        network.flags |= network_flags::TC;
+    }
+    assert_eq!(
+        flagged, tc,
+        "the tc plan is the XDP plan with its planes flagged TC"
+    );
+    Compiled { state, xdp, tc }
+}
+
+/// Runs one sequence through the four subjects; an error describes the first disagreement.
 fn run_sequence(
     node: &FixtureNode,
     kernel: &mut Kernel,
+    tc: &mut Kernel,
     mirror: &mut BpfMirror,
     base: &Scenario,
-    base_state: &ClusterState,
-    base_plan: &NodePlan,
+    compiled: &Compiled,
     packets: &[Packet],
 ) -> Result<(), String> {
     kernel.clear_conntrack();
+    tc.clear_conntrack();
     clear(mirror.map_mut());
-    if kernel.plan != *base_plan {
-        kernel.apply(base_plan.clone());
+    if kernel.plan != compiled.xdp {
+        kernel.apply(compiled.xdp.clone());
     }
-    let mut model = NodeModel::new(topology(base_state, &node.ifindex));
+    if tc.plan != compiled.tc {
+        tc.apply(compiled.tc.clone());
+    }
+    let mut model = NodeModel::new(node.topology(&compiled.state, "node-a"));
     let mut pipeline = Pipeline::new(kernel.tables(), MIRROR_ENTRIES, &mut *mirror);
     let mut sent: Vec<Sent> = Vec::new();
     for (step, packet) in packets.iter().enumerate() {
@@ -620,10 +633,15 @@ fn run_sequence(
                     pods: base.pods.clone(),
                     rules: rules.clone(),
                 };
-                let (state, plan) = compile_for(&state_yaml(&scenario));
-                kernel.apply(plan);
+                let Compiled {
+                    state,
+                    xdp,
+                    tc: tc_plan,
+                } = compile_scenario(&scenario);
+                kernel.apply(xdp);
+                tc.apply(tc_plan);
                 pipeline.set_tables(kernel.tables());
-                model.set_policy(topology(&state, &node.ifindex));
+                model.set_policy(node.topology(&state, "node-a"));
                 continue;
             }
             Packet::Fresh {
@@ -713,10 +731,9 @@ fn run_sequence(
         };
         let sender = &PODS[from];
         let now = ctpath_control::conntrack::monotonic_ns();
-        let (verdict, input, program, ingress, forwarder_ingress) = if sender.local {
+        let (input, program, ingress, forwarder_ingress) = if sender.local {
             let ingress = node.ifindex[sender.host_interface];
             (
-                model.from_pod(ingress, &inner, now),
                 inner.clone(),
                 XdpProgram::FromPod,
                 ingress,
@@ -728,13 +745,26 @@ fn run_sequence(
                 NODE_B_MAC, NODE_A_MAC, NODE_B_IP, NODE_A_IP, 51000, vni, &inner,
             );
             (
-                model.from_underlay(&outer, now),
                 outer,
                 XdpProgram::FromUnderlay,
                 kernel.eth0,
                 Ingress::Underlay,
             )
         };
+        // A frame the tc subject cannot run must leave the model's table as it was, or the tc
+        // object's table would fall behind (see the module doc).
+        let tc_runs = tc_can_run(&input);
+        let table_before = (!tc_runs).then(|| model_table(&model));
+        let verdict = match program {
+            XdpProgram::FromPod => model.from_pod(ingress, &input, now),
+            _ => model.from_underlay(&input, now),
+        };
+        if table_before.is_some_and(|table| table != model_table(&model)) {
+            return Err(format!(
+                "step {step} {packet:?}: the model changed its conntrack table on a frame the tc \
+                 programs cannot be run on"
+            ));
+        }
         kernel.runner.set_program(program);
         kernel.runner.set_ingress_ifindex(ingress);
         let before = kernel.count(verdict.counted);
@@ -754,27 +784,12 @@ fn run_sequence(
         if after != before + 1 {
             return Err(format!("{}: the kernel did not count it there", context()));
         }
-        let expected_frame = match &verdict.outcome {
-            Outcome::Drop(_) => None,
-            Outcome::Pass => Some(input.clone()),
-            Outcome::Redirect { frame, .. } | Outcome::Bounce { frame } => Some(frame.clone()),
-            Outcome::Encapsulate {
-                vtep,
-                vni,
-                src_port,
-                inner,
-            } => Some(encapsulate(
-                &Outer {
-                    src_mac: MacAddr(NODE_A_MAC),
-                    dst_mac: MacAddr(NODE_B_MAC),
-                    src_ip: Ipv4Addr::from(NODE_A_IP),
-                    dst_ip: *vtep,
-                    src_port: *src_port,
-                    vni: *vni,
-                },
-                inner,
-            )),
-        };
+        let expected_frame = model_of::frame_out(
+            &verdict.outcome,
+            &input,
+            &model.topology().node,
+            MacAddr(NODE_B_MAC),
+        );
         if let Some(expected) = &expected_frame {
             if outcome.output != *expected {
                 return Err(format!(
@@ -812,6 +827,18 @@ fn run_sequence(
                 ));
             }
         }
+
+        // The tc programs, as a node whose planes are on `datapath: tc` runs them.
+        if tc_runs {
+            tc.run_as_tc_plane(
+                program,
+                ingress,
+                &input,
+                &verdict,
+                expected_frame.as_deref(),
+            )
+            .map_err(|why| format!("{}: {why}", context()))?;
+        }
         sent.push(Sent {
             from,
             to,
@@ -845,6 +872,7 @@ fn run_sequence(
     drop(pipeline);
     for (subject, table) in [
         ("kernel", live(kernel.conntrack())),
+        ("tc programs", live(tc.conntrack())),
         ("pipeline", pipeline_table),
         ("pipeline's mirror", live(entries(mirror.map_mut()))),
     ] {
@@ -901,10 +929,16 @@ fn agree(
 }
 
 /// Size of the pipeline's conntrack table and of its mirror. A sequence makes at most 8
-/// connections, so this is never full (nor are the model's and the kernel's, of the state's
-/// default size); small, because every sequence walks the mirror twice (to clear and to read
-/// it), and a walk of a BPF hash costs its whole bucket array.
+/// connections, so this is never full (nor is the model's, of the state's default size);
+/// small, because every sequence walks the mirror twice (to clear and to read it), and a walk
+/// of a BPF hash costs its whole bucket array.
 const MIRROR_ENTRIES: u32 = 1024;
+
+/// Size of the kernel objects' conntrack tables (XDP and tc subjects): small for the same
+/// reason as [`MIRROR_ENTRIES`] (each is walked twice per sequence too; at the state's default
+/// of 262,144 entries the two walks of one table cost about a tenth of the run). A table of any
+/// size that never fills behaves the same.
+const KERNEL_ENTRIES: u32 = MIRROR_ENTRIES;
 
 /// Room the pipeline's buffers have after a frame (encapsulation adds 50 bytes).
 const FORWARDER_ROOM: usize = 256;
@@ -963,25 +997,50 @@ fn kernel_pipeline_and_model_agree_on_random_sequences() {
     };
     node.ns
         .run_in(|| {
-                        let (_, empty) = compile_for(&state_yaml(&Scenario {
-                pods: vec![PodConfig { groups: vec![false; 3], port_security: true, pair: 0 }; PODS.len()],
+            let empty = compile_scenario(&Scenario {
+                pods: vec![
+                    PodConfig {
+                        groups: vec![false; 3],
+                        port_security: true,
+                        pair: 0,
+                    };
+                    PODS.len()
+                ],
                 rules: vec![vec![]; GROUPS.len()],
-            }));
-            let mut runner = FixtureRunner::new(XdpProgram::FromPod);
-            runner.set_program(XdpProgram::FromUnderlay);
-            datapath::write_plan(runner.ebpf_mut(), &empty).unwrap();
-            let kernel = RefCell::new(Kernel { runner, plan: empty, generation: 1, eth0 });
-            // The pipeline's mirror: the conntrack map of a second object, as the forwarder
+            });
+            let loaded = |hook, plan: NodePlan| {
+                let mut runner = FixtureRunner::on_hook(XdpProgram::FromPod, hook, KERNEL_ENTRIES);
+                runner.set_program(XdpProgram::FromUnderlay);
+                datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();
+                RefCell::new(Kernel {
+                    runner,
+                    plan,
+                    generation: 1,
+                    eth0,
+                })
+            };
+            let kernel = loaded(Hook::Xdp, empty.xdp);
+            let tc = loaded(Hook::Tc, empty.tc);
+            // The pipeline's mirror: the conntrack map of a third object, as the forwarder
             // shares the agent's.
-            let mut second = datapath::load_with(MIRROR_ENTRIES).unwrap();
-            let map = second.take_map(names::CONNTRACK).unwrap();
+            let mut third = datapath::load_with(MIRROR_ENTRIES).unwrap();
+            let map = third.take_map(names::CONNTRACK).unwrap();
             let mirror = RefCell::new(BpfMirror::new(BpfHashMap::try_from(map).unwrap()));
             proptest!(config, |(scenario in scenario(), sequences in sequences())| {
-                                let (state, plan) = compile_for(&state_yaml(&scenario));
-                let (mut kernel, mut mirror) = (kernel.borrow_mut(), mirror.borrow_mut());
+                let compiled = compile_scenario(&scenario);
+                let mut kernel = kernel.borrow_mut();
+                let mut tc = tc.borrow_mut();
+                let mut mirror = mirror.borrow_mut();
                 for packets in &sequences {
-                    if let Err(disagreement) = run_sequence(&node, &mut kernel, &mut mirror, &scenario, &state, &plan, packets) {
-                        prop_assert!(false, "{disagreement}\nstate:\n{}\nsequence: {packets:#?}", state_yaml(&scenario));
+                    let ran = run_sequence(
+                        &node, &mut kernel, &mut tc, &mut mirror, &scenario, &compiled, packets,
+                    );
+                    if let Err(disagreement) = ran {
+                        prop_assert!(
+                            false,
+                            "{disagreement}\nstate:\n{}\nsequence: {packets:#?}",
+                            state_yaml(&scenario, "xdp")
+                        );
                     }
                 }
             });

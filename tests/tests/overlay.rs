@@ -389,3 +389,55 @@ fn tcp_from_pods_with_default_offloads_keeps_tso_end_to_end() {
         "no GSO packet measured against the MTU as a whole"
     );
 }
+
+#[test]
+fn pods_on_an_xdp_plane_are_created_with_default_offloads_and_set_by_the_agent() {
+    require_root();
+    // std on XDP at the pod's veth; blue stays on tc. The testbed creates every pod with the
+    // kernel's defaults, as a runtime would: the agent sets what XDP needs at the pod's end.
+    let state = STATE.replace("mtu: 1450 }", "mtu: 1450, datapath: xdp }");
+    let cluster = Cluster::start(
+        "podside",
+        &state,
+        ClusterOptions {
+            pod_addressing: [("a2".to_owned(), PodAddressing::HostRoute)].into(),
+            ..ClusterOptions::default()
+        },
+    );
+    let ip = |pod, net| pod_ip(&cluster.state, pod, net);
+    let (a1, a2, b1) = (cluster.pod("a1"), cluster.pod("a2"), cluster.pod("b1"));
+    for (pod, name) in [(a1, "a1"), (a2, "a2"), (b1, "b1")] {
+        assert!(
+            !offload_on(pod, "eth0", "tx-checksumming")
+                && offload_on(pod, "eth0", "generic-receive-offload"),
+            "{name} eth0 (std, xdp): the agent turns TX checksum offload off and GRO on\n{}",
+            cluster.agent_log("node-a")
+        );
+    }
+    assert!(
+        offload_on(a1, "eth1", "tx-checksumming") && offload_on(b1, "eth1", "tx-checksumming"),
+        "eth1 (blue, tc): the pod keeps the kernel's defaults"
+    );
+    assert!(
+        cluster.agent_log("node-a").contains("pod side set for XDP"),
+        "{}",
+        cluster.agent_log("node-a")
+    );
+    // The pods' TCP and UDP get through, across nodes and on one node, on both planes.
+    assert!(
+        tcp_echo(a1, b1, ip("b1", "std"), 8083, 4 << 20),
+        "TCP a1 -> b1 on std (xdp)\n{}",
+        cluster.report()
+    );
+    assert!(
+        tcp_echo(a2, a1, ip("a1", "std"), 8084, 4 << 20),
+        "TCP a2 -> a1 on std (xdp), one node\n{}",
+        cluster.report()
+    );
+    assert_eq!(udp_echo(a1, b1, ip("b1", "std"), 4001, 10), 10);
+    assert!(
+        tcp_echo(a1, b1, ip("b1", "blue"), 8085, 4 << 20),
+        "TCP a1 -> b1 on blue (tc)\n{}",
+        cluster.report()
+    );
+}

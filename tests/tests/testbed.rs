@@ -167,12 +167,12 @@ fn two_nodes_underlay_and_pods() {
     let data = pod_b.interface("data0").expect("data0");
     assert_eq!((data.mtu, data.host_ifname.as_str()), (1450, "vpb1"));
 
-    // GRO on the pod side, links up on both sides.
+    // The pod side keeps the kernel's defaults (TX checksum offload on, GRO off); links up on
+    // both sides.
     let features = stdout(&pod_b, &["ethtool", "-k", "data0"]);
-    assert!(
-        features.contains("generic-receive-offload: on"),
-        "{features}"
-    );
+    for want in ["tx-checksumming: on", "generic-receive-offload: off"] {
+        assert!(features.contains(want), "missing {want:?} in\n{features}");
+    }
     let host_link = stdout(&b, &["ip", "-o", "link", "show", "dev", "vpb1"]);
     assert!(host_link.contains("state UP"), "{host_link}");
 

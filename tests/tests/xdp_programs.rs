@@ -1,6 +1,10 @@
 //! Every program in the eBPF object (XDP and tc) passes the verifier, and the bench probes do what the bench
 //! relies on: `bench_redirect` redirects to its target (and aborts without one), `bench_sink`
 //! counts and drops.
+//!
+//! No row here is checked against the reference model: the bench probes are measurement
+//! tools with no datapath semantics to model (`from_pod` and `from_underlay` tables are in
+//! xdp_overlay, xdp_security and xdp_from_pod_parse).
 
 use aya::maps::{Array, PerCpuArray};
 use ctpath_common::Tally;

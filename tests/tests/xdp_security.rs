@@ -6,10 +6,17 @@
 //! Node A runs in a namespace of its own with a real veth per pod interface (test runs need real
 //! ingress devices) and a permanent neighbour for node B; its plan is compiled from the state
 //! below by the agent's own compiler, so these tests cover the compiler too.
+//!
+//! Every row is checked against the reference model of node A too, built from the same state
+//! (`FixtureNode::topology`), in table order on the model's own conntrack table; where a test
+//! changes the plan, the model gets the changed state's topology (`NodeModel::set_policy`,
+//! which bumps the generation as the plan's writes do). The full-table test fills the
+//! kernel's table by hand with connections no row touches; the model stands for that with a
+//! table that holds just the one connection the rows make (see there).
 
 use aya::maps::HashMap as BpfHashMap;
 use ctpath_common::{
-    maps::{ct_origin, ct_state, names, CtEntry, CtKey},
+    maps::{ct_origin, ct_state, names, CtEntry, CtKey, DEFAULT_CONNTRACK_ENTRIES},
     Counter, DropReason,
 };
 use ctpath_control::{
@@ -19,6 +26,7 @@ use ctpath_control::{
     state::ClusterState,
 };
 use ctpath_dataplane::{
+    model::{NodeModel, Topology},
     testing::{FrameBuilder, Malform},
     wire::{icmp, tcp::Flags},
 };
@@ -169,6 +177,26 @@ fn compile(hook: Hook, node: &FixtureNode, state: &str) -> NodePlan {
         .unwrap()
 }
 
+/// The reference model's topology of node A in `state`, on the node's devices.
+fn topology(node: &FixtureNode, state: &str) -> Topology {
+    node.topology(&ClusterState::from_yaml_str(state).unwrap(), "node-a")
+}
+
+/// A runner of `program` on `hook` (conntrack table of `entries`) holding `plan`, checking
+/// rows against a model of `model` too.
+fn runner(
+    program: XdpProgram,
+    hook: Hook,
+    entries: u32,
+    plan: &NodePlan,
+    model: Topology,
+) -> FixtureRunner {
+    let mut runner =
+        FixtureRunner::on_hook(program, hook, entries).with_model(NodeModel::new(model), NODE_B.0);
+    datapath::write_plan(runner.ebpf_mut(), plan).unwrap();
+    runner
+}
+
 fn conntrack(runner: &mut FixtureRunner) -> Vec<(CtKey, CtEntry)> {
     let map = runner.ebpf_mut().map(names::CONNTRACK).unwrap();
     let table = BpfHashMap::<_, CtKey, CtEntry>::try_from(map).unwrap();
@@ -186,11 +214,12 @@ fn rules_replies_related_and_spoofing() {
 fn rules_replies_related_and_spoofing_on(hook: Hook) {
     let node = node_a();
     let plan = compile(hook, &node, STATE);
+    let model = topology(&node, STATE);
     let at = |name: &str| node.ifindex[name];
     node.ns
         .run_in(|| {
-            let mut runner = FixtureRunner::new_on(XdpProgram::FromPod, hook);
-            datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();
+            let mut runner =
+                runner(XdpProgram::FromPod, hook, DEFAULT_CONNTRACK_ENTRIES, &plan, model);
             let web_syn = tcp(CLIENT, WEB, 40000, 80, Flags::SYN);
 
             runner.set_ingress_ifindex(at("vcli"));
@@ -271,30 +300,29 @@ fn rule_and_membership_changes_cut_established_connections_on(hook: Hook) {
     let node = node_a();
     let plan = compile(hook, &node, STATE);
     // Without web's tcp 80 rule; and cli-1 no longer in group client.
-    let without_rule = compile(
-        hook,
-        &node,
-        &STATE.replace(
-            r#"      - { direction: ingress, protocol: tcp, ports: "80", remote_group: client }
+    let without_rule_state = STATE.replace(
+        r#"      - { direction: ingress, protocol: tcp, ports: "80", remote_group: client }
 "#,
-            "",
-        ),
+        "",
     );
-    let without_member = compile(
-        hook,
-        &node,
-        &STATE.replace(
-            "ip: 10.244.2.3, mac: \"02:00:00:00:02:03\", security_groups: [client]",
-            "ip: 10.244.2.3, mac: \"02:00:00:00:02:03\"",
-        ),
+    let without_member_state = STATE.replace(
+        "ip: 10.244.2.3, mac: \"02:00:00:00:02:03\", security_groups: [client]",
+        "ip: 10.244.2.3, mac: \"02:00:00:00:02:03\"",
     );
+    let without_rule = compile(hook, &node, &without_rule_state);
+    let without_member = compile(hook, &node, &without_member_state);
     assert_ne!(plan, without_rule);
     assert_ne!(plan, without_member);
     let at = |name: &str| node.ifindex[name];
     node.ns
         .run_in(|| {
-            let mut runner = FixtureRunner::new_on(XdpProgram::FromPod, hook);
-            datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();
+            let mut runner = runner(
+                XdpProgram::FromPod,
+                hook,
+                DEFAULT_CONNTRACK_ENTRIES,
+                &plan,
+                topology(&node, STATE),
+            );
             runner.set_ingress_ifindex(at("vcli"));
             runner.check_all(&[
                 allowed(
@@ -318,6 +346,9 @@ fn rule_and_membership_changes_cut_established_connections_on(hook: Hook) {
 
             // The rule goes: both connections were allowed by it and are cut, in both directions.
             datapath::apply_plan(runner.ebpf_mut(), Some(&plan), &without_rule, 2).unwrap();
+            runner
+                .model_mut()
+                .set_policy(topology(&node, &without_rule_state));
             runner.check_all(&[dropped(
                 "cli-1 -> web after the rule is removed",
                 from_node_b(&tcp(CLI1, WEB, 41000, 80, Flags::ACK)),
@@ -339,6 +370,7 @@ fn rule_and_membership_changes_cut_established_connections_on(hook: Hook) {
 
             // The rule comes back; then cli-1 leaves group client: its connection is cut, client-0's is not.
             datapath::apply_plan(runner.ebpf_mut(), Some(&without_rule), &plan, 3).unwrap();
+            runner.model_mut().set_policy(topology(&node, STATE));
             runner.set_ingress_ifindex(at("vcli"));
             runner.check_all(&[allowed(
                 "client -> web tcp 80, again",
@@ -353,6 +385,9 @@ fn rule_and_membership_changes_cut_established_connections_on(hook: Hook) {
                 Counter::UnderlayDecapsulated,
             )]);
             datapath::apply_plan(runner.ebpf_mut(), Some(&plan), &without_member, 4).unwrap();
+            runner
+                .model_mut()
+                .set_policy(topology(&node, &without_member_state));
             runner.check_all(&[dropped(
                 "cli-1 -> web once cli-1 left group client",
                 from_node_b(&tcp(CLI1, WEB, 41010, 80, Flags::ACK)),
@@ -381,12 +416,21 @@ fn a_full_table_refuses_new_connections_and_keeps_the_old_on(hook: Hook) {
     let node = node_a();
     let mut plan = compile(hook, &node, STATE);
     plan.conntrack_entries = 1024;
+    // The kernel's table: the rows' one connection and 1,023 others filled in by hand, which
+    // no row touches. The model's: the rows' one connection, in a table of one entry; full at
+    // the same row.
+    let mut model = topology(&node, STATE);
+    model.conntrack.max_entries = 1;
     let at = |name: &str| node.ifindex[name];
     node.ns
         .run_in(|| {
-            let mut runner =
-                FixtureRunner::on_hook(XdpProgram::FromPod, hook, plan.conntrack_entries);
-            datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();
+            let mut runner = runner(
+                XdpProgram::FromPod,
+                hook,
+                plan.conntrack_entries,
+                &plan,
+                model,
+            );
             runner.set_ingress_ifindex(at("vcli"));
             runner.check_all(&[allowed(
                 "client -> web tcp 80",

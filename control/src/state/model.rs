@@ -102,7 +102,7 @@ pub enum Datapath {
     /// `from_underlay_tc`, which delivers with `bpf_redirect_peer`.
     Tc,
     /// `from_pod` and `from_underlay`, XDP programs: the pod's side of its veth needs GRO on
-    /// and TX checksum offload off.
+    /// and TX checksum offload off, which the agent sets (`crate::pod_side`).
     Xdp,
 }
 

@@ -35,7 +35,8 @@
 //! `Packet` with a checksum has a `verify_checksum` for tests.
 
 pub mod arp;
-pub mod checksum;
+/// The internet checksum, written once for the eBPF programs and userspace.
+pub use ctpath_common::checksum;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;

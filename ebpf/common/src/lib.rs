@@ -1,5 +1,5 @@
-//! Types shared by ctpath's eBPF programs and its userspace: wire constants, the drop reasons
-//! and counters the datapath reports, and the `#[repr(C)]` keys and values of its maps; and the
+//! Types shared by ctpath's eBPF programs and its userspace: wire constants, the internet
+//! checksum ([`checksum`]), the drop reasons and counters the datapath reports, and the `#[repr(C)]` keys and values of its maps; and the
 //! compiled semantics both datapaths run, the XDP programs and the AF_XDP forwarder: the
 //! security-group decision ([`policy`]) and connection tracking ([`conntrack`]).
 //!
@@ -9,6 +9,7 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod checksum;
 pub mod conntrack;
 pub mod counters;
 pub mod flow;

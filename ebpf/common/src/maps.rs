@@ -19,6 +19,8 @@ pub mod names {
     pub const RULE_HITS: &str = "RULE_HITS";
     pub const XSKS: &str = "XSKS";
     pub const LEASES: &str = "LEASES";
+    pub const NEXT_HOPS: &str = "NEXT_HOPS";
+    pub const DEVICES: &str = "DEVICES";
 }
 
 /// Capacity of the endpoint table: pods' interfaces and gateways, cluster-wide, all planes.
@@ -239,6 +241,27 @@ pub struct Vtep {
 }
 const _: () = assert!(core::mem::size_of::<Vtep>() == 4);
 
+/// Value of `NEXT_HOPS`, keyed by a remote node's underlay address (`[u8; 4]`): the underlay
+/// next hop towards that VTEP as the agent resolved it from the kernel's route and neighbour
+/// tables (the same resolution the AF_XDP forwarder uses), so `from_pod` needs no
+/// `bpf_fib_lookup` per packet. A VTEP without an entry (its neighbour not resolved yet) falls
+/// back to `bpf_fib_lookup`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHopEntry {
+    /// The interface the encapsulated frame leaves through.
+    pub ifindex: u32,
+    /// Outer source MAC: that interface's.
+    pub src_mac: [u8; 6],
+    /// Outer destination MAC: the neighbour's (the VTEP itself, or the route's gateway).
+    pub dst_mac: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<NextHopEntry>() == 16);
+
+/// Capacity of `DEVICES` (the XDP programs' redirect targets: the underlay and local pods'
+/// host-side veths).
+pub const MAX_DEVICES: u32 = MAX_POD_PORTS + 1;
+
 /// Data of an LPM key scoped to an interface (`SOURCES`: ifindex) or a plane (`IDENTITIES`:
 /// VNI): the scope is matched whole (prefix length 32 + the address prefix).
 #[repr(C)]
@@ -366,6 +389,8 @@ mod pod {
     unsafe impl aya::Pod for Network {}
     // SAFETY: see the module comment.
     unsafe impl aya::Pod for Vtep {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for NextHopEntry {}
     // SAFETY: see the module comment.
     unsafe impl aya::Pod for ScopedIp {}
     // SAFETY: see the module comment.

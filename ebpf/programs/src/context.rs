@@ -92,7 +92,8 @@ pub trait PacketContext: EbpfContext {
     /// one there, the tc side the outer one).
     fn pop_tunnel(&self, len: u32) -> Result<(), DropReason>;
 
-    /// Sends the packet out of interface `ifindex`.
+    /// Sends the packet out of interface `ifindex`. XDP: through the `DEVICES` devmap when the
+    /// device is there, else `bpf_redirect`; tc: `bpf_redirect` (tc has no devmap redirect).
     fn redirect(&self, ifindex: u32) -> u32;
 
     /// Delivers the packet to the pod behind the host-side veth `ifindex`. XDP: out of the
@@ -177,8 +178,15 @@ impl PacketContext for XdpContext {
         adjusted(unsafe { bpf_xdp_adjust_head(self.ctx, len as i32) })
     }
 
+    /// Through the agent's `DEVICES` devmap (`bpf_redirect_map`: the device found in the map,
+    /// not looked up by ifindex in the namespace on every redirect); an ifindex the agent has
+    /// not put there (a device it could not add, a test's hand-made plan) with `bpf_redirect`,
+    /// to the same device and with the same verdict.
     #[inline(always)]
     fn redirect(&self, ifindex: u32) -> u32 {
+        if let Some(action) = maps::redirect_to_device(ifindex) {
+            return action;
+        }
         // SAFETY: `bpf_redirect` only records the target interface for the XDP_REDIRECT verdict
         // it returns; it reads no memory.
         unsafe { bpf_redirect(ifindex, 0) as u32 }

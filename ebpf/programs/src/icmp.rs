@@ -5,7 +5,7 @@
 //! bytes of payload (RFC 792), and new Ethernet, IPv4 and ICMP headers are pushed in front.
 
 use ctpath_common::{
-    flow::checksum_fold,
+    checksum::checksum_fold,
     maps::PodPort,
     wire::{
         ETHERTYPE_IPV4, ETH_HDR_LEN, ICMP_ERROR_QUOTED_PAYLOAD, ICMP_HDR_LEN, IPPROTO_ICMP,

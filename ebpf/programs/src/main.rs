@@ -15,7 +15,7 @@
 //! - [`parse`]: Ethernet, ARP, IPv4, TCP, UDP and ICMP validation.
 //! - [`arp`]: the ARP responder.
 //! - [`vxlan`]: VXLAN encapsulation and decapsulation.
-//! - [`route`]: the underlay next hop (`bpf_fib_lookup`).
+//! - [`route`]: the underlay next hop (the agent's `NEXT_HOPS` cache, else `bpf_fib_lookup`).
 //! - [`icmp`]: ICMP errors sent to pods (fragmentation needed).
 //! - [`spoof`]: anti-spoofing (addresses and MACs a pod owns).
 //! - [`policy`]: compiled security-group rules.

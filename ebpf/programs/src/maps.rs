@@ -6,15 +6,15 @@
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_ns,
     macros::map,
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray, XskMap},
+    maps::{lpm_trie::Key, Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, XskMap},
 };
 use ctpath_common::{
     maps::{
-        CtEntry, CtKey, Endpoint, EndpointKey, Network, NodeConfig, PodPort, PolicyRuleKey,
-        ScopedIp, ScopedMac, SourceMac, Vtep, BPF_F_MMAPABLE, DEFAULT_CONNTRACK_ENTRIES,
-        IDENTITY_WORLD, MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS,
-        MAX_POLICY_ENTRIES, MAX_RULES, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS,
-        POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
+        CtEntry, CtKey, Endpoint, EndpointKey, Network, NextHopEntry, NodeConfig, PodPort,
+        PolicyRuleKey, ScopedIp, ScopedMac, SourceMac, Vtep, BPF_F_MMAPABLE,
+        DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD, MAX_DEVICES, MAX_ENDPOINTS, MAX_IDENTITIES,
+        MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES, MAX_SOURCES, MAX_VTEPS,
+        MAX_XSK_SLOTS, POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
     },
     Tally,
 };
@@ -33,6 +33,16 @@ static NETWORKS: HashMap<u32, Network> = HashMap::with_max_entries(MAX_NETWORKS,
 
 #[map]
 static VTEPS: HashMap<[u8; 4], Vtep> = HashMap::with_max_entries(MAX_VTEPS, 0);
+
+/// The underlay next hop of each remote VTEP, from the agent (see `route`).
+#[map]
+static NEXT_HOPS: HashMap<[u8; 4], NextHopEntry> = HashMap::with_max_entries(MAX_VTEPS, 0);
+
+/// The XDP programs' redirect targets by ifindex (the underlay, local pods' host-side veths),
+/// from the agent: `bpf_redirect_map` finds the device in this map rather than in the
+/// namespace's device table on every redirect.
+#[map]
+static DEVICES: DevMapHash = DevMapHash::with_max_entries(MAX_DEVICES, 0);
 
 #[map]
 static SOURCES: LpmTrie<ScopedIp, SourceMac> = LpmTrie::with_max_entries(MAX_SOURCES, 0);
@@ -100,6 +110,20 @@ pub fn network(vni: u32) -> Option<Network> {
 #[inline(always)]
 pub fn is_known_vtep(ip: [u8; 4]) -> bool {
     VTEPS.get_ptr(ip).is_some()
+}
+
+/// The cached underlay next hop towards `vtep`, if the agent has resolved it.
+#[inline(always)]
+pub fn next_hop(vtep: [u8; 4]) -> Option<NextHopEntry> {
+    NEXT_HOPS.get_ptr(vtep).map(read)
+}
+
+/// XDP: redirects to `ifindex` through `DEVICES`; `None` when the agent has not put the device
+/// there (the caller then redirects with `bpf_redirect`).
+#[inline(always)]
+pub fn redirect_to_device(ifindex: u32) -> Option<u32> {
+    // Flags 0: a missing key makes the helper return XDP_ABORTED, which is `Err` here.
+    DEVICES.redirect(ifindex, 0).ok()
 }
 
 /// The MAC the pod behind `ifindex` must send from when its source address is `ip`, if it owns

@@ -6,7 +6,7 @@
 
 use core::mem::size_of;
 use ctpath_common::{
-    flow::ipv4_header_checksum,
+    checksum::ipv4_header_checksum,
     wire::{
         ARP_OP_REPLY, DEFAULT_TTL, ICMP_CODE_FRAG_NEEDED, ICMP_DEST_UNREACHABLE,
         VXLAN_FLAG_VNI_VALID,

@@ -1,5 +1,15 @@
-//! The next hop on the underlay towards another node's VTEP, from the kernel's FIB and
-//! neighbour table (`bpf_fib_lookup`): no MAC is configured by hand.
+//! The next hop on the underlay towards another node's VTEP: from the agent's cache
+//! (`NEXT_HOPS`, resolved from the kernel's route and neighbour tables by the same code as the
+//! AF_XDP forwarder's next hops, `ctpath_control::nexthop`, and refreshed every second), else
+//! from the kernel's FIB and neighbour table (`bpf_fib_lookup`). No MAC is configured by hand.
+//!
+//! The cache saves the FIB and neighbour lookup of every encapsulated packet. A VTEP has no
+//! entry until the agent has seen its neighbour resolved (just after start, or a neighbour that
+//! failed): those packets take the lookup, as before the cache, so behaviour is never worse.
+//! A neighbour whose MAC changes is sent to at its old MAC until the agent's next poll (at
+//! most a second); the lookup path has no such window. Which path a packet took is not
+//! counted (a counter would cost the cached path a map update per packet): a VTEP's path is
+//! the one its `NEXT_HOPS` entry says (`bpftool map dump name NEXT_HOPS`).
 //!
 //! The lookup is made from the egress side, as for a packet the node sends itself. The kernel
 //! still requires IPv4 forwarding on the underlay device (`BPF_FIB_LKUP_RET_FWD_DISABLED`
@@ -17,7 +27,7 @@ use aya_ebpf::{
 };
 use ctpath_common::{maps::NodeConfig, DropReason};
 
-use crate::context::PacketContext;
+use crate::{context::PacketContext, maps};
 
 const AF_INET: u8 = 2;
 
@@ -28,9 +38,26 @@ pub struct NextHop {
     pub dst_mac: [u8; 6],
 }
 
-/// The next hop from this node to `vtep`.
+/// The next hop from this node to `vtep`: cached, or looked up (module doc).
 #[inline(always)]
 pub fn towards<C: PacketContext>(
+    ctx: &C,
+    node: &NodeConfig,
+    vtep: [u8; 4],
+) -> Result<NextHop, DropReason> {
+    if let Some(hop) = maps::next_hop(vtep) {
+        return Ok(NextHop {
+            ifindex: hop.ifindex,
+            src_mac: hop.src_mac,
+            dst_mac: hop.dst_mac,
+        });
+    }
+    looked_up(ctx, node, vtep)
+}
+
+/// The next hop from this node to `vtep` from the kernel's FIB (`bpf_fib_lookup`).
+#[inline(always)]
+fn looked_up<C: PacketContext>(
     ctx: &C,
     node: &NodeConfig,
     vtep: [u8; 4],

@@ -15,7 +15,7 @@
 //! this program carries it.
 
 use ctpath_common::{
-    maps::{endpoint_kind, network_flags, NodeConfig, NO_POLICY, XSK_FRAME_ROOM},
+    maps::{endpoint_kind, network_flags, Network, NodeConfig, NO_POLICY, XSK_FRAME_ROOM},
     wire::{ETHERTYPE_IPV4, VXLAN_ENCAP_LEN},
     Counter, DropReason,
 };
@@ -41,18 +41,20 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
         }
         return Ok(C::PASS);
     };
-    if let Some(action) = hand_to_forwarder(ctx, &node, received.vni) {
+    // Looked up once for the three uses below (it was once per use).
+    let network = maps::network(received.vni);
+    if let Some(action) = hand_to_forwarder(ctx, &node, network.as_ref()) {
         stats::count(ctx, Counter::UnderlayToForwarder);
         return Ok(action);
     }
-    if let Some(action) = hand_to_tc(ctx, received.vni) {
+    if let Some(action) = hand_to_tc(ctx, network.as_ref()) {
         stats::count(ctx, Counter::UnderlayToTc);
         return Ok(action);
     }
     if !maps::is_known_vtep(received.src_vtep) {
         return Err(DropReason::UnknownVtep);
     }
-    let network = maps::network(received.vni).ok_or(DropReason::UnknownVni)?;
+    let network = network.ok_or(DropReason::UnknownVni)?;
     let inner = parse::parse_frame(ctx, VXLAN_ENCAP_LEN)?;
     match inner.payload {
         Payload::Arp(request) => {
@@ -93,10 +95,15 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
 }
 
 /// VXLAN of a fast-path plane goes to the AF_XDP forwarder, which makes every further check
-/// itself; `None` for other planes, unknown VNIs, and while no socket is bound.
+/// itself; `None` for other planes, unknown VNIs (`network` `None`), and while no socket is
+/// bound.
 #[inline(always)]
-fn hand_to_forwarder<C: PacketContext>(ctx: &C, node: &NodeConfig, vni: u32) -> Option<u32> {
-    let network = maps::network(vni)?;
+fn hand_to_forwarder<C: PacketContext>(
+    ctx: &C,
+    node: &NodeConfig,
+    network: Option<&Network>,
+) -> Option<u32> {
+    let network = network?;
     if network.flags & network_flags::FAST_PATH == 0 || ctx.len() > XSK_FRAME_ROOM as u64 {
         return None;
     }
@@ -108,8 +115,8 @@ fn hand_to_forwarder<C: PacketContext>(ctx: &C, node: &NodeConfig, vni: u32) -> 
 /// into a veth reaches the pod only when the pod's side runs NAPI (GRO on, or XDP), which a pod
 /// with the kernel's defaults does not. `None` on the tc hook itself and for other planes.
 #[inline(always)]
-fn hand_to_tc<C: PacketContext>(ctx: &C, vni: u32) -> Option<u32> {
-    let network = maps::network(vni)?;
+fn hand_to_tc<C: PacketContext>(ctx: &C, network: Option<&Network>) -> Option<u32> {
+    let network = network?;
     if network.flags & network_flags::TC == 0 {
         return None;
     }

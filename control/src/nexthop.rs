@@ -1,0 +1,204 @@
+//! The underlay next hop of every other node's VTEP, resolved from the kernel's route and
+//! neighbour tables: written once, for the AF_XDP forwarder's tables (`fastpath`) and for the
+//! XDP programs' `NEXT_HOPS` cache (`datapath::write_next_hops`, from the agent).
+//!
+//! Owns [`NextHops`]: which neighbour each VTEP is reached through (asked once per VTEP with
+//! `ip -j route get VTEP oif UNDERLAY`: the route's gateway, or the VTEP itself), and the MAC of
+//! each, read from `ip -j neigh show dev UNDERLAY` on every [`NextHops::refresh`] (the agent
+//! polls once a second). A VTEP whose neighbour has no MAC yet, or a failed one, has no next
+//! hop: the forwarder drops its frames as `no_neighbor`, the XDP programs fall back to
+//! `bpf_fib_lookup`.
+//!
+//! Routes are asked again only when the set of VTEPs changes: a changed route (another
+//! gateway) is seen on the next plan with other VTEPs or the next agent start.
+//!
+//! Panic contract: nothing here panics; a failing `ip` is logged and reads as no neighbours.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    process::Command,
+};
+
+use ctpath_common::maps::NextHopEntry;
+use ctpath_dataplane::forwarder::tables::NextHop;
+use serde::Deserialize;
+
+use crate::compile::NodePlan;
+
+/// The resolved next hops of a plan's remote VTEPs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NextHops {
+    vteps: BTreeSet<[u8; 4]>,
+    /// Each VTEP's underlay neighbour (itself, or the gateway the route goes through).
+    neighbours: BTreeMap<[u8; 4], Ipv4Addr>,
+    hops: BTreeMap<[u8; 4], NextHop>,
+}
+
+impl NextHops {
+    /// Resolves the next hops of `plan`'s remote VTEPs.
+    pub fn resolve(plan: &NodePlan) -> NextHops {
+        let mut next_hops = NextHops::default();
+        next_hops.update(plan);
+        next_hops
+    }
+
+    /// Follows a new plan: routes asked again if its VTEPs changed, neighbours read again.
+    /// Returns whether the next hops changed.
+    pub fn update(&mut self, plan: &NodePlan) -> bool {
+        if plan.remote_vteps != self.vteps || self.neighbours.is_empty() {
+            self.vteps = plan.remote_vteps.clone();
+            self.neighbours = route_neighbours(plan);
+        }
+        self.refresh(plan)
+    }
+
+    /// Reads the neighbour table again; returns whether a next hop changed (appeared, went, or
+    /// got another MAC).
+    pub fn refresh(&mut self, plan: &NodePlan) -> bool {
+        let hops = read_next_hops(plan, &self.neighbours);
+        let changed = hops != self.hops;
+        self.hops = hops;
+        changed
+    }
+
+    /// The next hop of every VTEP whose neighbour is resolved, as the forwarder's tables take
+    /// them.
+    pub fn hops(&self) -> &BTreeMap<[u8; 4], NextHop> {
+        &self.hops
+    }
+
+    /// The same next hops as `NEXT_HOPS` entries: out of `plan`'s underlay.
+    pub fn entries(&self, plan: &NodePlan) -> BTreeMap<[u8; 4], NextHopEntry> {
+        self.hops
+            .iter()
+            .map(|(vtep, hop)| {
+                (
+                    *vtep,
+                    NextHopEntry {
+                        ifindex: plan.node.underlay_ifindex,
+                        src_mac: hop.src_mac,
+                        dst_mac: hop.dst_mac,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+struct RouteJson {
+    gateway: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NeighJson {
+    dst: String,
+    lladdr: Option<String>,
+    #[serde(default)]
+    state: Vec<String>,
+}
+
+/// The neighbour each remote VTEP is reached through on the underlay: its gateway if the route
+/// has one, else the VTEP itself.
+fn route_neighbours(plan: &NodePlan) -> BTreeMap<[u8; 4], Ipv4Addr> {
+    plan.remote_vteps
+        .iter()
+        .map(|vtep| {
+            let ip = Ipv4Addr::from(*vtep);
+            let gateway = ip_json::<Vec<RouteJson>>(&[
+                "route",
+                "get",
+                &ip.to_string(),
+                "oif",
+                &plan.underlay_interface,
+            ])
+            .and_then(|routes| routes.into_iter().next())
+            .and_then(|route| route.gateway)
+            .and_then(|gateway| gateway.parse().ok());
+            (*vtep, gateway.unwrap_or(ip))
+        })
+        .collect()
+}
+
+/// The resolved next hop of every remote VTEP whose neighbour has a MAC.
+fn read_next_hops(
+    plan: &NodePlan,
+    neighbours: &BTreeMap<[u8; 4], Ipv4Addr>,
+) -> BTreeMap<[u8; 4], NextHop> {
+    let table = ip_json::<Vec<NeighJson>>(&["neigh", "show", "dev", &plan.underlay_interface])
+        .unwrap_or_default();
+    let resolved: BTreeMap<Ipv4Addr, [u8; 6]> = table
+        .into_iter()
+        .filter(|entry| {
+            !entry
+                .state
+                .iter()
+                .any(|s| s == "FAILED" || s == "INCOMPLETE")
+        })
+        .filter_map(|entry| {
+            Some((
+                entry.dst.parse().ok()?,
+                parse_mac(entry.lladdr.as_deref()?)?,
+            ))
+        })
+        .collect();
+    neighbours
+        .iter()
+        .filter(|(vtep, _)| plan.remote_vteps.contains(*vtep))
+        .filter_map(|(vtep, neighbour)| {
+            resolved.get(neighbour).map(|mac| {
+                (
+                    *vtep,
+                    NextHop {
+                        src_mac: plan.node.underlay_mac,
+                        dst_mac: *mac,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Runs `ip -j ARGS` and parses its output; `None` (logged) if it fails.
+fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Option<T> {
+    let output = Command::new("ip").arg("-j").args(args).output();
+    match output {
+        Ok(output) if output.status.success() => serde_json::from_slice(&output.stdout)
+            .map_err(|error| tracing::warn!(?args, %error, "unexpected output of ip -j"))
+            .ok(),
+        Ok(output) => {
+            tracing::debug!(?args, stderr = %String::from_utf8_lossy(&output.stderr).trim(), "ip -j");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(?args, %error, "running ip");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse_as_ip_prints_them() {
+        assert_eq!(
+            parse_mac("52:54:00:0a:ff:01"),
+            Some([0x52, 0x54, 0, 0x0a, 0xff, 1])
+        );
+        assert_eq!(parse_mac("52:54:00:0a:ff"), None);
+        assert_eq!(parse_mac("52:54:00:0a:ff:01:02"), None);
+        assert_eq!(parse_mac("zz:54:00:0a:ff:01"), None);
+    }
+}

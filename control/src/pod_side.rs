@@ -1,0 +1,262 @@
+//! What a pod's side of its veth needs when the host side runs XDP (`datapath: xdp` and
+//! fast-path planes), set by the agent so that pods are created with the kernel's defaults on
+//! every plane (a CNI or runtime creates veths that way):
+//!
+//! - **TX checksum offload off**: a veth hands its peer skbs whose TCP/UDP checksum is still to
+//!   be completed (`CHECKSUM_PARTIAL`); once XDP on the host side takes the frame as bytes,
+//!   nothing completes it and the receiver drops it. Turning it off also turns TSO off, which
+//!   needs it: this is the cost of XDP at the pod's veth (`docs/decisions/pod-hook.md`).
+//! - **GRO on**: an XDP redirect into a veth (node to pod, pod to pod, the answers `from_pod`
+//!   sends back) is only delivered when the receiving end runs NAPI, which a veth does when it
+//!   has an XDP program or GRO on.
+//!
+//! Planes with `datapath: tc` need nothing (the tc program works on the skb). The agent reaches
+//! the pod's end through the host end: its peer's ifindex and the peer's namespace id
+//! (`IFLA_LINK_NETNSID`, from `ip -j -d link show`), the namespace named under `/run/netns`
+//! for that id (`ip -j netns list-id`: namespaces made by `ip netns`, and by container runtimes
+//! for CNI, which bind them there), and the features set there with the ethtool ioctls
+//! (`SIOCETHTOOL`: `ETHTOOL_STXCSUM`, `ETHTOOL_SGRO`) from a thread that enters it. A pod whose
+//! namespace is not bound under `/run/netns` cannot be reached this way: [`PodSideError`] says
+//! so, and the agent logs it. Settings are not reverted when a plane leaves XDP (tc works with
+//! them as well).
+
+use std::{ffi::CStr, fs::File, os::fd::AsRawFd, process::Command};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Legacy ethtool commands (`linux/ethtool.h`), each with a `struct ethtool_value`.
+const ETHTOOL_GTXCSUM: u32 = 0x16;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
+
+#[derive(Debug, Error)]
+pub enum PodSideError {
+    #[error("reading {interface} with ip: {message}")]
+    Ip { interface: String, message: String },
+    #[error("{interface} is not a veth")]
+    NotVeth { interface: String },
+    #[error(
+        "the namespace of {interface}'s peer (nsid {nsid}) is not bound under /run/netns, so its \
+         TX checksum offload cannot be turned off and GRO on from here"
+    )]
+    NamespaceNotFound { interface: String, nsid: i32 },
+    #[error("entering {netns}: {source}")]
+    Enter {
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} on {interface} in {netns}: {source}")]
+    Ethtool {
+        what: &'static str,
+        interface: String,
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What was found and done on a pod's end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSide {
+    /// The namespace's name under `/run/netns` (empty: the node's own namespace).
+    pub netns: String,
+    pub interface: String,
+    /// The settings changed (empty when they were already right).
+    pub changed: Vec<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct LinkJson {
+    link_index: Option<u32>,
+    link_netnsid: Option<i32>,
+    linkinfo: Option<LinkInfoJson>,
+}
+
+#[derive(Deserialize)]
+struct LinkInfoJson {
+    info_kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NsidJson {
+    nsid: i32,
+    name: Option<String>,
+}
+
+/// Turns TX checksum offload off and GRO on at the other end of the host-side veth
+/// `host_interface`, wherever that end is.
+pub fn prepare_for_xdp(host_interface: &str) -> Result<PodSide, PodSideError> {
+    let ip_error = |message: String| PodSideError::Ip {
+        interface: host_interface.to_owned(),
+        message,
+    };
+    let links: Vec<LinkJson> =
+        ip_json(&["-j", "-d", "link", "show", "dev", host_interface]).map_err(ip_error)?;
+    let link = links
+        .into_iter()
+        .next()
+        .ok_or_else(|| ip_error("no such interface".into()))?;
+    let is_veth = link
+        .linkinfo
+        .as_ref()
+        .and_then(|info| info.info_kind.as_deref())
+        == Some("veth");
+    let peer_ifindex = link
+        .link_index
+        .filter(|_| is_veth)
+        .ok_or(PodSideError::NotVeth {
+            interface: host_interface.to_owned(),
+        })?;
+    let netns = match link.link_netnsid {
+        None => String::new(),
+        Some(nsid) => {
+            let ids: Vec<NsidJson> = ip_json(&["-j", "netns", "list-id"]).map_err(ip_error)?;
+            ids.into_iter()
+                .find(|id| id.nsid == nsid)
+                .and_then(|id| id.name)
+                .ok_or(PodSideError::NamespaceNotFound {
+                    interface: host_interface.to_owned(),
+                    nsid,
+                })?
+        }
+    };
+    let namespace = if netns.is_empty() {
+        None
+    } else {
+        Some(
+            File::open(format!("/run/netns/{netns}")).map_err(|source| PodSideError::Enter {
+                netns: netns.clone(),
+                source,
+            })?,
+        )
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| set_in(namespace.as_ref(), &netns, peer_ifindex))
+            .join()
+            .expect("the pod-side thread does not panic")
+    })
+}
+
+/// In a thread of its own (a thread's network namespace is its own): enters `namespace`,
+/// then sets the features of `ifindex` there.
+fn set_in(namespace: Option<&File>, netns: &str, ifindex: u32) -> Result<PodSide, PodSideError> {
+    if let Some(file) = namespace {
+        // SAFETY: `file` is an open namespace file; setns only changes this thread's network
+        // namespace, and this thread ends after this function.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(PodSideError::Enter {
+                netns: netns.to_owned(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
+    // SAFETY: `name` has the IFNAMSIZ bytes if_indextoname writes at most.
+    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
+    let ethtool_error = |what, source| PodSideError::Ethtool {
+        what,
+        interface: format!("ifindex {ifindex}"),
+        netns: netns.to_owned(),
+        source,
+    };
+    if found.is_null() {
+        return Err(ethtool_error(
+            "finding the peer",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: if_indextoname succeeded, so `name` holds a NUL-terminated name.
+    let interface = unsafe { CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let device = Ethtool::open(name).map_err(|source| ethtool_error("opening a socket", source))?;
+    let mut changed = Vec::new();
+    for (get, set, want, what) in [
+        (ETHTOOL_GTXCSUM, ETHTOOL_STXCSUM, 0, "tx-checksumming off"),
+        (ETHTOOL_GGRO, ETHTOOL_SGRO, 1, "generic-receive-offload on"),
+    ] {
+        let error = |source| PodSideError::Ethtool {
+            what,
+            interface: interface.clone(),
+            netns: netns.to_owned(),
+            source,
+        };
+        if device.value(get, 0).map_err(error)? == want {
+            continue;
+        }
+        device.value(set, want).map_err(error)?;
+        if device.value(get, 0).map_err(error)? != want {
+            return Err(error(std::io::Error::other("the device kept its setting")));
+        }
+        changed.push(what);
+    }
+    Ok(PodSide {
+        netns: netns.to_owned(),
+        interface,
+        changed,
+    })
+}
+
+/// An interface and a socket of the current thread's namespace to send it ethtool ioctls.
+struct Ethtool {
+    socket: std::os::fd::OwnedFd,
+    name: [libc::c_char; libc::IFNAMSIZ],
+}
+
+impl Ethtool {
+    fn open(name: [libc::c_char; libc::IFNAMSIZ]) -> std::io::Result<Ethtool> {
+        // SAFETY: plain socket(2); the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new, valid descriptor nobody else owns.
+        let socket = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+        Ok(Ethtool { socket, name })
+    }
+
+    /// Sends `struct ethtool_value { cmd, data }` and returns `data` as the kernel left it.
+    fn value(&self, cmd: u32, data: u32) -> std::io::Result<u32> {
+        #[repr(C)]
+        struct EthtoolValue {
+            cmd: u32,
+            data: u32,
+        }
+        let mut value = EthtoolValue { cmd, data };
+        let request = libc::ifreq {
+            ifr_name: self.name,
+            ifr_ifru: libc::__c_anonymous_ifr_ifru {
+                ifru_data: (&raw mut value).cast(),
+            },
+        };
+        // SAFETY: SIOCETHTOOL reads the ifreq and reads/writes the ethtool_value it points to,
+        // both alive for the call.
+        let ret = unsafe { libc::ioctl(self.socket.as_raw_fd(), libc::SIOCETHTOOL, &request) };
+        if ret != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(value.data)
+    }
+}
+
+fn ip_json<T: for<'de> Deserialize<'de>>(args: &[&str]) -> Result<T, String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|error| format!("running ip: {error}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    // `ip netns list-id` prints nothing at all when there is no namespace to list.
+    let text = String::from_utf8_lossy(&output.stdout);
+    let text = if text.trim().is_empty() { "[]" } else { &text };
+    serde_json::from_str(text).map_err(|error| format!("ip {}: {error}", args.join(" ")))
+}
