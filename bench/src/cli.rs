@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::{cpus::CpuMode, generator::GenerateArgs};
 
 /// ctpath against the kernel path on veth, side by side in one run: pps (64 and 1400 bytes,
-/// one flow and 1,024 flows), security-group scaling, round-trip latency and TCP, on network
+/// one flow and 1,024 flows), security-group scaling, new connections per second, round-trip
+/// latency and TCP, on network
 /// namespace nodes built like a two-node Kubernetes cluster. Needs root. Writes results.json,
 /// table.txt, README.md and PNG plots to --out.
 #[derive(Debug, Parser)]
@@ -59,6 +60,7 @@ pub enum Command {
 pub enum HoldTopology {
     Kernel,
     CtpathXdp,
+    CtpathTc,
     CtpathAfxdp,
     Ceiling,
 }
@@ -82,6 +84,10 @@ pub struct RunArgs {
     /// Measured seconds per flood run (default 2, quick 0.5).
     #[arg(long)]
     pub seconds: Option<f64>,
+    /// Write the results of a full run even when the ctpath commit is `-dirty` (uncommitted
+    /// changes: the figures would belong to no commit). Quick runs always write.
+    #[arg(long)]
+    pub allow_dirty: bool,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +115,12 @@ pub struct GenerateCli {
     pub warmup_ms: u64,
     #[arg(long, default_value_t = 2000)]
     pub duration_ms: u64,
+    /// New-flow mode: at most this many frames, each a new UDP flow (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub new_flows: u64,
+    /// New-flow mode: the number of the first flow.
+    #[arg(long, default_value_t = 0)]
+    pub flow_base: u64,
 }
 
 impl From<GenerateCli> for GenerateArgs {
@@ -125,6 +137,8 @@ impl From<GenerateCli> for GenerateArgs {
             frame_size: c.frame_size,
             warmup: Duration::from_millis(c.warmup_ms),
             duration: Duration::from_millis(c.duration_ms),
+            new_flows: c.new_flows,
+            flow_base: c.flow_base,
         }
     }
 }

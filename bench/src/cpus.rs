@@ -10,10 +10,13 @@
 //! through every veth hop, and that is `same`: generator, XDP programs, bridge, netfilter, vxlan
 //! and the sink all on one CPU, the stable configuration on this kind of machine.
 //!
-//! `split` moves the datapath to a second CPU: every veth of the topology gets threaded NAPI
-//! (`/sys/class/net/IF/threaded`), whose `napi/IF-ID` kernel threads are pinned to the datapath
-//! CPU before every sample (XDP attached later creates new ones), and the source pod's host-side
-//! veth gets GRO on, so that it runs NAPI in the kernel topology too (without XDP or GRO a veth
+//! `split` moves the datapath to a second CPU: the source pod's host-side veth gets GRO on, then
+//! every veth of the topology that has NAPI gets threaded NAPI (`/sys/class/net/IF/threaded`;
+//! the kernel refuses the flag on a veth without NAPI, so it is applied again after the sinks'
+//! XDP is attached), whose `napi/IF-ID` kernel threads are pinned to the datapath CPU before
+//! every sample. A thread that cannot be pinned, or no thread at all, fails the sample or the
+//! run: a split figure is never silently a same-CPU one. GRO on the source pod's host veth makes
+//! it run NAPI in the kernel topology too (without XDP or GRO a veth
 //! hands frames to the sending CPU's backlog, and the kernel path would stay on the generator's
 //! CPU). The generator keeps its own CPU: it builds the skb and puts it in the veth's ring, and
 //! that is all that runs there. When the datapath is slower than the generator the ring
@@ -34,6 +37,21 @@ pub enum CpuError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "--cpus split: pinning napi/* thread {pid} to CPU {cpu} failed ({source}); the \
+         datapath would run where the scheduler puts it"
+    )]
+    PinNapi {
+        pid: u32,
+        cpu: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "--cpus split: no napi/* thread appeared (threaded NAPI did not take on the \
+         topology's veths), so the datapath would follow the generator's CPU"
+    )]
+    NoNapiThreads,
     #[error("{what} in {netns}: {message}")]
     Sysfs {
         what: String,
@@ -118,10 +136,10 @@ impl Placement {
             .collect()
     }
 
-    /// Prepares the interfaces of a topology: nothing in `same` mode; in `split` mode threaded
-    /// NAPI on every veth of `namespaces`, and GRO on `source_host_veth` (namespace, interface)
-    /// so that it has NAPI in every topology, the kernel path included (a veth without NAPI yet
-    /// takes the flag and applies it when NAPI appears).
+    /// Prepares the interfaces of a topology: nothing in `same` mode; in `split` mode GRO on
+    /// `source_host_veth` (namespace, interface), so that it has NAPI in every topology, the
+    /// kernel path included, then threaded NAPI on every veth of `namespaces` that has NAPI
+    /// ([`Placement::thread_napi`]).
     pub fn prepare(
         &self,
         namespaces: &[&Netns],
@@ -130,18 +148,6 @@ impl Placement {
         if self.mode == CpuMode::Same {
             return Ok(());
         }
-        for ns in namespaces {
-            let script = "for d in /sys/class/net/*; do \
-                            n=$(basename $d); \
-                            ethtool -i $n 2>/dev/null | grep -qx 'driver: veth' && echo 1 > $d/threaded; \
-                          done; true";
-            ns.exec(&["sh", "-c", script])
-                .map_err(|e| CpuError::Sysfs {
-                    what: "threaded NAPI".into(),
-                    netns: ns.name().into(),
-                    message: e.to_string(),
-                })?;
-        }
         let (ns, ifname) = source_host_veth;
         ns.exec(&["ethtool", "-K", ifname, "gro", "on"])
             .map_err(|e| CpuError::Sysfs {
@@ -149,25 +155,71 @@ impl Placement {
                 netns: ns.name().into(),
                 message: e.to_string(),
             })?;
+        self.thread_napi(namespaces)
+    }
+
+    /// In `split` mode, threaded NAPI (`/sys/class/net/IF/threaded`) on every veth of
+    /// `namespaces` that has NAPI. The kernel refuses the flag on a veth without NAPI (no XDP
+    /// program, no GRO) and does not remember it, so this runs again whenever XDP is attached
+    /// (the sinks): a veth without NAPI is processed by the CPU that sends into it, which on
+    /// the path is the previous hop's NAPI thread. Any other failure is an error.
+    pub fn thread_napi(&self, namespaces: &[&Netns]) -> Result<(), CpuError> {
+        if self.mode == CpuMode::Same {
+            return Ok(());
+        }
+        for ns in namespaces {
+            let script = "for d in /sys/class/net/*; do \
+                            n=$(basename $d); \
+                            ethtool -i $n 2>/dev/null | grep -qx 'driver: veth' || continue; \
+                            err=$( (echo 1 > $d/threaded) 2>&1 ) && continue; \
+                            case \"$err\" in \
+                              *'not supported'*|*'I/O error'*) ;; \
+                              *) echo \"$n: $err\" >&2; exit 1;; \
+                            esac; \
+                          done";
+            ns.exec(&["sh", "-c", script])
+                .map_err(|e| CpuError::Sysfs {
+                    what: "threaded NAPI".into(),
+                    netns: ns.name().into(),
+                    message: e.to_string(),
+                })?;
+        }
         Ok(())
     }
 
     /// In split mode, pins every `napi/*` kernel thread that did not exist when the harness
-    /// started (`known`) to the datapath CPU. Returns how many it pinned.
-    pub fn pin_napi_threads(&self, known: &[u32]) -> usize {
+    /// started (`known`) to the datapath CPU. Returns how many it pinned. Fails when a thread
+    /// cannot be pinned (unless it exited meanwhile) or when there is none to pin: a split
+    /// figure would then silently be a same-CPU one.
+    pub fn pin_napi_threads(&self, known: &[u32]) -> Result<usize, CpuError> {
         if self.mode == CpuMode::Same {
-            return 0;
+            return Ok(0);
         }
         let mut pinned = 0;
         for pid in napi_threads() {
             if known.contains(&pid) {
                 continue;
             }
-            if set_affinity(pid as libc::pid_t, self.datapath_cpu).is_ok() {
-                pinned += 1;
+            match ctpath_dataplane::forwarder::cpu::pin_thread(
+                pid as libc::pid_t,
+                self.datapath_cpu,
+            ) {
+                Ok(()) => pinned += 1,
+                // The thread is gone (its veth was deleted with an earlier topology).
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(source) => {
+                    return Err(CpuError::PinNapi {
+                        pid,
+                        cpu: self.datapath_cpu,
+                        source,
+                    })
+                }
             }
         }
-        pinned
+        if pinned == 0 {
+            return Err(CpuError::NoNapiThreads);
+        }
+        Ok(pinned)
     }
 }
 

@@ -11,6 +11,15 @@
 //! A copy-mode TX completes when the kernel frees the skb at the end of the path, so the flood
 //! never outruns the path: what completes is what the path took.
 //!
+//! New-flow mode (`new_flows > 0`, the new-connections case): every frame is a new 5-tuple.
+//! Before a free frame is produced its UDP source and destination ports are rewritten in the
+//! UMEM to those of flow number `flow_base + k` ([`new_flow_ports`]: source ports
+//! 1024..=65535, then the next destination port of 1..=19999, below the security group's
+//! non-matching ports) and its UDP checksum updated incrementally (RFC 1624); the frame was
+//! copied by the kernel when it was sent, so rewriting it after its completion is safe. After
+//! `new_flows` frames the generator produces no more: the window then ends early, so a run
+//! never creates more connections than its budget (see `bench/README.md` on table capacity).
+//!
 //! Protocol on stdout, one line each, for the harness: `ready` once the socket is bound, then
 //! `start <completed>` after the warm-up, `stop <completed> <elapsed_ns>` after the measured
 //! window, and `done <completed> <outstanding>` when every frame in flight came back (or a
@@ -56,6 +65,8 @@ pub enum GeneratorError {
     FrameSize(usize),
     #[error("flows must be 1..=16384, got {0}")]
     Flows(u32),
+    #[error("new flows {base} + {count} run past the {NEW_FLOW_SPACE} distinct port pairs")]
+    NewFlows { base: u64, count: u64 },
     #[error("source port base {base} + {flows} flows runs past port 65535")]
     PortRange { base: u16, flows: u32 },
     #[error("interface name {0:?} is not valid")]
@@ -97,6 +108,52 @@ pub struct GenerateArgs {
     pub frame_size: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// New-flow mode: at most this many frames, each a new flow (0: off, `flows` templates).
+    pub new_flows: u64,
+    /// New-flow mode: the number of the first flow (so runs never repeat a 5-tuple).
+    pub flow_base: u64,
+}
+
+/// New-flow mode's source ports (1024..=65535) and destination ports (1..=19999).
+const NEW_FLOW_SRC_PORTS: u64 = 65535 - 1024 + 1;
+const NEW_FLOW_DST_PORTS: u64 = 19999;
+/// Distinct (source port, destination port) pairs of new-flow mode.
+pub const NEW_FLOW_SPACE: u64 = NEW_FLOW_SRC_PORTS * NEW_FLOW_DST_PORTS;
+/// UDP header offsets in the generator's frames (Ethernet 14 + IPv4 20).
+const UDP_SRC_PORT: usize = 34;
+const UDP_CHECKSUM: usize = 40;
+
+/// The (source, destination) UDP ports of new flow number `flow` (< [`NEW_FLOW_SPACE`]).
+pub fn new_flow_ports(flow: u64) -> (u16, u16) {
+    let src = 1024 + (flow % NEW_FLOW_SRC_PORTS);
+    let dst = 1 + (flow / NEW_FLOW_SRC_PORTS) % NEW_FLOW_DST_PORTS;
+    (src as u16, dst as u16)
+}
+
+/// Rewrites the UDP ports of `frame` (one of [`GenerateArgs::frames`]) and updates its UDP
+/// checksum incrementally (RFC 1624: `HC' = ~(~HC + ~m + m')`).
+pub fn set_ports(frame: &mut [u8], src: u16, dst: u16) {
+    let Some(header) = frame.get_mut(UDP_SRC_PORT..UDP_CHECKSUM + 2) else {
+        return;
+    };
+    let word = |h: &[u8], at: usize| u32::from(u16::from_be_bytes([h[at], h[at + 1]]));
+    let old = [word(header, 0), word(header, 2)];
+    let old_sum = word(header, 6);
+    header[0..2].copy_from_slice(&src.to_be_bytes());
+    header[2..4].copy_from_slice(&dst.to_be_bytes());
+    if old_sum == 0 {
+        return; // no checksum
+    }
+    let sum = u32::from(!(old_sum as u16))
+        + u32::from(!(old[0] as u16))
+        + u32::from(!(old[1] as u16))
+        + u32::from(src)
+        + u32::from(dst);
+    let mut new = ctpath_common::checksum::checksum_fold(sum);
+    if new == 0 {
+        new = 0xffff; // zero means "no checksum" in UDP
+    }
+    header[6..8].copy_from_slice(&new.to_be_bytes());
 }
 
 impl GenerateArgs {
@@ -112,6 +169,12 @@ impl GenerateArgs {
             return Err(GeneratorError::PortRange {
                 base: self.src_port,
                 flows: self.flows,
+            });
+        }
+        if self.new_flows > 0 && self.flow_base.saturating_add(self.new_flows) > NEW_FLOW_SPACE {
+            return Err(GeneratorError::NewFlows {
+                base: self.flow_base,
+                count: self.new_flows,
             });
         }
         // Ethernet 14 + IPv4 20 + UDP 8 = 42 bytes of headers.
@@ -155,6 +218,10 @@ struct Sender {
     frame_size: usize,
     ifname: String,
     completed: u64,
+    /// New-flow mode: the next flow's number and the end of the budget.
+    next_flow: u64,
+    end_flow: u64,
+    new_flows: bool,
 }
 
 impl Sender {
@@ -215,18 +282,39 @@ impl Sender {
             frame_size: frame_size as usize,
             ifname: args.ifname.clone(),
             completed: 0,
+            next_flow: args.flow_base,
+            end_flow: args.flow_base + args.new_flows,
+            new_flows: args.new_flows > 0,
         })
     }
 
     /// One round: produce what is free, kick, reap.
     fn round(&mut self) -> Result<(), GeneratorError> {
         while !self.free.is_empty() {
-            let take = self.free.len().min(BATCH);
+            let mut take = self.free.len().min(BATCH);
+            if self.new_flows {
+                take = take.min((self.end_flow - self.next_flow) as usize);
+                if take == 0 {
+                    break; // the budget of new flows is spent
+                }
+            }
             let start = self.free.len() - take;
+            if self.new_flows {
+                for (k, desc) in self.free[start..].iter_mut().enumerate() {
+                    let (src, dst) = new_flow_ports(self.next_flow + k as u64);
+                    // SAFETY: `desc` is a frame of `self.umem` in no queue (never produced,
+                    // or completed: the kernel copied it when it was sent), and no other
+                    // reference to its data exists.
+                    let mut data = unsafe { self.umem.data_mut(desc) };
+                    set_ports(data.contents_mut(), src, dst);
+                }
+            }
             // SAFETY: the frames in `free` belong to `self.umem` and are in no queue: each was
             // either never produced or came back through the completion queue.
             let produced = unsafe { self.tx.produce(&self.free[start..]) };
             self.free.truncate(self.free.len() - produced);
+            // Frames rewritten but not produced are rewritten again, with the same numbers.
+            self.next_flow += produced as u64;
             if produced < take {
                 break; // TX ring full
             }
@@ -258,6 +346,11 @@ impl Sender {
         (self.written.len() - self.free.len()) as u64
     }
 
+    /// New-flow mode: every flow of the budget was sent and came back.
+    fn spent(&self) -> bool {
+        self.new_flows && self.next_flow == self.end_flow && self.in_flight() == 0
+    }
+
     /// Keeps the umem alive until after the queues (field order is not relied on).
     fn close(self) {
         let Sender { tx, comp, umem, .. } = self;
@@ -278,7 +371,7 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<Flood, Generator
     };
     say("ready".into())?;
     let warmup_end = Instant::now() + args.warmup;
-    while Instant::now() < warmup_end {
+    while Instant::now() < warmup_end && !sender.spent() {
         sender.round()?;
     }
     say(format!("start {}", sender.completed))?;
@@ -289,7 +382,7 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<Flood, Generator
         sender.round()?;
         rounds = rounds.wrapping_add(1);
         // Reading the clock every round costs more than a round at 64 bytes.
-        if rounds.is_multiple_of(16) && Instant::now() >= end {
+        if rounds.is_multiple_of(16) && (Instant::now() >= end || sender.spent()) {
             break;
         }
     }
@@ -333,7 +426,61 @@ mod tests {
             frame_size,
             warmup: Duration::ZERO,
             duration: Duration::ZERO,
+            new_flows: 0,
+            flow_base: 0,
         }
+    }
+
+    /// The UDP checksum of `frame` over the pseudo-header, computed from scratch.
+    fn udp_checksum(frame: &[u8]) -> u16 {
+        let udp = &frame[34..];
+        let mut sum = 0u32;
+        for pair in frame[26..34].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        sum += 17 + udp.len() as u32;
+        for (i, pair) in udp.chunks(2).enumerate() {
+            if i == 3 {
+                continue; // the checksum field
+            }
+            let hi = pair[0];
+            let lo = pair.get(1).copied().unwrap_or(0);
+            sum += u32::from(u16::from_be_bytes([hi, lo]));
+        }
+        ctpath_common::checksum::checksum_fold(sum)
+    }
+
+    #[test]
+    fn new_flows_rewrite_ports_and_keep_the_checksum_right() {
+        let mut frame = args(64, 1).frames().unwrap().remove(0);
+        assert_eq!(
+            udp_checksum(&frame),
+            u16::from_be_bytes([frame[40], frame[41]])
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for flow in [0, 1, 64511, 64512, 1_000_000, NEW_FLOW_SPACE - 1] {
+            let (src, dst) = new_flow_ports(flow);
+            assert!(
+                src >= 1024 && (1..20000).contains(&dst),
+                "{flow}: {src} {dst}"
+            );
+            assert!(seen.insert((src, dst)), "flow {flow} repeats a port pair");
+            set_ports(&mut frame, src, dst);
+            assert_eq!(u16::from_be_bytes([frame[34], frame[35]]), src);
+            assert_eq!(u16::from_be_bytes([frame[36], frame[37]]), dst);
+            assert_eq!(
+                udp_checksum(&frame),
+                u16::from_be_bytes([frame[40], frame[41]]),
+                "flow {flow}"
+            );
+        }
+        let mut over = args(64, 1);
+        over.new_flows = 10;
+        over.flow_base = NEW_FLOW_SPACE - 5;
+        assert!(matches!(
+            over.frames(),
+            Err(GeneratorError::NewFlows { .. })
+        ));
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! Modules, one concern each:
 //! - `cli`: the command line.
 //! - `run`: one run start to end: topologies, interleaved cases, progress, outputs.
-//! - `topology`: the kernel, ctpath-xdp, ctpath-afxdp and ceiling topologies (on the shared
-//!   testbed), the security group as cluster state and as iptables rules, the XDP probes (sink,
-//!   redirect).
+//! - `topology`: the kernel, ctpath-xdp, ctpath-tc, ctpath-afxdp, ceiling and generator-only
+//!   topologies (on the shared testbed), the security group as cluster state and as iptables
+//!   rules, the probes (sinks, redirect), what each topology's interfaces ended up with.
 //! - `forwarder`: ctpath-afxdp's checks against the agents' forwarder report (placement, and
 //!   that every sample went through the forwarder).
-//! - `generator`: the AF_XDP TX flood, run as `ctpath-bench generate` inside the source pod.
-//! - `measure`: one pps, latency or TCP sample.
+//! - `generator`: the AF_XDP TX flood (one flow, many, or a new flow per frame), run as
+//!   `ctpath-bench generate` inside the source pod.
+//! - `measure`: one pps (or new-connections), latency or TCP sample.
 //! - `cpus`: `--cpus same|split` and the pinning behind it.
 //! - `machine`: the machine's description.
 //! - `report`: the JSON record, summary, table, headline ratios, sanity checks.

@@ -84,11 +84,28 @@ impl From<TopologyError> for MeasureError {
 pub struct Traffic {
     /// Frame size on the wire, FCS included.
     pub frame_size: usize,
+    /// Distinct flows; in new-flow mode, the budget of new flows per run (one per frame).
     pub flows: u32,
+    /// Every frame a new UDP flow (the new-connections case), at most `flows` per run.
+    #[serde(default)]
+    pub new_flows: bool,
+}
+
+impl Traffic {
+    pub const fn flood(frame_size: usize, flows: u32) -> Traffic {
+        Traffic {
+            frame_size,
+            flows,
+            new_flows: false,
+        }
+    }
 }
 
 impl std::fmt::Display for Traffic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.new_flows {
+            return write!(f, "{} B, new flow per frame", self.frame_size);
+        }
         let flows = if self.flows == 1 { "flow" } else { "flows" };
         write!(f, "{} B, {} {flows}", self.frame_size, self.flows)
     }
@@ -100,6 +117,9 @@ pub struct PpsSample {
     pub topology: String,
     pub frame_size: usize,
     pub flows: u32,
+    /// The new-connections case: every frame a new flow, at most `flows` per run.
+    #[serde(default)]
+    pub new_flows: bool,
     pub rules: usize,
     pub run: usize,
     /// Received at the sink per second, over the measured window.
@@ -116,6 +136,12 @@ pub struct PpsSample {
     pub outstanding: u64,
     /// ctpath's own drop counters over the run (both nodes, all reasons); 0 elsewhere.
     pub datapath_drops: u64,
+    /// Of those, `conntrack_full` (XDP programs; the forwarder's are among its drops).
+    #[serde(default)]
+    pub conntrack_full: u64,
+    /// kernel: the destination node's conntrack entries after the run and `nf_conntrack_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_conntrack: Option<(u64, u64)>,
     pub window_seconds: f64,
     /// Per CPU, where the time went over the window.
     pub cpu: Vec<CpuShare>,
@@ -165,7 +191,9 @@ pub struct FloodTiming {
     pub window: Duration,
 }
 
-/// Floods `topology` with `traffic` once and counts at its sink (which must be attached).
+/// Floods `topology` with `traffic` once and counts at its sink (which must be attached). In
+/// new-flow mode the flows are numbered from `flow_base` (the caller never repeats one).
+#[allow(clippy::too_many_arguments)]
 pub fn pps(
     topology: &Topology,
     traffic: Traffic,
@@ -173,9 +201,11 @@ pub fn pps(
     placement: &Placement,
     known_napi: &[u32],
     run: usize,
+    flow_base: u64,
 ) -> Result<PpsSample, MeasureError> {
     let kind = topology.kind;
-    let args = flood_args(traffic, timing);
+    let mut args = flood_args(traffic, timing);
+    args.flow_base = flow_base;
     let exe = std::env::current_exe().map_err(|e| MeasureError::Start {
         topology: kind,
         what: "the generator",
@@ -189,6 +219,7 @@ pub fn pps(
 
     let mark = topology.forwarder_mark()?;
     let drops_before = topology.datapath_drops();
+    let full_before = topology.conntrack_full();
     let before = topology.received().packets;
     let mut child = topology
         .src()
@@ -241,7 +272,9 @@ pub fn pps(
     let outcome = (|| -> Result<_, String> {
         expect("ready")?;
         // Threaded NAPI kthreads appear when a veth gets NAPI: pin the new ones now.
-        placement.pin_napi_threads(known_napi);
+        placement
+            .pin_napi_threads(known_napi)
+            .map_err(|e| e.to_string())?;
         expect("start")?;
         let (t0, s0, cpu0) = (Instant::now(), topology.received().packets, CpuTimes::now());
         let stop = expect("stop")?;
@@ -289,6 +322,7 @@ pub fn pps(
         topology: kind.name().into(),
         frame_size: traffic.frame_size,
         flows: traffic.flows,
+        new_flows: traffic.new_flows,
         rules: topology.rules,
         run,
         received_pps: (s1 - s0) as f64 / window,
@@ -298,6 +332,8 @@ pub fn pps(
         received,
         outstanding,
         datapath_drops: topology.datapath_drops().saturating_sub(drops_before) + forwarder_drops,
+        conntrack_full: topology.conntrack_full().saturating_sub(full_before),
+        kernel_conntrack: topology.kernel_conntrack(),
         window_seconds: window,
         cpu: cpu1.since(&cpu0),
         forwarder,
@@ -314,10 +350,17 @@ pub fn flood_args(traffic: Traffic, timing: FloodTiming) -> GenerateArgs {
         dst_ip: DST_IP,
         src_port: FLOOD_SRC_PORT,
         dst_port: FLOOD_PORT,
-        flows: traffic.flows,
+        // New-flow mode rewrites the ports of one template per frame.
+        flows: if traffic.new_flows { 1 } else { traffic.flows },
         frame_size: traffic.frame_size,
         warmup: timing.warmup,
         duration: timing.window,
+        new_flows: if traffic.new_flows {
+            u64::from(traffic.flows)
+        } else {
+            0
+        },
+        flow_base: 0,
     }
 }
 
@@ -348,6 +391,10 @@ pub fn generate_argv(exe: &str, args: &GenerateArgs) -> Vec<String> {
         args.warmup.as_millis().to_string(),
         "--duration-ms".into(),
         args.duration.as_millis().to_string(),
+        "--new-flows".into(),
+        args.new_flows.to_string(),
+        "--flow-base".into(),
+        args.flow_base.to_string(),
     ]
 }
 
@@ -627,6 +674,8 @@ mod tests {
             frame_size: 1400,
             warmup: Duration::from_millis(300),
             duration: Duration::from_millis(2000),
+            new_flows: 40000,
+            flow_base: 80000,
         };
         let argv = generate_argv("ctpath-bench", &args);
         assert_eq!(crate::cli::parse_generate(&argv).unwrap(), args);

@@ -37,6 +37,7 @@ fn color(kind: TopologyKind) -> RGBColor {
     match kind {
         TopologyKind::Kernel => RGBColor(204, 85, 60),
         TopologyKind::CtpathXdp => RGBColor(40, 110, 200),
+        TopologyKind::CtpathTc => RGBColor(140, 80, 180),
         TopologyKind::CtpathAfxdp => RGBColor(60, 160, 90),
         TopologyKind::Ceiling => RGBColor(130, 130, 130),
         TopologyKind::GeneratorOnly => RGBColor(205, 185, 110),

@@ -1,7 +1,10 @@
 //! The results of one run and what is made of them: the JSON record (every raw sample, the
 //! machine, the CPU placement, the configuration), the summary (min / median / max per case,
 //! ratios to the kernel path and to the ceiling, the issue's four headline ratios), the plain
-//! text table, and the sanity checks `--quick` relies on.
+//! text table (pps, rule scaling, new connections per second with the runs that found a
+//! conntrack table full, latency, TCP, headline; generator-only footnoted as the generator's
+//! cost, not a dataplane; the ctpath commit in the header), and the sanity checks `--quick`
+//! relies on (a full conntrack table is one: its capacity, not the path, would be measured).
 //!
 //! Owns [`Results`], [`Stats`], [`Headline`], [`ReportError`]. Ratios are of medians; the runs
 //! of the topologies compared are interleaved (A B A B ...), so slow phases of the machine hit
@@ -60,6 +63,12 @@ pub struct RunConfig {
     pub rules: Vec<usize>,
     pub round_trips: usize,
     pub tcp_seconds: u64,
+    /// The rule counts of the new-connections case.
+    #[serde(default)]
+    pub conn_rules: Vec<usize>,
+    /// New flows per run of the new-connections case (see `run::conn_budget`).
+    #[serde(default)]
+    pub conn_budget: u32,
 }
 
 /// A topology that was not measured, and why.
@@ -127,6 +136,7 @@ impl Results {
             s.topology == topology.name()
                 && s.frame_size == traffic.frame_size
                 && s.flows == traffic.flows
+                && s.new_flows == traffic.new_flows
                 && s.rules == rules
         })
     }
@@ -171,9 +181,15 @@ impl Results {
 
     /// The headline case: 64 bytes, one flow.
     pub fn headline_traffic(&self) -> Traffic {
+        Traffic::flood(64, 1)
+    }
+
+    /// The new-connections case: 64 bytes, every frame a new flow, `conn_budget` per run.
+    pub fn conn_traffic(&self) -> Traffic {
         Traffic {
             frame_size: 64,
-            flows: 1,
+            flows: self.config.conn_budget,
+            new_flows: true,
         }
     }
 
@@ -335,8 +351,8 @@ pub fn table(results: &Results) -> String {
     let _ = writeln!(out, "cpus: {}", results.placement.description);
     let _ = writeln!(
         out,
-        "machine: {}, {} CPUs, Linux {}; {}",
-        m.cpu_model, m.cpus, m.kernel, m.iptables
+        "machine: {}, {} CPUs, Linux {}; {}; ctpath {}",
+        m.cpu_model, m.cpus, m.kernel, m.iptables, m.ctpath_commit
     );
     let _ = writeln!(out);
     let _ = writeln!(
@@ -404,6 +420,12 @@ pub fn table(results: &Results) -> String {
         }
     }
 
+    let _ = writeln!(
+        out,
+        "generator-only is not a dataplane: a diagnostic of the generator's own cost (frames stop at \
+         the first veth hop); `path ns` is a topology's ns/pkt less its. No ratios."
+    );
+
     if c.rules.len() > 1 || c.rules.first() != Some(&c.base_rules) {
         let t = results.headline_traffic();
         let _ = writeln!(out);
@@ -411,38 +433,90 @@ pub fn table(results: &Results) -> String {
             out,
             "Security-group scaling, {t} (Mpps, median over runs; N = rules in the destination pod's group)"
         );
+        let planes = results.dataplanes();
+        let median = |k, n| results.pps_stats(k, t, n).median;
+        let _ = write!(out, "{:>7}", "N");
+        for k in &planes {
+            let _ = write!(out, " {:>13}", k.name());
+        }
+        for k in planes.iter().filter(|&&k| k != TopologyKind::Kernel) {
+            let _ = write!(out, " {:>20}", format!("{} / kernel", short_name(*k)));
+            let _ = write!(out, " {:>16}", format!("{} vs N=10", short_name(*k)));
+        }
+        let _ = writeln!(out);
+        for &rules in &c.rules {
+            let _ = write!(out, "{rules:>7}");
+            for &k in &planes {
+                let _ = write!(out, " {:>13}", mpps(median(k, rules)));
+            }
+            let kernel = median(TopologyKind::Kernel, rules);
+            for &k in planes.iter().filter(|&&k| k != TopologyKind::Kernel) {
+                let _ = write!(
+                    out,
+                    " {:>20} {:>16}",
+                    times(ratio(median(k, rules), kernel)),
+                    times(ratio(median(k, rules), median(k, 10)))
+                );
+            }
+            let _ = writeln!(out);
+        }
+    }
+
+    if !c.conn_rules.is_empty() {
+        let t = results.conn_traffic();
+        let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:>7} {:>11} {:>11} {:>13} {:>14} {:>18} {:>16} {:>20}",
-            "N",
-            "kernel",
-            "ctpath-xdp",
-            "ctpath-afxdp",
-            "xdp / kernel",
-            "xdp vs xdp at N=10",
-            "afxdp / kernel",
-            "afxdp vs afxdp N=10"
+            "New connections per second, {t} (up to {} new flows per run, no warm-up; thousand new \
+             flows/s, min / median / max; ct full: runs that found a conntrack table full)",
+            c.conn_budget
         );
-        let median = |k, n| results.pps_stats(k, t, n).median;
-        let xdp_at_10 = median(TopologyKind::CtpathXdp, 10);
-        let afxdp_at_10 = median(TopologyKind::CtpathAfxdp, 10);
-        for &rules in &c.rules {
-            let k = median(TopologyKind::Kernel, rules);
-            let x = median(TopologyKind::CtpathXdp, rules);
-            let a = median(TopologyKind::CtpathAfxdp, rules);
-            let _ = writeln!(
-                out,
-                "{:>7} {:>11} {:>11} {:>13} {:>14} {:>18} {:>16} {:>20}",
-                rules,
-                mpps(k),
-                mpps(x),
-                mpps(a),
-                times(ratio(x, k)),
-                times(ratio(x, xdp_at_10)),
-                times(ratio(a, k)),
-                times(ratio(a, afxdp_at_10)),
-            );
+        let _ = writeln!(
+            out,
+            "{:>7} {:<14} {:>9} {:>9} {:>9} {:>8} {:>9} {:>10} {:>8}",
+            "N", "topology", "min", "median", "max", "drops", "vs kernel", "vs ceiling", "ct full"
+        );
+        for &rules in &c.conn_rules {
+            let stats = |k| results.pps_stats(k, t, rules);
+            let kernel = stats(TopologyKind::Kernel).median;
+            let ceiling = stats(TopologyKind::Ceiling).median;
+            for kind in results.measured() {
+                let samples: Vec<&PpsSample> = results.pps_samples(kind, t, rules).collect();
+                if samples.is_empty() {
+                    continue;
+                }
+                let s = stats(kind);
+                let drops: u64 = samples.iter().map(|s| s.drops).sum();
+                let full = samples.iter().filter(|s| conntrack_was_full(s)).count();
+                let diagnostic = kind == TopologyKind::GeneratorOnly;
+                let dash = |text: String| if diagnostic { "-".to_owned() } else { text };
+                let k = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.1}", v / 1e3));
+                let _ = writeln!(
+                    out,
+                    "{rules:>7} {:<14} {:>9} {:>9} {:>9} {:>8} {:>9} {:>10} {:>8}",
+                    kind.name(),
+                    k(s.min),
+                    k(s.median),
+                    k(s.max),
+                    drops,
+                    dash(times(ratio(s.median, kernel))),
+                    dash(times(ratio(s.median, ceiling))),
+                    full,
+                );
+            }
         }
+        let n10000 = |k| results.pps_stats(k, t, 10000).median;
+        let n10 = |k| results.pps_stats(k, t, 10).median;
+        let _ = writeln!(
+            out,
+            "  new connections at 10,000 rules / at 10: {}",
+            results
+                .dataplanes()
+                .into_iter()
+                .map(|k| format!("{k} {}", times(ratio(n10000(k), n10(k)))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 
     let _ = writeln!(out);
@@ -555,6 +629,19 @@ pub fn table(results: &Results) -> String {
         times(ratio(ceiling_path, xdp_path)),
     );
     let med = |k| results.pps_stats(k, t, c.base_rules).median;
+    let tc = med(TopologyKind::CtpathTc);
+    if tc.is_some() {
+        let _ = writeln!(
+            out,
+            "  ctpath-tc ({t}): / kernel {}, / ctpath-xdp {}, / ceiling {}; path {} ns, on path \
+             time: kernel / ctpath-tc {}",
+            times(ratio(tc, med(TopologyKind::Kernel))),
+            times(ratio(tc, med(TopologyKind::CtpathXdp))),
+            times(ratio(tc, med(TopologyKind::Ceiling))),
+            nanos(path(TopologyKind::CtpathTc)),
+            times(ratio(kernel_path, path(TopologyKind::CtpathTc))),
+        );
+    }
     let afxdp = med(TopologyKind::CtpathAfxdp);
     if afxdp.is_some() {
         let _ = writeln!(
@@ -597,6 +684,20 @@ pub fn table(results: &Results) -> String {
         }
     }
     out
+}
+
+/// The topology's name without `ctpath-`, for narrow column heads.
+fn short_name(kind: TopologyKind) -> &'static str {
+    kind.name().strip_prefix("ctpath-").unwrap_or(kind.name())
+}
+
+/// Whether a run found a conntrack table full: ctpath counted `conntrack_full` drops, or the
+/// kernel's table held `nf_conntrack_max` entries after it.
+pub fn conntrack_was_full(sample: &PpsSample) -> bool {
+    sample.conntrack_full > 0
+        || sample
+            .kernel_conntrack
+            .is_some_and(|(count, max)| max > 0 && count >= max)
 }
 
 fn short(text: &str) -> &str {
@@ -665,6 +766,25 @@ pub fn sanity_problems(results: &Results) -> Vec<String> {
         for &kind in &dataplanes {
             expect_case(kind, t, rules);
         }
+    }
+    let conn = results.conn_traffic();
+    for &rules in &c.conn_rules {
+        for &kind in &measured {
+            expect_case(kind, conn, rules);
+        }
+    }
+    for s in results.pps.iter().filter(|s| conntrack_was_full(s)) {
+        problems.push(format!(
+            "{} {} B{}, {} rules, run {}: a conntrack table was full (ctpath conntrack_full {}, \
+             kernel {:?}): its capacity, not the path, was measured",
+            s.topology,
+            s.frame_size,
+            if s.new_flows { " new flows" } else { "" },
+            s.rules,
+            s.run,
+            s.conntrack_full,
+            s.kernel_conntrack
+        ));
     }
     for kind in dataplanes {
         let samples = results.latency_samples(kind);

@@ -1,12 +1,17 @@
 //! One bench run, start to end: builds the topologies, runs every case with the topologies
 //! interleaved run by run, shows progress (a bar per case), and writes the results.
 //!
-//! Order: (1) pps: for each traffic case, R rounds of kernel, ctpath-xdp, ctpath-afxdp,
-//! ceiling, generator-only; (2) latency: R rounds of kernel, ctpath-xdp, ctpath-afxdp; (3) TCP:
+//! Order: (1) pps: for each traffic case, R rounds of kernel, ctpath-xdp, ctpath-tc,
+//! ctpath-afxdp, ceiling, generator-only; (2) latency: R rounds of the four dataplanes; (3) TCP:
 //! the same; (4) security-group scaling: for each further rule count N, the kernel's chain is
-//! replaced (`iptables-restore`) and both ctpath clusters are started again with N rules, then
-//! R rounds of kernel, ctpath-xdp, ctpath-afxdp at 64 bytes, one flow. The first rule count's
-//! scaling point is the pps phase's 64-byte one-flow case.
+//! replaced (`iptables-restore`) and the three ctpath clusters are started again with N rules
+//! (fresh conntrack tables), then R rounds of the four dataplanes at 64 bytes, one flow; and
+//! (5) at N = 10 and 10,000 the new-connections case, R rounds of all six topologies (the
+//! ceiling and generator-only have no rules; their samples carry the case's N). The first rule
+//! count's scaling point is the pps phase's 64-byte one-flow case.
+//!
+//! A full run refuses to start when the ctpath commit is `-dirty` (unless `--allow-dirty`):
+//! its figures would belong to no commit.
 //!
 //! Owns [`RunError`] and [`Plan`]. Panic contract: a testbed that cannot be built panics in the
 //! shared testbed (test code), and the namespaces are removed while unwinding; a sample that
@@ -39,6 +44,11 @@ pub enum RunError {
     MissingTool(&'static str),
     #[error("--runs must be at least 1 and --seconds at least 0.1")]
     BadOptions,
+    #[error(
+        "ctpath is at {0}: a full run's results would belong to no commit; commit first, or \
+         pass --allow-dirty (the commit is written into every report either way)"
+    )]
+    Dirty(String),
     #[error("creating {path}: {source}")]
     OutDir {
         path: String,
@@ -79,13 +89,14 @@ impl Plan {
         }
         let warmup = Duration::from_millis(if quick { 200 } else { 300 });
         let traffic = [(64, 1), (64, 1024), (1400, 1), (1400, 1024)]
-            .map(|(frame_size, flows)| Traffic { frame_size, flows })
+            .map(|(frame_size, flows)| Traffic::flood(frame_size, flows))
             .to_vec();
         let rules = if quick {
-            vec![1, 1000]
+            vec![1, 10, 10000]
         } else {
             vec![1, 10, 100, 1000, 10000]
         };
+        let conn_rules = CONN_RULES.to_vec();
         Ok(Plan {
             config: RunConfig {
                 quick,
@@ -97,6 +108,8 @@ impl Plan {
                 rules,
                 round_trips: if quick { 2000 } else { 20000 },
                 tcp_seconds: if quick { 1 } else { 2 },
+                conn_budget: conn_budget(runs, conn_rules.len(), kernel_conntrack_max()),
+                conn_rules,
             },
             timing: FloodTiming {
                 warmup,
@@ -114,29 +127,66 @@ impl Plan {
         let report = 0.6;
         let pps = c.traffic.len() as f64 * c.runs as f64 * (5.0 * flood + report);
         let scaling = (c.rules.len().saturating_sub(1)) as f64
-            * (c.runs as f64 * (3.0 * flood + report) + 6.0);
+            * (c.runs as f64 * (4.0 * flood + report) + 8.0);
+        let conn = c.conn_rules.len() as f64 * c.runs as f64 * (6.0 * 0.5 + report);
         let latency = c.runs as f64 * (3.0 * (c.round_trips as f64 * 40e-6 + 0.2) + report);
         let tcp = c.runs as f64 * (3.0 * (c.tcp_seconds as f64 + 0.5) + report);
-        Duration::from_secs_f64(pps + scaling + latency + tcp + 20.0)
+        Duration::from_secs_f64(pps + scaling + conn + latency + tcp + 20.0)
     }
 }
 
-/// Notes recorded with every result (JSON and README).
-pub fn notes() -> Vec<String> {
-    [
+/// The rule counts of the new-connections case.
+pub const CONN_RULES: [usize; 2] = [10, 10000];
+
+/// The kernel's `nf_conntrack_max` (one table for every namespace), or the usual default.
+fn kernel_conntrack_max() -> u64 {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(262_144)
+}
+
+/// New flows per run of the new-connections case, so that neither table fills: ctpath's
+/// clusters are built afresh for each rule count, so `runs` runs must fit in three quarters of
+/// its table (`DEFAULT_CONNTRACK_ENTRIES`); the kernel's conntrack is one table that lives
+/// through the whole run (unreplied UDP entries stay 30 s), so every run of every rule count
+/// must fit in three quarters of `nf_conntrack_max`. At most 40,000.
+pub fn conn_budget(runs: usize, rule_counts: usize, kernel_max: u64) -> u32 {
+    let ctpath = u64::from(ctpath_common::maps::DEFAULT_CONNTRACK_ENTRIES) * 3 / 4 / runs as u64;
+    let kernel = kernel_max * 3 / 4 / (runs * rule_counts.max(1)) as u64;
+    ctpath.min(kernel).clamp(1_000, 40_000) as u32
+}
+
+/// Notes recorded with every result (JSON and README): what the code does by design. What a
+/// topology did on this machine (offloads read back, sink, forwarder UMEM) is added per
+/// topology after it is built ([`Topology::wiring`]).
+pub fn notes(config: &RunConfig) -> Vec<String> {
+    let mut notes: Vec<String> = [
         "kernel path: flannel/Rancher-style bridged L2 overlay: per node a Linux bridge with the pod veths and a kernel vxlan device (VNI 100, dstport 4789, all-zeros FDB entry to the other node plus static FDB entries for both pods); br_netfilter with net.bridge.bridge-nf-call-iptables=1 on both nodes; the destination pod's security group is an iptables chain (nf_tables backend, loaded with iptables-restore) jumped to from FORWARD for frames bridged out of its host veth (-m physdev --physdev-out): conntrack ESTABLISHED,RELATED ACCEPT, N rules of which the last matches, then DROP. A one-way UDP flood never becomes ESTABLISHED, so every flood packet walks all N rules.",
-        "ctpath-xdp: real ctpath agents (from_pod on the pod's host veth, from_underlay on the node's underlay interface) with a cluster state whose destination-pod security group has the same N rules, enforced at the destination node (from_underlay) statefully: a flow's first packet is checked against the rules and creates a conntrack entry, later packets hit the entry (docs/security-groups.md). The kernel's conntrack never marks a one-way UDP flow ESTABLISHED, so its chain is walked for every flood packet.",
-        "ctpath-afxdp: the same agents and cluster state as ctpath-xdp, but the plane is fast_path: true, so from_pod and from_underlay hand its frames to the agents' AF_XDP forwarder (XSKS map) and the forwarder's workers carry them: node-a's worker receives the source pod's frame on the pod's host veth and sends it, VXLAN-encapsulated, out of the underlay; node-b's receives it from the underlay and sends it, decapsulated, into the destination pod's host veth; security group and conntrack in the forwarder's pipeline (the same semantics as the XDP programs). The workers run where --cpus says (--fastpath-cores: CPU 0 in `same`, with the generator and everything else; CPU 1 in `split`). Every sample is checked against the agents' forwarder report: each node's workers must have received at least every frame that reached the sink (twice per round trip for latency; half the segments iperf3 reported for TCP), else the sample fails and is not reported. Pods' TX checksum offload is off as for ctpath-xdp (the same CNI wiring), so TCP is segmented in the pod. The AF_XDP hand-over completes the generator's copy-mode TX once node-a's XDP copied the frame into the worker's RX ring, not at the end of the path: when the worker is slower than the generator (always in `same`, where they share a CPU), its RX ring overflows and ctpath-afxdp reports drops (the sockets' rx_dropped / rx_ring_full in `ctpath status`).",
+        "ctpath-xdp: real ctpath agents, plane `datapath: xdp` (from_pod as XDP on the pod's host veth, from_underlay as XDP on the node's underlay interface), with a cluster state whose destination-pod security group has the same N rules, enforced at the destination node statefully: a flow's first packet is checked against the rules and creates a conntrack entry, later packets hit the entry (docs/security-groups.md).",
+        "ctpath-tc: the same agents and state as ctpath-xdp but the plane is `datapath: tc`: from_pod runs as a tcx program on the pod's host veth (GSO packets stay whole, encapsulated with bpf_skb_adjust_room), and the underlay's XDP hands the plane's VXLAN to from_underlay_tc, which delivers into the destination pod with bpf_redirect_peer. That skb enters the pod's eth0 without crossing the veth, so no XDP program there sees it (native XDP runs in the veth's receive path, generic XDP skips redirected skbs): its sink is bench_sink_tc (the same counter as a tc program) at tcx ingress of the same interface, the first hook the frame meets in the pod, as native XDP is for the other topologies.",
+        "ctpath-afxdp: the same agents and cluster state as ctpath-xdp, but the plane is fast_path: true, so from_pod and from_underlay hand its frames to the agents' AF_XDP forwarder (XSKS map) and the forwarder's workers carry them: node-a's worker receives the source pod's frame on the pod's host veth and sends it, VXLAN-encapsulated, out of the underlay; node-b's receives it from the underlay and sends it, decapsulated, into the destination pod's host veth; security group and conntrack in the forwarder's pipeline (the same semantics as the XDP programs). The workers run where --cpus says (--fastpath-cores). Every sample is checked against the agents' forwarder report: each node's workers must have received at least every frame that reached the sink (twice per round trip for latency; half the segments iperf3 reported for TCP), else the sample fails and is not reported. The generator's copy-mode TX completes once node-a's XDP copied the frame into the worker's RX ring, not at the end of the path: when the worker is slower than the generator its RX ring overflows and ctpath-afxdp reports drops.",
         "ceiling: bench_redirect on the source pod's host veth redirects every frame, unencapsulated, into the node's underlay interface; bench_sink on the far node's underlay interface counts and drops it. The floor of per-packet cost of this machine with this generator; no latency or TCP figures (one way only).",
-        "generator-only: a diagnostic, not a dataplane: bench_sink on the source pod's host veth, so frames stop at the first veth hop. Its time per packet is the generator's share (AF_XDP copy-mode TX builds an skb and copies the frame; the veth copies it again into a page with XDP headroom), paid by every topology; the table's `path ns` column is a topology's time per packet less this one's.",
-        "sink: bench_sink (XDP, native mode, counts and drops) on the destination pod's own interface inside its namespace, the same in every topology; attached only for the pps cases.",
+        "generator-only is a diagnostic of the generator's own cost, not a dataplane: bench_sink on the source pod's host veth, so frames stop at the first veth hop. Its time per packet is the generator's share (AF_XDP copy-mode TX builds an skb and copies the frame; the veth copies it again for XDP), paid by every topology; the table's `path ns` column is a topology's time per packet less this one's. It has no ratios.",
+        "sink: bench_sink (XDP, counts and drops) on the destination pod's own interface inside its namespace (at tcx ingress for ctpath-tc, native XDP elsewhere; see each topology's note below); attached only for the pps and new-connection cases.",
         "generator: AF_XDP TX-only socket (xsk-rs, copy mode, queue 0, no XDP program) in the source pod, frames pre-built in the UMEM; 1,024 flows vary the UDP source port. Frame sizes count the 4-byte FCS (64 B = 60-byte buffer). Copy-mode TX completes when the skb is freed at the end of the path, so offered equals what the path takes.",
-        "pods: every topology is built by the shared testbed from the same cluster state: same nodes, underlay, pods, addresses, MACs, MTU 1450. Where XDP runs at the pods' host veths (ctpath-xdp, ctpath-afxdp, ceiling, generator-only) the pod veths are wired as ctpath's CNI wires them, TX checksum offload off and GRO on (pod side), and so are the underlay veths; the kernel topology keeps the kernel's offloads (TX checksum, TSO) on pods and underlay, as users run it.",
-        "TCP: the kernel path keeps its offloads and carries 64 KB GSO packets whole across bridge and vxlan. ctpath-xdp's and ctpath-afxdp's pods have TX checksum offload off (XDP on the host veth, and the AF_XDP copy behind it, cannot complete CHECKSUM_PARTIAL skbs), which turns TSO off too: the pod's stack segments in software before its veth and every 1450-byte segment is carried on its own (encapsulated in XDP, or by the forwarder's workers). Reported as measured, as data for the XDP-vs-TC decision.",
+        "pods and offloads: every topology is built by the shared testbed from the same cluster state: same nodes, underlay, pods, addresses, MACs, MTU 1450. Which offloads each interface ended up with is not assumed: each topology's note below lists them as `ethtool -k` read them after setup. TCP throughput depends on them (with TX checksum offload off the pod's stack segments in software and every 1450-byte segment is carried on its own; with it on, 64 KB GSO packets can stay whole).",
         "drops: frames the generator's socket completed (the path took them) that never reached the sink, over the generator's whole life.",
     ]
     .map(String::from)
-    .to_vec()
+    .to_vec();
+    notes.push(format!(
+        "new connections: 64 B UDP, every frame a new flow (the generator rewrites the source port over 1024-65535 and then the destination port over 1-19999, below the security group's non-matching ports; no 5-tuple repeats within the run), at N = {} rules, no warm-up, at most {} new flows per run (the window ends when they are spent): ctpath's table (DEFAULT_CONNTRACK_ENTRIES {}, built afresh per rule count) and the kernel's (nf_conntrack_max, one table for the run, unreplied UDP entries live 30 s) stay below three quarters full, so rule evaluation and entry creation are measured, not a full table. Each run records ctpath's conntrack_full drops and the kernel's entry count; a run that finds either table full is a problem of the run.",
+        config
+            .conn_rules
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" and "),
+        config.conn_budget,
+        ctpath_common::maps::DEFAULT_CONNTRACK_ENTRIES,
+    ));
+    notes
 }
 
 /// Progress: a bar per case on a terminal, a line per finished case otherwise.
@@ -252,11 +302,57 @@ fn mpps_message(values: &[(TopologyKind, f64)]) -> String {
         + " Mpps"
 }
 
+/// One case's rounds: `runs` rounds of a flood sample on each of `topologies`, in turn.
+/// New-flow traffic numbers its flows from `next_flow` on, which moves past every run's budget.
+#[allow(clippy::too_many_arguments)]
+fn flood_case(
+    progress: &Progress,
+    name: &str,
+    topologies: &[&Topology],
+    traffic: Traffic,
+    timing: FloodTiming,
+    placement: &Placement,
+    known_napi: &[u32],
+    runs: usize,
+    next_flow: &mut u64,
+    results: &mut Results,
+) {
+    let case = progress.bar(name, topologies.len() * runs);
+    for run in 0..runs {
+        for topology in topologies {
+            let base = *next_flow;
+            if traffic.new_flows {
+                *next_flow += u64::from(traffic.flows);
+            }
+            match measure::pps(topology, traffic, timing, placement, known_napi, run, base) {
+                Ok(sample) => {
+                    case.step(format!(
+                        "{} {:.4} Mpps",
+                        topology.kind,
+                        sample.received_pps / 1e6
+                    ));
+                    results.pps.push(sample);
+                }
+                Err(e) => progress.failed(&case, topology.kind, &e, &mut results.failures),
+            }
+        }
+    }
+    let medians: Vec<(TopologyKind, f64)> = topologies
+        .iter()
+        .filter_map(|t| Some((t.kind, results.pps_stats(t.kind, traffic, t.rules).median?)))
+        .collect();
+    case.finish(mpps_message(&medians));
+}
+
 /// Runs the bench as `args` say and writes everything into `args.out`.
 pub fn run(args: &RunArgs) -> Result<Results, RunError> {
     check_environment()?;
     let plan = Plan::new(args)?;
     let placement = Placement::new(args.cpus)?;
+    let machine = Machine::describe();
+    if !plan.config.quick && machine.ctpath_commit.ends_with("-dirty") && !args.allow_dirty {
+        return Err(RunError::Dirty(machine.ctpath_commit));
+    }
     std::fs::create_dir_all(&args.out).map_err(|source| RunError::OutDir {
         path: args.out.display().to_string(),
         source,
@@ -265,11 +361,10 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let machine = Machine::describe();
     let progress = Progress::new();
     let c = plan.config.clone();
     progress.say(&format!(
-        "ctpath-bench {} run, about {:.0} s: {} run(s) x {:.1} s per case\ncpus: {}\nmachine: {}, {} CPUs, Linux {}",
+        "ctpath-bench {} run, about {:.0} s: {} run(s) x {:.1} s per case\ncpus: {}\nmachine: {}, {} CPUs, Linux {}; ctpath {}",
         if c.quick { "quick" } else { "full" },
         plan.estimate().as_secs_f64(),
         c.runs,
@@ -277,7 +372,8 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
         placement.description,
         machine.cpu_model,
         machine.cpus,
-        machine.kernel
+        machine.kernel,
+        machine.ctpath_commit,
     ));
     let known_napi = cpus::napi_threads();
     let mut results = Results {
@@ -288,7 +384,7 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
         placement: placement.clone(),
         machine,
         config: c.clone(),
-        notes: notes(),
+        notes: notes(&c),
         skipped: Vec::new(),
         failures: Vec::new(),
         pps: Vec::new(),
@@ -297,28 +393,30 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
         headline: Default::default(),
     };
 
-    let building = progress.bar("building topologies", 5);
-    let mut kernel = Topology::build(TopologyKind::Kernel, c.base_rules, &placement)?;
-    building.step("kernel".into());
-    let mut xdp = Topology::build(TopologyKind::CtpathXdp, c.base_rules, &placement)?;
-    building.step("ctpath-xdp".into());
-    let mut afxdp = Topology::build(TopologyKind::CtpathAfxdp, c.base_rules, &placement)?;
-    if let Some(facts) = &afxdp.forwarder {
-        let note = format!("ctpath-afxdp forwarders as found: {}", facts.describe());
-        progress.say(&note);
-        results.notes.push(note);
+    let building = progress.bar("building topologies", TopologyKind::ALL.len());
+    let mut built = Vec::new();
+    for kind in TopologyKind::ALL {
+        let topology = Topology::build(kind, c.base_rules, &placement)?;
+        progress.say(&topology.wiring);
+        results.notes.push(topology.wiring.clone());
+        building.step(kind.name().into());
+        built.push(topology);
     }
-    building.step("ctpath-afxdp".into());
-    let mut ceiling = Topology::build(TopologyKind::Ceiling, c.base_rules, &placement)?;
-    building.step("ceiling".into());
-    let mut generator = Topology::build(TopologyKind::GeneratorOnly, c.base_rules, &placement)?;
-    building.step("generator-only".into());
-    building.finish("kernel, ctpath-xdp, ctpath-afxdp, ceiling, generator-only".into());
+    let names: Vec<&str> = TopologyKind::ALL.iter().map(|k| k.name()).collect();
+    building.finish(names.join(", "));
+    let mut generator = built.pop().expect("generator-only");
+    let mut ceiling = built.pop().expect("ceiling");
+    let mut afxdp = built.pop().expect("ctpath-afxdp");
+    let mut tc = built.pop().expect("ctpath-tc");
+    let mut xdp = built.pop().expect("ctpath-xdp");
+    let mut kernel = built.pop().expect("kernel");
+    let mut next_flow = 0u64;
 
     // (1) pps.
     for topology in [
         &mut kernel,
         &mut xdp,
+        &mut tc,
         &mut afxdp,
         &mut ceiling,
         &mut generator,
@@ -326,39 +424,29 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
         topology.attach_sinks()?;
     }
     for &traffic in &c.traffic {
-        let case = progress.bar(&format!("pps {traffic}"), 5 * c.runs);
-        for run in 0..c.runs {
-            for topology in [&kernel, &xdp, &afxdp, &ceiling, &generator] {
-                match measure::pps(topology, traffic, plan.timing, &placement, &known_napi, run) {
-                    Ok(sample) => {
-                        case.step(format!(
-                            "{} {:.3} Mpps",
-                            topology.kind,
-                            sample.received_pps / 1e6
-                        ));
-                        results.pps.push(sample);
-                    }
-                    Err(e) => progress.failed(&case, topology.kind, &e, &mut results.failures),
-                }
-            }
-        }
-        let medians: Vec<(TopologyKind, f64)> = TopologyKind::ALL
-            .into_iter()
-            .filter_map(|k| Some((k, results.pps_stats(k, traffic, c.base_rules).median?)))
-            .collect();
-        case.finish(mpps_message(&medians));
+        flood_case(
+            &progress,
+            &format!("pps {traffic}"),
+            &[&kernel, &xdp, &tc, &afxdp, &ceiling, &generator],
+            traffic,
+            plan.timing,
+            &placement,
+            &known_napi,
+            c.runs,
+            &mut next_flow,
+            &mut results,
+        );
     }
-    drop(ceiling);
-    drop(generator);
     kernel.detach_sinks();
     xdp.detach_sinks();
+    tc.detach_sinks();
     afxdp.detach_sinks();
 
     // (2) latency.
-    let case = progress.bar("latency (UDP ping-pong)", 3 * c.runs);
+    let case = progress.bar("latency (UDP ping-pong)", 4 * c.runs);
     for run in 0..c.runs {
-        for topology in [&kernel, &xdp, &afxdp] {
-            placement.pin_napi_threads(&known_napi);
+        for topology in [&kernel, &xdp, &tc, &afxdp] {
+            placement.pin_napi_threads(&known_napi)?;
             match measure::latency(
                 topology,
                 c.round_trips,
@@ -382,18 +470,20 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
             .collect();
         report::Stats::of(&v).median.unwrap_or(0.0)
     };
-    case.finish(format!(
-        "p99 kernel {:.1} µs  ctpath-xdp {:.1} µs  ctpath-afxdp {:.1} µs",
-        p99(TopologyKind::Kernel),
-        p99(TopologyKind::CtpathXdp),
-        p99(TopologyKind::CtpathAfxdp)
-    ));
+    case.finish(
+        TopologyKind::DATAPLANES
+            .iter()
+            .map(|&k| format!("{k} {:.1} µs", p99(k)))
+            .collect::<Vec<_>>()
+            .join("  ")
+            + " (p99)",
+    );
 
     // (3) TCP.
-    let case = progress.bar("tcp (iperf3, one stream)", 3 * c.runs);
+    let case = progress.bar("tcp (iperf3, one stream)", 4 * c.runs);
     for run in 0..c.runs {
-        for topology in [&kernel, &xdp, &afxdp] {
-            placement.pin_napi_threads(&known_napi);
+        for topology in [&kernel, &xdp, &tc, &afxdp] {
+            placement.pin_napi_threads(&known_napi)?;
             match measure::tcp(topology, c.tcp_seconds, &placement, run) {
                 Ok(sample) => {
                     case.step(format!(
@@ -408,47 +498,77 @@ pub fn run(args: &RunArgs) -> Result<Results, RunError> {
         }
     }
     let gbps = |k| results.tcp_stats(k).median.unwrap_or(0.0) / 1e9;
-    case.finish(format!(
-        "kernel {:.2} Gbit/s  ctpath-xdp {:.2} Gbit/s  ctpath-afxdp {:.2} Gbit/s",
-        gbps(TopologyKind::Kernel),
-        gbps(TopologyKind::CtpathXdp),
-        gbps(TopologyKind::CtpathAfxdp)
-    ));
+    case.finish(
+        TopologyKind::DATAPLANES
+            .iter()
+            .map(|&k| format!("{k} {:.2}", gbps(k)))
+            .collect::<Vec<_>>()
+            .join("  ")
+            + " Gbit/s",
+    );
 
-    // (4) security-group scaling.
+    // (4) security-group scaling, and (5) new connections at the rule counts that have them.
     let traffic = results.headline_traffic();
-    for &rules in c.rules.iter().filter(|&&n| n != c.base_rules) {
-        let case = progress.bar(&format!("rules N={rules} ({traffic})"), 3 * c.runs);
-        kernel.set_kernel_rules(rules)?;
-        drop(xdp);
-        xdp = Topology::build(TopologyKind::CtpathXdp, rules, &placement)?;
-        drop(afxdp);
-        afxdp = Topology::build(TopologyKind::CtpathAfxdp, rules, &placement)?;
-        for topology in [&mut kernel, &mut xdp, &mut afxdp] {
+    let conn = results.conn_traffic();
+    let conn_timing = FloodTiming {
+        warmup: Duration::ZERO,
+        window: plan.timing.window,
+    };
+    let mut scaled = c.rules.clone();
+    for &n in &c.conn_rules {
+        if !scaled.contains(&n) {
+            scaled.push(n);
+        }
+    }
+    for &rules in &scaled {
+        if rules != kernel.rules {
+            kernel.set_kernel_rules(rules)?;
+            drop(xdp);
+            xdp = Topology::build(TopologyKind::CtpathXdp, rules, &placement)?;
+            drop(tc);
+            tc = Topology::build(TopologyKind::CtpathTc, rules, &placement)?;
+            drop(afxdp);
+            afxdp = Topology::build(TopologyKind::CtpathAfxdp, rules, &placement)?;
+        }
+        for topology in [&mut kernel, &mut xdp, &mut tc, &mut afxdp] {
             topology.attach_sinks()?;
         }
-        for run in 0..c.runs {
-            for topology in [&kernel, &xdp, &afxdp] {
-                match measure::pps(topology, traffic, plan.timing, &placement, &known_napi, run) {
-                    Ok(sample) => {
-                        case.step(format!(
-                            "{} {:.4} Mpps",
-                            topology.kind,
-                            sample.received_pps / 1e6
-                        ));
-                        results.pps.push(sample);
-                    }
-                    Err(e) => progress.failed(&case, topology.kind, &e, &mut results.failures),
-                }
-            }
+        if rules != c.base_rules && c.rules.contains(&rules) {
+            flood_case(
+                &progress,
+                &format!("rules N={rules} ({traffic})"),
+                &[&kernel, &xdp, &tc, &afxdp],
+                traffic,
+                plan.timing,
+                &placement,
+                &known_napi,
+                c.runs,
+                &mut next_flow,
+                &mut results,
+            );
         }
-        let medians: Vec<(TopologyKind, f64)> = TopologyKind::DATAPLANES
-            .into_iter()
-            .filter_map(|k| Some((k, results.pps_stats(k, traffic, rules).median?)))
-            .collect();
-        case.finish(mpps_message(&medians));
+        if c.conn_rules.contains(&rules) {
+            // The references have no rules: their samples carry the case's rule count.
+            ceiling.rules = rules;
+            generator.rules = rules;
+            flood_case(
+                &progress,
+                &format!("new connections N={rules}"),
+                &[&kernel, &xdp, &tc, &afxdp, &ceiling, &generator],
+                conn,
+                conn_timing,
+                &placement,
+                &known_napi,
+                c.runs,
+                &mut next_flow,
+                &mut results,
+            );
+        }
     }
+    drop(ceiling);
+    drop(generator);
     drop(afxdp);
+    drop(tc);
     drop(xdp);
     drop(kernel);
 
@@ -471,6 +591,7 @@ pub fn hold(
     let kind = match which {
         HoldTopology::Kernel => TopologyKind::Kernel,
         HoldTopology::CtpathXdp => TopologyKind::CtpathXdp,
+        HoldTopology::CtpathTc => TopologyKind::CtpathTc,
         HoldTopology::CtpathAfxdp => TopologyKind::CtpathAfxdp,
         HoldTopology::Ceiling => TopologyKind::Ceiling,
     };
@@ -479,7 +600,7 @@ pub fn hold(
     if sink {
         topology.attach_sinks()?;
     }
-    let pinned = placement.pin_napi_threads(&known_napi);
+    let pinned = placement.pin_napi_threads(&known_napi)?;
     println!(
         "{kind} with {rules} rule(s), cpus: {}",
         placement.description
@@ -493,18 +614,13 @@ pub fn hold(
     for (role, ns) in topology.namespaces() {
         println!("  {role:<8} ip netns exec {ns} ...");
     }
-    if let Some(facts) = &topology.forwarder {
-        println!("forwarders: {}", facts.describe());
-    }
+    println!("{}", topology.wiring);
     let exe =
         std::env::current_exe().map_or_else(|_| "ctpath-bench".into(), |p| p.display().to_string());
     let flood = measure::generate_argv(
         &exe,
         &measure::flood_args(
-            Traffic {
-                frame_size: 64,
-                flows: 1,
-            },
+            Traffic::flood(64, 1),
             FloodTiming {
                 warmup: Duration::ZERO,
                 window: Duration::from_secs(10),
@@ -587,4 +703,37 @@ fn readme(results: &Results, table: &str) -> String {
         text.push_str(&format!("- {}: {}\n", skipped.topology, skipped.reason));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_new_connection_budget_keeps_both_tables_under_three_quarters() {
+        let ctpath = u64::from(ctpath_common::maps::DEFAULT_CONNTRACK_ENTRIES);
+        for (runs, kernel_max) in [(1, 262_144), (5, 262_144), (5, 65_536), (10, 1 << 20)] {
+            let budget = u64::from(conn_budget(runs, CONN_RULES.len(), kernel_max));
+            assert!(
+                budget * runs as u64 <= ctpath * 3 / 4,
+                "{runs} {kernel_max}"
+            );
+            assert!(
+                budget * (runs * CONN_RULES.len()) as u64 <= kernel_max * 3 / 4,
+                "{runs} {kernel_max}"
+            );
+        }
+        assert_eq!(conn_budget(1, 2, 262_144), 40_000);
+    }
+
+    #[test]
+    fn quick_runs_have_the_new_connection_rule_counts() {
+        let cli =
+            <crate::cli::Cli as clap::Parser>::try_parse_from(["ctpath-bench", "--quick"]).unwrap();
+        let plan = Plan::new(&cli.run).unwrap();
+        for n in CONN_RULES {
+            assert!(plan.config.rules.contains(&n), "{n}");
+        }
+        assert!(!cli.run.allow_dirty);
+    }
 }

@@ -1,7 +1,9 @@
 //! The bench's topologies, all built by the shared testbed's [`Cluster`] from one generated
 //! cluster state, so every topology has the same two nodes, the same underlay, and the same two
-//! pods with the same addresses, MACs, MTU (1450) and interface tuning (the testbed wires each
-//! pod veth with TX checksum offload off and GRO on, see `tests/src/topology.rs`):
+//! pods with the same addresses, MACs and MTU (1450). Interface offloads are the testbed's and
+//! the agents' business (`tests/src/topology.rs`, `Offloads`) and change with the plane's
+//! datapath; this module does not assume them: after a build it reads them back with
+//! `ethtool -k` ([`Topology::wiring`]) and every report carries what it found.
 //!
 //! - `kernel`: what users run today, flannel/Rancher style, bridged. Per node a Linux bridge with
 //!   the pods' host veths and a kernel vxlan device (VNI 100, dstport 4789) with an all-zeros FDB
@@ -13,7 +15,10 @@
 //!   of which the last matches, then DROP. Loaded with `iptables-restore` (Debian's `iptables`,
 //!   the nf_tables backend).
 //! - `ctpath-xdp`: real `ctpath agent`s on both nodes with the same state, whose security group
-//!   on the destination pod's interface has the same N rules.
+//!   on the destination pod's interface has the same N rules; the plane is `datapath: xdp`.
+//! - `ctpath-tc`: the same agents and state, but the plane is `datapath: tc`: `from_pod` runs
+//!   as a tcx program on the pod's host veth, and the underlay's XDP hands the plane's VXLAN to
+//!   `from_underlay_tc`, which delivers into the pod with `bpf_redirect_peer`.
 //! - `ctpath-afxdp`: the same agents and state, but the plane is `fast_path: true`, so the XDP
 //!   programs hand its frames to the agents' AF_XDP forwarder (`XSKS`) and the forwarder's
 //!   workers carry them (pod socket on node-a, underlay sockets, pod socket on node-b). The
@@ -30,10 +35,17 @@
 //!   (AF_XDP copy-mode TX, the skb, the veth's copy of it for XDP), which every topology pays.
 //!   A topology's per-packet time less this one's is the time of its path beyond the pod.
 //!
-//! The sink of `kernel` and `ctpath-xdp` is `bench_sink` on the destination pod's own interface,
-//! inside the pod's namespace (so every topology pays the same receive cost). A sink drops every
-//! frame, so sinks are attached for the pps phases only ([`Topology::attach_sinks`]) and removed
-//! for the latency and TCP phases.
+//! The sink of `kernel`, `ctpath-xdp` and `ctpath-afxdp` is `bench_sink` in native XDP on the
+//! destination pod's own interface, inside the pod's namespace: the first hook a frame meets in
+//! the pod, after it crossed the pod's veth. `ctpath-tc` delivers with `bpf_redirect_peer`, so
+//! its skb enters the pod's interface without crossing the veth: native XDP (which runs in the
+//! veth's receive path) never sees it, and generic XDP skips redirected skbs. Its first hook
+//! in the pod is tc ingress, so its sink is `bench_sink_tc` (the same counter, as a tc program)
+//! at tcx ingress of the same interface ([`SinkHook`]). So every topology pays one program run
+//! and a drop at the first hook in the pod; what differs is what the path handed over (an XDP
+//! frame, an skb that crossed the veth, or an skb moved into the namespace), which is part of
+//! each path's cost. A sink drops every frame, so sinks are attached for the pps and
+//! new-connection phases only ([`Topology::attach_sinks`]) and removed for latency and TCP.
 //!
 //! The security group of the state: N-1 rules `ingress udp <port 20000+i> from <source pod>/32`
 //! that the flood never matches, then `ingress any from <source pod>/32` that everything from the
@@ -50,10 +62,10 @@ use std::{fmt, fmt::Write as _, net::Ipv4Addr};
 
 use aya::{
     maps::{Array, PerCpuArray},
-    programs::XdpMode,
+    programs::{SchedClassifier, TcAttachType, XdpMode},
     Ebpf,
 };
-use ctpath_common::Tally;
+use ctpath_common::{DropReason, Tally};
 use ctpath_control::datapath::{self, DatapathError, XdpProgram};
 use ctpath_testbed::{
     cluster::{Cluster, ClusterOptions, NodeKind},
@@ -123,31 +135,45 @@ pub const MAX_RULES: usize = 40000;
 pub enum TopologyKind {
     Kernel,
     CtpathXdp,
+    CtpathTc,
     CtpathAfxdp,
     Ceiling,
     GeneratorOnly,
 }
 
 impl TopologyKind {
-    pub const ALL: [TopologyKind; 5] = [
+    pub const ALL: [TopologyKind; 6] = [
         TopologyKind::Kernel,
         TopologyKind::CtpathXdp,
+        TopologyKind::CtpathTc,
         TopologyKind::CtpathAfxdp,
         TopologyKind::Ceiling,
         TopologyKind::GeneratorOnly,
     ];
 
     /// The dataplanes every case compares (the ceiling and the generator are references).
-    pub const DATAPLANES: [TopologyKind; 3] = [
+    pub const DATAPLANES: [TopologyKind; 4] = [
         TopologyKind::Kernel,
         TopologyKind::CtpathXdp,
+        TopologyKind::CtpathTc,
         TopologyKind::CtpathAfxdp,
     ];
+
+    /// The plane's datapath in the cluster state, for the ctpath topologies.
+    pub const fn plane(self) -> Option<PlaneDatapath> {
+        match self {
+            TopologyKind::CtpathXdp => Some(PlaneDatapath::Xdp),
+            TopologyKind::CtpathTc => Some(PlaneDatapath::Tc),
+            TopologyKind::CtpathAfxdp => Some(PlaneDatapath::FastPath),
+            _ => None,
+        }
+    }
 
     pub const fn name(self) -> &'static str {
         match self {
             TopologyKind::Kernel => "kernel",
             TopologyKind::CtpathXdp => "ctpath-xdp",
+            TopologyKind::CtpathTc => "ctpath-tc",
             TopologyKind::CtpathAfxdp => "ctpath-afxdp",
             TopologyKind::Ceiling => "ceiling",
             TopologyKind::GeneratorOnly => "generator-only",
@@ -161,18 +187,29 @@ impl fmt::Display for TopologyKind {
     }
 }
 
+/// How the state's plane is carried (`networks[].datapath`, `fast_path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaneDatapath {
+    /// `datapath: xdp`: `from_pod` as XDP on the pod's host veth (`ctpath-xdp`).
+    Xdp,
+    /// `datapath: tc`: `from_pod` as tcx on the pod's host veth, `from_underlay_tc` behind the
+    /// NIC's XDP (`ctpath-tc`).
+    Tc,
+    /// `fast_path: true` (implies xdp): the AF_XDP forwarder's workers (`ctpath-afxdp`).
+    FastPath,
+}
+
 /// The cluster state of every topology, with a security group of `rules` ingress rules on the
-/// destination pod's interface (see the module docs): the plane on XDP (`ctpath-xdp`), or with
-/// `fast_path` carried by the AF_XDP forwarder (`ctpath-afxdp`).
-pub fn state_yaml(rules: usize, fast_path: bool) -> Result<String, TopologyError> {
+/// destination pod's interface (see the module docs), its plane carried as `plane` says.
+pub fn state_yaml(rules: usize, plane: PlaneDatapath) -> Result<String, TopologyError> {
     if !(1..=MAX_RULES).contains(&rules) {
         return Err(TopologyError::RuleCount(rules));
     }
-    // ctpath-xdp measures XDP at the pod's veth: say so, as the default datapath is tc.
-    let fast = if fast_path {
-        ", fast_path: true"
-    } else {
-        ", datapath: xdp"
+    // Said explicitly for every plane, so the state names what each topology measures.
+    let fast = match plane {
+        PlaneDatapath::FastPath => ", fast_path: true",
+        PlaneDatapath::Xdp => ", datapath: xdp",
+        PlaneDatapath::Tc => ", datapath: tc",
     };
     let mut yaml = format!(
         "# ctpath-bench: two nodes, a source and a destination pod, one plane; the destination's
@@ -245,6 +282,15 @@ pub fn iptables_ruleset(rules: usize) -> Result<String, TopologyError> {
     Ok(text)
 }
 
+/// Where a sink hooks the interface it counts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkHook {
+    /// `bench_sink`, native XDP: frames that cross the interface's veth.
+    XdpNative,
+    /// `bench_sink_tc`, tcx ingress: skbs handed to the interface by `bpf_redirect_peer`.
+    TcIngress,
+}
+
 /// One eBPF probe of the ctpath object (`bench_sink` or `bench_redirect`), attached in native
 /// mode to one interface; detached when dropped.
 pub struct Probe {
@@ -252,9 +298,56 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// `bench_sink` on `ifname` in `ns`.
-    pub fn sink(topology: &str, ns: &Netns, ifname: &str) -> Result<Probe, TopologyError> {
-        Self::attach(topology, ns, ifname, XdpProgram::BenchSink, None)
+    /// `bench_sink` on `ifname` in `ns` at `hook`: native XDP, or tcx ingress
+    /// (`bench_sink_tc`) where frames reach the interface as skbs that never cross its veth
+    /// (see the module docs).
+    pub fn sink(
+        topology: &str,
+        ns: &Netns,
+        ifname: &str,
+        hook: SinkHook,
+    ) -> Result<Probe, TopologyError> {
+        match hook {
+            SinkHook::XdpNative => Self::attach(
+                topology,
+                ns,
+                ifname,
+                XdpProgram::BenchSink,
+                None,
+                XdpMode::Driver,
+            ),
+            SinkHook::TcIngress => Self::attach_tc_sink(topology, ns, ifname),
+        }
+    }
+
+    fn attach_tc_sink(topology: &str, ns: &Netns, ifname: &str) -> Result<Probe, TopologyError> {
+        const NAME: &str = "bench_sink_tc";
+        let attach_error = |message: String| TopologyError::Attach {
+            topology: topology.to_owned(),
+            program: NAME,
+            ifname: ifname.to_owned(),
+            netns: ns.name().to_owned(),
+            message,
+        };
+        let loaded = ns
+            .run_in(|| -> Result<Ebpf, TopologyError> {
+                let mut ebpf = datapath::load().map_err(|source| TopologyError::Datapath {
+                    topology: topology.to_owned(),
+                    source: Box::new(source),
+                })?;
+                let program: &mut SchedClassifier = ebpf
+                    .program_mut(NAME)
+                    .ok_or_else(|| attach_error("not in the ctpath object".into()))?
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| attach_error(e.to_string()))?;
+                program.load().map_err(|e| attach_error(e.to_string()))?;
+                program
+                    .attach(ifname, TcAttachType::Ingress)
+                    .map_err(|e| attach_error(e.to_string()))?;
+                Ok(ebpf)
+            })
+            .map_err(|e| attach_error(e.to_string()))??;
+        Ok(Probe { ebpf: loaded })
     }
 
     /// `bench_redirect` on `ifname` in `ns`, redirecting to `target_ifindex` (same namespace).
@@ -270,6 +363,7 @@ impl Probe {
             ifname,
             XdpProgram::BenchRedirect,
             Some(target_ifindex),
+            XdpMode::Driver,
         )
     }
 
@@ -279,6 +373,7 @@ impl Probe {
         ifname: &str,
         program: XdpProgram,
         target: Option<u32>,
+        mode: XdpMode,
     ) -> Result<Probe, TopologyError> {
         let datapath_error = |source| TopologyError::Datapath {
             topology: topology.to_owned(),
@@ -307,7 +402,7 @@ impl Probe {
                 }
                 datapath::xdp_program(&mut ebpf, program)
                     .map_err(datapath_error)?
-                    .attach(ifname, XdpMode::Driver)
+                    .attach(ifname, mode)
                     .map_err(|e| attach_error(e.to_string()))?;
                 Ok(ebpf)
             })
@@ -345,6 +440,11 @@ pub struct Topology {
     sink: Option<Probe>,
     /// ctpath-afxdp: the forwarders as found after the build.
     pub forwarder: Option<Facts>,
+    /// The run's CPUs (threaded NAPI is applied again after a sink is attached).
+    placement: Placement,
+    /// What the topology did, read back after the build (offloads by `ethtool -k`, where the
+    /// sink goes), for the notes of every report.
+    pub wiring: String,
 }
 
 impl Topology {
@@ -355,10 +455,14 @@ impl Topology {
         placement: &Placement,
     ) -> Result<Topology, TopologyError> {
         let afxdp = kind == TopologyKind::CtpathAfxdp;
-        let yaml = state_yaml(rules, afxdp)?;
+        // The references (kernel, ceiling, generator-only) run no agent; their state says xdp
+        // as it always did (the testbed wires pods of non-kernel nodes by the plane's datapath).
+        let yaml = state_yaml(rules, kind.plane().unwrap_or(PlaneDatapath::Xdp))?;
         let node_kind = match kind {
             TopologyKind::Kernel => NodeKind::KernelVxlan,
-            TopologyKind::CtpathXdp | TopologyKind::CtpathAfxdp => NodeKind::Ctpath,
+            TopologyKind::CtpathXdp | TopologyKind::CtpathTc | TopologyKind::CtpathAfxdp => {
+                NodeKind::Ctpath
+            }
             TopologyKind::Ceiling | TopologyKind::GeneratorOnly => NodeKind::Bare,
         };
         let options = ClusterOptions {
@@ -385,6 +489,8 @@ impl Topology {
             redirect: None,
             sink: None,
             forwarder: None,
+            wiring: String::new(),
+            placement: placement.clone(),
         };
         match kind {
             TopologyKind::Kernel => topology.configure_kernel(rules)?,
@@ -403,7 +509,7 @@ impl Topology {
                 )?);
             }
             TopologyKind::CtpathAfxdp => topology.check_forwarder(placement)?,
-            TopologyKind::CtpathXdp | TopologyKind::GeneratorOnly => {}
+            TopologyKind::CtpathXdp | TopologyKind::CtpathTc | TopologyKind::GeneratorOnly => {}
         }
         let c = &topology.cluster;
         placement.prepare(
@@ -415,7 +521,60 @@ impl Topology {
             ],
             (c.node(NODE_A).ns(), SRC_HOST_IF),
         )?;
+        topology.wiring = topology.describe_wiring();
         Ok(topology)
+    }
+
+    /// In words, what this topology did, read back from the built namespaces: the offloads of
+    /// the pods' interfaces, the pods' host veths and the underlay (`ethtool -k`), where the
+    /// sink counts, and the forwarder's UMEM and socket mode (ctpath-afxdp).
+    fn describe_wiring(&self) -> String {
+        let c = &self.cluster;
+        let (a, b) = (c.node(NODE_A).ns(), c.node(NODE_B).ns());
+        let interfaces = [
+            ("src pod eth0", self.src(), POD_IF),
+            ("dst pod eth0", self.dst(), POD_IF),
+            ("vsrc", a, SRC_HOST_IF),
+            ("vdst", b, DST_HOST_IF),
+            ("node-a underlay", a, UNDERLAY_IF),
+        ];
+        let offloads: Vec<String> = interfaces
+            .iter()
+            .map(|(what, ns, ifname)| format!("{what} {}", offloads(ns, ifname)))
+            .collect();
+        let (sink_ns, sink_if) = self.sink_location();
+        let sink_role = if sink_ns.name() == self.dst().name() {
+            "the destination pod's"
+        } else if sink_ns.name() == a.name() {
+            "node-a's"
+        } else {
+            "node-b's"
+        };
+        let mut text = format!(
+            "{}: offloads after setup (ethtool -k: tx-checksumming, tcp-segmentation-offload, \
+             generic-receive-offload): {}; sink: {} on {sink_role} {sink_if}",
+            self.kind,
+            offloads.join("; "),
+            match self.sink_hook() {
+                SinkHook::TcIngress => "bench_sink_tc at tcx ingress",
+                SinkHook::XdpNative => "bench_sink in native XDP",
+            },
+        );
+        if let Some(plane) = self.kind.plane() {
+            let _ = write!(
+                text,
+                "; plane {}",
+                match plane {
+                    PlaneDatapath::Xdp => "datapath: xdp",
+                    PlaneDatapath::Tc => "datapath: tc",
+                    PlaneDatapath::FastPath => "fast_path: true",
+                }
+            );
+        }
+        if let Some(facts) = &self.forwarder {
+            let _ = write!(text, "; forwarders as found: {}", facts.describe());
+        }
+        text
     }
 
     /// ctpath-afxdp: both agents run the forwarder for the plane, workers on the placement's
@@ -527,10 +686,30 @@ impl Topology {
         }
     }
 
+    /// ctpath-tc delivers into the pod with `bpf_redirect_peer`: the skb enters the pod's
+    /// interface without crossing the veth, so no XDP program there sees it (native XDP runs in
+    /// the veth's receive path, generic XDP skips redirected skbs); the first hook the frame
+    /// meets in the pod is tc ingress. Everywhere else the frame crosses the pod's veth and
+    /// meets native XDP first.
+    fn sink_hook(&self) -> SinkHook {
+        match self.kind {
+            TopologyKind::CtpathTc => SinkHook::TcIngress,
+            _ => SinkHook::XdpNative,
+        }
+    }
+
     pub fn attach_sinks(&mut self) -> Result<(), TopologyError> {
         if self.sink.is_none() {
             let (ns, ifname) = self.sink_location();
-            self.sink = Some(Probe::sink(self.kind.name(), ns, ifname)?);
+            self.sink = Some(Probe::sink(self.kind.name(), ns, ifname, self.sink_hook())?);
+            // The sink's XDP gave its veth NAPI: thread it too (split mode).
+            let c = &self.cluster;
+            self.placement.thread_napi(&[
+                c.node(NODE_A).ns(),
+                c.node(NODE_B).ns(),
+                c.pod(SRC_POD).ns(),
+                c.pod(DST_POD).ns(),
+            ])?;
         }
         Ok(())
     }
@@ -573,6 +752,58 @@ impl Topology {
             .map(|node| self.cluster.status(node).total_dropped())
             .sum()
     }
+
+    /// ctpath's `conntrack_full` drops on both nodes so far (0 for other topologies).
+    pub fn conntrack_full(&self) -> u64 {
+        self.cluster
+            .ctpath_nodes()
+            .map(|node| {
+                self.cluster
+                    .status(node)
+                    .dropped(DropReason::ConntrackFull)
+                    .packets
+            })
+            .sum()
+    }
+
+    /// The kernel topology: (entries, `nf_conntrack_max`) of the destination node's conntrack
+    /// (`None` elsewhere, or where it cannot be read).
+    pub fn kernel_conntrack(&self) -> Option<(u64, u64)> {
+        if self.kind != TopologyKind::Kernel {
+            return None;
+        }
+        let ns = self.cluster.node(NODE_B).ns();
+        let read = |name: &str| -> Option<u64> {
+            let out = ns
+                .exec_unchecked(&["cat", &format!("/proc/sys/net/netfilter/{name}")])
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        Some((read("nf_conntrack_count")?, read("nf_conntrack_max")?))
+    }
+}
+
+/// `tx-checksumming`, `tcp-segmentation-offload` and `generic-receive-offload` of `ifname` in
+/// `ns`, as `ethtool -k` reports them.
+fn offloads(ns: &Netns, ifname: &str) -> String {
+    let text = ns
+        .exec_unchecked(&["ethtool", "-k", ifname])
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                (k.trim() == key).then(|| v.split_whitespace().next().unwrap_or("?").to_owned())
+            })
+            .unwrap_or_else(|| "?".into())
+    };
+    format!(
+        "tx-csum {}, tso {}, gro {}",
+        value("tx-checksumming"),
+        value("tcp-segmentation-offload"),
+        value("generic-receive-offload")
+    )
 }
 
 #[cfg(test)]
@@ -584,7 +815,9 @@ mod tests {
     #[test]
     fn the_state_is_valid_and_has_the_rules() {
         for rules in [1, 10, 10000] {
-            let state = ClusterState::from_yaml_str(&state_yaml(rules, false).unwrap()).unwrap();
+            let state =
+                ClusterState::from_yaml_str(&state_yaml(rules, PlaneDatapath::Xdp).unwrap())
+                    .unwrap();
             let group = state.security_group("bench-dst").unwrap();
             assert_eq!(
                 group.rules.len(),
@@ -593,15 +826,27 @@ mod tests {
             );
             assert_eq!(state.pods[1].interfaces[0].security_groups, ["bench-dst"]);
         }
-        assert!(state_yaml(0, false).is_err());
-        let fast = ClusterState::from_yaml_str(&state_yaml(1, true).unwrap()).unwrap();
+        assert!(state_yaml(0, PlaneDatapath::Xdp).is_err());
+        let fast =
+            ClusterState::from_yaml_str(&state_yaml(1, PlaneDatapath::FastPath).unwrap()).unwrap();
         assert!(fast.networks[0].fast_path);
         assert!(
-            !ClusterState::from_yaml_str(&state_yaml(1, false).unwrap())
+            !ClusterState::from_yaml_str(&state_yaml(1, PlaneDatapath::Xdp).unwrap())
                 .unwrap()
                 .networks[0]
                 .fast_path
         );
+        for (plane, datapath) in [
+            (PlaneDatapath::Xdp, ctpath_control::state::Datapath::Xdp),
+            (PlaneDatapath::Tc, ctpath_control::state::Datapath::Tc),
+            (
+                PlaneDatapath::FastPath,
+                ctpath_control::state::Datapath::Xdp,
+            ),
+        ] {
+            let state = ClusterState::from_yaml_str(&state_yaml(1, plane).unwrap()).unwrap();
+            assert_eq!(state.networks[0].datapath(), datapath, "{plane:?}");
+        }
     }
 
     #[test]

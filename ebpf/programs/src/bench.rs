@@ -5,12 +5,15 @@
 //!   topology).
 //! - `bench_sink`: counts every frame in `BENCH_SINK[0]` and drops it: the receiver of a
 //!   flood, whose cost does not depend on the path measured.
+//! - `bench_sink_tc`: the same as a tc (tcx ingress) program, for frames that enter an
+//!   interface as skbs without crossing its veth (`bpf_redirect_peer`), which no XDP program,
+//!   native or generic, sees.
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
+    bindings::{xdp_action, TC_ACT_SHOT},
+    macros::{classifier, map, xdp},
     maps::{Array, PerCpuArray},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use ctpath_common::Tally;
 
@@ -40,4 +43,16 @@ pub fn bench_sink(ctx: XdpContext) -> u32 {
         }
     }
     xdp_action::XDP_DROP
+}
+
+#[classifier]
+pub fn bench_sink_tc(ctx: TcContext) -> i32 {
+    if let Some(tally) = BENCH_SINK.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a per-CPU array, valid for the whole program run.
+        unsafe {
+            (*tally).packets += 1;
+            (*tally).bytes += PacketContext::len(&ctx);
+        }
+    }
+    TC_ACT_SHOT
 }
