@@ -181,6 +181,18 @@ fn fixtures() -> Vec<Fixture> {
             udp().with_ipv4_total_len(20 + 6).truncated(14 + 26),
             UdpTruncated,
         ),
+        // The header is in the buffer (the frame goes on past the IPv4 length, as padding
+        // would), but not in the packet: cut by the IPv4 length, whatever the header says.
+        drop(
+            "UDP header cut at 6 bytes by the IPv4 length, bytes after it",
+            udp().with_ipv4_total_len(20 + 6),
+            UdpTruncated,
+        ),
+        drop(
+            "TCP header cut at 12 bytes by the IPv4 length, data offset 4, bytes after it",
+            tcp().with_ipv4_total_len(20 + 12).with_tcp_data_offset(4),
+            TcpTruncated,
+        ),
         drop("UDP length 7", udp().with_udp_len(7), UdpBadLength),
         drop(
             "UDP length beyond the IPv4 payload",
