@@ -480,6 +480,23 @@ fn from_underlay_decapsulates_answers_arp_and_drops_what_it_must() {
             DropReason::VxlanBadFlags,
         ),
         dropped(
+            "VXLAN carrying an inner packet larger than the plane's MTU",
+            from_node_b(
+                NODE_B_IP,
+                VNI,
+                &FrameBuilder::udp(
+                    POD_B_MAC,
+                    POD_A_MAC,
+                    POD_B_IP,
+                    POD_A_IP,
+                    2152,
+                    2152,
+                    &[0u8; MTU as usize - 20 - 8 + 1],
+                ),
+            ),
+            DropReason::MtuExceeded,
+        ),
+        dropped(
             "VXLAN header cut after 4 bytes",
             from_node_b(NODE_B_IP, VNI, &b_to_a).truncated(46),
             DropReason::VxlanTruncated,
