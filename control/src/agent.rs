@@ -352,6 +352,7 @@ impl Running {
                     &self.plan,
                     self.generation,
                     &self.fastpath_cores,
+                    &self.next_hops,
                 )?;
                 // `ctpath status` sees the forwarder from the moment it carries traffic.
                 fast_path.write_report()?;
@@ -361,16 +362,17 @@ impl Running {
                 self.fast_path = None;
                 tracing::info!("no fast-path plane left: AF_XDP forwarder stopped");
             }
-            (Some(fast_path), true) => fast_path.update(&self.plan, self.generation),
+            (Some(fast_path), true) => {
+                fast_path.update(&self.plan, self.generation, &self.next_hops)
+            }
             (None, false) => {}
         }
         Ok(())
     }
 
-    /// The forwarder's report for `ctpath status`, and its next hops read again.
+    /// The forwarder's report for `ctpath status`.
     fn fast_path_tick(&mut self) {
-        if let Some(fast_path) = &mut self.fast_path {
-            fast_path.refresh_next_hops();
+        if let Some(fast_path) = &self.fast_path {
             if let Err(error) = fast_path.write_report() {
                 tracing::warn!(%error, "forwarder report not written");
             }
@@ -631,7 +633,8 @@ impl Running {
     }
 
     /// Resolves the remote VTEPs' next hops again (`plan_changed`: the plan's VTEPs may have
-    /// changed too) and writes them into `NEXT_HOPS` when they changed (see `crate::nexthop`).
+    /// changed too) and, when they changed, writes them into `NEXT_HOPS` and hands them to the
+    /// forwarder (see `crate::nexthop`).
     fn refresh_next_hops(&mut self, plan_changed: bool) -> Result<(), AgentError> {
         let changed = if plan_changed {
             self.next_hops.update(&self.plan)
@@ -647,6 +650,9 @@ impl Running {
                     written,
                     "underlay next hops cached"
                 );
+            }
+            if let Some(fast_path) = &mut self.fast_path {
+                fast_path.set_next_hops(&self.next_hops);
             }
         }
         Ok(())

@@ -7,8 +7,8 @@
 //! report file: `forwarder.json` in the agent's run directory (`/run/ctpath/NODE` by default),
 //! rewritten every second while the agent runs and removed when it stops.
 //!
-//! Next hops: resolved by [`crate::nexthop`] (the same resolution the XDP programs' cache
-//! gets), read again every second; a changed MAC reaches the workers as a new snapshot. A VTEP
+//! Next hops: the agent's ([`crate::nexthop`], the same ones the XDP programs' cache gets, read
+//! again every second); a changed MAC reaches the workers as a new snapshot. A VTEP
 //! whose neighbour is not resolved yet has no next hop: its frames are dropped as
 //! `no_neighbor`, as the XDP programs' `bpf_fib_lookup` does.
 
@@ -126,21 +126,23 @@ pub struct FastPath {
     run_dir: PathBuf,
     plan: NodePlan,
     generation: u32,
-    next_hops: NextHops,
+    /// The agent's next hops, as the workers' tables last got them.
+    next_hops: BTreeMap<[u8; 4], NextHop>,
 }
 
 impl FastPath {
-    /// Starts the forwarder on `cores` for `plan` (policy generation `generation`), its
-    /// workers' map handles taken from `ebpf`.
+    /// Starts the forwarder on `cores` for `plan` (policy generation `generation`) and the
+    /// agent's `next_hops`, its workers' map handles taken from `ebpf`.
     pub fn start(
         ebpf: &Ebpf,
         run_dir: &Path,
         plan: &NodePlan,
         generation: u32,
         cores: &[usize],
+        next_hops: &NextHops,
     ) -> Result<FastPath, FastPathError> {
-        let next_hops = NextHops::resolve(plan);
-        let tables = Arc::new(tables(plan, generation, next_hops.hops()));
+        let next_hops = next_hops.hops().clone();
+        let tables = Arc::new(tables(plan, generation, &next_hops));
         let config = ForwarderConfig {
             cores: cores.to_vec(),
             conntrack_capacity: plan.conntrack_entries,
@@ -177,25 +179,22 @@ impl FastPath {
         })
     }
 
-    /// The workers get `plan`'s tables and interfaces.
-    pub fn update(&mut self, plan: &NodePlan, generation: u32) {
+    /// The workers get `plan`'s tables and interfaces, with the agent's `next_hops`.
+    pub fn update(&mut self, plan: &NodePlan, generation: u32, next_hops: &NextHops) {
         let ports_changed = ports(plan) != ports(&self.plan);
         self.plan = plan.clone();
         self.generation = generation;
-        self.next_hops.update(plan);
+        self.next_hops = next_hops.hops().clone();
         self.publish();
         if ports_changed {
             self.forwarder.set_ports(ports(plan));
         }
     }
 
-    /// Reads the neighbour table again; a changed next hop reaches the workers.
-    pub fn refresh_next_hops(&mut self) {
-        if self.next_hops.refresh(&self.plan) {
-            tracing::info!(
-                resolved = self.next_hops.hops().len(),
-                "underlay next hops changed"
-            );
+    /// The agent's next hops changed: they reach the workers.
+    pub fn set_next_hops(&mut self, next_hops: &NextHops) {
+        if *next_hops.hops() != self.next_hops {
+            self.next_hops = next_hops.hops().clone();
             self.publish();
         }
     }
@@ -204,7 +203,7 @@ impl FastPath {
         self.forwarder.set_tables(Arc::new(tables(
             &self.plan,
             self.generation,
-            self.next_hops.hops(),
+            &self.next_hops,
         )));
     }
 

@@ -1,6 +1,7 @@
 //! Facts about this node's network interfaces that the datapath needs (ifindex, MAC, MTU), read
 //! through `ioctl` on a socket: that answers for the caller's network namespace, whatever
-//! `/sys` shows, so the agent works under `ip netns exec`, `nsenter` or a plain `setns`.
+//! `/sys` shows, so the agent works under `ip netns exec`, `nsenter` or a plain `setns`. What
+//! only `ip` reports (routes, neighbours, veth peers, namespace ids) is read with [`ip_json`].
 
 use std::{ffi::CString, io, os::fd::AsRawFd, os::fd::FromRawFd, os::fd::OwnedFd};
 
@@ -100,6 +101,26 @@ impl Links for KernelLinks {
             mtu: mtu as u32,
         })
     }
+}
+
+/// Runs `ip -j ARGS` and parses its JSON output (no output at all, as `ip -j netns list-id`
+/// prints when there is nothing to list, reads as an empty list).
+pub fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Result<T, String> {
+    let output = std::process::Command::new("ip")
+        .arg("-j")
+        .args(args)
+        .output()
+        .map_err(|error| format!("running ip: {error}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "ip -j {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let text = if text.trim().is_empty() { "[]" } else { &text };
+    serde_json::from_str(text).map_err(|error| format!("ip -j {}: {error}", args.join(" ")))
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! neighbour tables: written once, for the AF_XDP forwarder's tables (`fastpath`) and for the
 //! XDP programs' `NEXT_HOPS` cache (`datapath::write_next_hops`, from the agent).
 //!
-//! Owns [`NextHops`]: which neighbour each VTEP is reached through (asked once per VTEP with
+//! Owns [`NextHops`] (one per agent, whose changes reach both): which neighbour each VTEP is
+//! reached through (asked once per VTEP with
 //! `ip -j route get VTEP oif UNDERLAY`: the route's gateway, or the VTEP itself), and the MAC of
 //! each, read from `ip -j neigh show dev UNDERLAY` on every [`NextHops::refresh`] (the agent
 //! polls once a second). A VTEP whose neighbour has no MAC yet, or a failed one, has no next
@@ -17,7 +18,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
-    process::Command,
 };
 
 use ctpath_common::maps::NextHopEntry;
@@ -169,22 +169,12 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-/// Runs `ip -j ARGS` and parses its output; `None` (logged) if it fails.
+/// `ip -j ARGS`, parsed; `None` (logged) if it fails: an unreachable VTEP is asked again on
+/// the next poll.
 fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Option<T> {
-    let output = Command::new("ip").arg("-j").args(args).output();
-    match output {
-        Ok(output) if output.status.success() => serde_json::from_slice(&output.stdout)
-            .map_err(|error| tracing::warn!(?args, %error, "unexpected output of ip -j"))
-            .ok(),
-        Ok(output) => {
-            tracing::debug!(?args, stderr = %String::from_utf8_lossy(&output.stderr).trim(), "ip -j");
-            None
-        }
-        Err(error) => {
-            tracing::warn!(?args, %error, "running ip");
-            None
-        }
-    }
+    crate::links::ip_json(args)
+        .map_err(|error| tracing::debug!(%error, "next hop not read"))
+        .ok()
 }
 
 #[cfg(test)]

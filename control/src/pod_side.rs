@@ -20,10 +20,12 @@
 //! so, and the agent logs it. Settings are not reverted when a plane leaves XDP (tc works with
 //! them as well).
 
-use std::{ffi::CStr, fs::File, os::fd::AsRawFd, process::Command};
+use std::{ffi::CStr, fs::File, os::fd::AsRawFd};
 
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::links::ip_json;
 
 /// Legacy ethtool commands (`linux/ethtool.h`), each with a `struct ethtool_value`.
 const ETHTOOL_GTXCSUM: u32 = 0x16;
@@ -94,7 +96,7 @@ pub fn prepare_for_xdp(host_interface: &str) -> Result<PodSide, PodSideError> {
         message,
     };
     let links: Vec<LinkJson> =
-        ip_json(&["-j", "-d", "link", "show", "dev", host_interface]).map_err(ip_error)?;
+        ip_json(&["-d", "link", "show", "dev", host_interface]).map_err(ip_error)?;
     let link = links
         .into_iter()
         .next()
@@ -113,7 +115,7 @@ pub fn prepare_for_xdp(host_interface: &str) -> Result<PodSide, PodSideError> {
     let netns = match link.link_netnsid {
         None => String::new(),
         Some(nsid) => {
-            let ids: Vec<NsidJson> = ip_json(&["-j", "netns", "list-id"]).map_err(ip_error)?;
+            let ids: Vec<NsidJson> = ip_json(&["netns", "list-id"]).map_err(ip_error)?;
             ids.into_iter()
                 .find(|id| id.nsid == nsid)
                 .and_then(|id| id.name)
@@ -241,22 +243,4 @@ impl Ethtool {
         }
         Ok(value.data)
     }
-}
-
-fn ip_json<T: for<'de> Deserialize<'de>>(args: &[&str]) -> Result<T, String> {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|error| format!("running ip: {error}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    // `ip netns list-id` prints nothing at all when there is no namespace to list.
-    let text = String::from_utf8_lossy(&output.stdout);
-    let text = if text.trim().is_empty() { "[]" } else { &text };
-    serde_json::from_str(text).map_err(|error| format!("ip {}: {error}", args.join(" ")))
 }
