@@ -1,9 +1,13 @@
 //! The bench's topologies, all built by the shared testbed's [`Cluster`] from one generated
 //! cluster state, so every topology has the same two nodes, the same underlay, and the same two
-//! pods with the same addresses, MACs and MTU (1450). Interface offloads are the testbed's and
-//! the agents' business (`tests/src/topology.rs`, `Offloads`) and change with the plane's
-//! datapath; this module does not assume them: after a build it reads them back with
-//! `ethtool -k` ([`Topology::wiring`]) and every report carries what it found.
+//! pods with the same addresses, MACs and MTU (1450). The underlay is the same wire for every
+//! topology, the kernel's included ([`Offloads::Wire`]: frames of at most the MTU cross it, as
+//! between real NICs, so a 64 KB GSO packet is segmented before it and may be merged by GRO
+//! after it; on the kernel's veth defaults 64 KB packets would cross whole, which no wire
+//! does). The pods' offloads are the testbed's and the agents' business (`tests/src/topology.rs`,
+//! `control/src/pod_side.rs`) and change with the plane's datapath; this module does not
+//! assume them: after a build it reads them back with `ethtool -k` ([`Topology::wiring`]) and
+//! every report carries what it found.
 //!
 //! - `kernel`: what users run today, flannel/Rancher style, bridged. Per node a Linux bridge with
 //!   the pods' host veths and a kernel vxlan device (VNI 100, dstport 4789) with an all-zeros FDB
@@ -69,7 +73,7 @@ use ctpath_common::{DropReason, Tally};
 use ctpath_control::datapath::{self, DatapathError, XdpProgram};
 use ctpath_testbed::{
     cluster::{Cluster, ClusterOptions, NodeKind},
-    format_mac, Netns,
+    format_mac, Netns, Offloads,
 };
 use thiserror::Error;
 
@@ -479,6 +483,8 @@ impl Topology {
             } else {
                 Vec::new()
             },
+            // One wire for every topology (see the module docs).
+            underlay: Some(Offloads::Wire),
             ..ClusterOptions::default()
         };
         let cluster = Cluster::start(&format!("bench-{}", kind.name()), &yaml, options);

@@ -2,7 +2,9 @@
 //! datapath over the maps pinned in its pin directory, writes the plan into them, attaches
 //! `from_underlay` (XDP, with `from_underlay_tc` behind it as a tcx ingress program) to the
 //! underlay interface and `from_pod` to every local pod interface (`from_pod_tc`, tcx ingress,
-//! on planes with `datapath: tc`; XDP on the others), turns on IPv4 forwarding on the underlay
+//! on planes with `datapath: tc`; XDP on the others) after setting what each needs at the
+//! pod's end ([`pod_side`]; the endpoints whose end runs NAPI are flagged for the NIC's XDP to
+//! redirect into), turns on IPv4 forwarding on the underlay
 //! interface and asks the kernel to keep the other nodes' VTEPs resolved (both for
 //! `bpf_fib_lookup`), then follows the state file until SIGTERM or SIGINT.
 //!
@@ -61,7 +63,7 @@ use crate::{
     fastpath::{self, FastPath, FastPathError},
     links::KernelLinks,
     nexthop::NextHops,
-    pod_side,
+    pod_side::{self, HostHook},
     state::{ClusterState, StateError},
 };
 
@@ -272,11 +274,16 @@ struct Running {
     forwarding: Option<(PathBuf, String)>,
     /// The remote VTEPs' next hops, as written into `NEXT_HOPS`.
     next_hops: NextHops,
+    /// Pod interfaces (host-side ifindex) whose pod end is set for their hook
+    /// ([`prepare_pod_sides`]).
+    pod_sides: BTreeMap<u32, HostHook>,
 }
 
 impl Running {
     fn start(options: &AgentOptions, mut plan: NodePlan) -> Result<Running, AgentError> {
         compile::assign_xsk_slots(&mut plan, None)?;
+        let mut pod_sides = BTreeMap::new();
+        prepare_pod_sides(&mut pod_sides, &mut plan);
         prepare_pin_dir(&options.pin_dir)?;
         let pinned = datapath::load_pinned(&options.pin_dir, plan.conntrack_entries)?;
         let mut ebpf = pinned.ebpf;
@@ -311,6 +318,7 @@ impl Running {
             neighbours: BTreeSet::new(),
             forwarding: None,
             next_hops: NextHops::default(),
+            pod_sides,
         };
         let underlay = running.plan.underlay_interface.clone();
         running.enable_forwarding(&underlay)?;
@@ -322,8 +330,8 @@ impl Running {
             &underlay,
             underlay_ifindex,
         )?;
-        // Behind XDP, for the VXLAN of `tc` planes it hands on (it passes the rest untouched
-        // and uncounted, so it is attached whatever the planes).
+        // Behind XDP, for the VXLAN it hands on (see `underlay::hand_to_tc`; it passes the
+        // rest untouched and uncounted, so it is attached whatever the planes).
         running.attach(
             Program::Tc(TcProgram::FromUnderlay),
             &underlay,
@@ -382,6 +390,7 @@ impl Running {
     /// Applies `plan` in place of the running one.
     fn update(&mut self, mut plan: NodePlan) -> Result<(), AgentError> {
         compile::assign_xsk_slots(&mut plan, Some(&self.plan))?;
+        prepare_pod_sides(&mut self.pod_sides, &mut plan);
         if plan == self.plan {
             tracing::info!("cluster state changed, nothing for this node");
             return Ok(());
@@ -545,9 +554,6 @@ impl Running {
             if current != Some(*ifindex) {
                 // The interface may have been re-created: its old link is gone with it.
                 self.detach(pin_name);
-                if *program == Program::Xdp(XdpProgram::FromPod) {
-                    prepare_pod_side(interface);
-                }
                 self.attach(*program, interface, *ifindex)?;
             }
         }
@@ -846,32 +852,59 @@ impl Drop for Running {
 }
 
 /// Makes sure the pin directory exists, on a bpffs.
-/// Sets what XDP at `interface` needs at the pod's end before the program is attached
-/// ([`pod_side`]), or logs why it could not: the interface is served anyway (ARP, and packets
-/// whose checksums the pod completed itself, still get through).
-fn prepare_pod_side(interface: &str) {
-    match pod_side::prepare_for_xdp(interface) {
-        Ok(side) if side.changed.is_empty() => {
-            tracing::debug!(
-                interface,
-                pod_netns = side.netns,
-                "pod side already set for XDP"
-            )
+/// Sets what each pod interface's host hook needs at the pod's end ([`pod_side`]), before the
+/// plan is written and the programs attached, for the interfaces not set yet (`done`, by
+/// host-side ifindex: a re-created interface has a new one), and flags the endpoints whose pod
+/// end runs NAPI, so the NIC's XDP may redirect into them. An interface that cannot be set is
+/// logged and tried again with the next state; it is served anyway: its VXLAN goes through tc
+/// (`from_underlay_tc`), and on an XDP hook, ARP and packets whose checksums the pod completed
+/// itself still get through.
+fn prepare_pod_sides(done: &mut BTreeMap<u32, HostHook>, plan: &mut NodePlan) {
+    done.retain(|ifindex, _| plan.pod_interfaces.contains_key(ifindex));
+    for (&ifindex, interface) in &plan.pod_interfaces {
+        let hook = if compile::is_tc_port(plan, ifindex) {
+            HostHook::Tc
+        } else {
+            HostHook::Xdp
+        };
+        if done.get(&ifindex).is_some_and(|set| set.covers(hook)) {
+            continue;
         }
-        Ok(side) => tracing::info!(
-            interface,
-            pod_netns = side.netns,
-            pod_interface = side.interface,
-            changed = side.changed.join(", "),
-            "pod side set for XDP"
-        ),
-        Err(error) => tracing::error!(
-            interface,
-            %error,
-            "pod side not set for XDP: the pod's TCP and UDP packets with offloaded checksums \
-             will be dropped by their receivers"
-        ),
+        match pod_side::prepare(interface, hook) {
+            Ok(side) => {
+                if side.changed.is_empty() {
+                    tracing::debug!(
+                        interface,
+                        pod_netns = side.netns,
+                        ?hook,
+                        "pod side already set"
+                    );
+                } else {
+                    tracing::info!(
+                        interface,
+                        pod_netns = side.netns,
+                        pod_interface = side.interface,
+                        changed = side.changed.join(", "),
+                        ?hook,
+                        "pod side set"
+                    );
+                }
+                done.insert(ifindex, hook);
+            }
+            Err(error) if hook == HostHook::Tc => tracing::warn!(
+                interface,
+                %error,
+                "pod side not set: VXLAN into this pod goes through tc, TCP without GRO"
+            ),
+            Err(error) => tracing::error!(
+                interface,
+                %error,
+                "pod side not set for XDP: the pod's TCP and UDP packets with offloaded checksums \
+                 will be dropped by their receivers, and VXLAN into it goes through tc"
+            ),
+        }
     }
+    compile::mark_pod_napi(plan, |ifindex| done.contains_key(&ifindex));
 }
 
 fn prepare_pin_dir(pin_dir: &Path) -> Result<(), AgentError> {

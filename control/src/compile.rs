@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ctpath_common::{
     maps::{
-        endpoint_kind, network_flags, port_flags, Endpoint, EndpointKey, Network, NodeConfig,
-        PodPort, MAX_XSK_INTERFACES, NO_POLICY, XSK_QUEUES_PER_INTERFACE,
+        endpoint_flags, endpoint_kind, network_flags, port_flags, Endpoint, EndpointKey, Network,
+        NodeConfig, PodPort, MAX_XSK_INTERFACES, NO_POLICY, XSK_QUEUES_PER_INTERFACE,
     },
     wire::VXLAN_ENCAP_LEN,
 };
@@ -144,6 +144,20 @@ pub fn is_tc_port(plan: &NodePlan, ifindex: u32) -> bool {
         .get(&ifindex)
         .and_then(|port| plan.networks.get(&port.vni))
         .is_some_and(|network| network.flags & network_flags::TC != 0)
+}
+
+/// Flags the local endpoints whose pod end runs NAPI (`endpoint_flags::POD_NAPI`: an XDP
+/// redirect into their veth is delivered), as `runs_napi` says of each host-side ifindex. A
+/// compiled plan has no endpoint flagged: whether a pod's end runs NAPI is found on the node
+/// (the agent turns GRO on there, `pod_side`), not in the state.
+pub fn mark_pod_napi(plan: &mut NodePlan, runs_napi: impl Fn(u32) -> bool) {
+    for endpoint in plan.endpoints.values_mut() {
+        if endpoint.kind == endpoint_kind::LOCAL && runs_napi(endpoint.ifindex) {
+            endpoint.flags |= endpoint_flags::POD_NAPI;
+        } else {
+            endpoint.flags &= !endpoint_flags::POD_NAPI;
+        }
+    }
 }
 
 /// Compiles `state` for the node named `node_name`, whose interfaces `links` reports.
@@ -325,7 +339,8 @@ fn endpoint(kind: u32, ifindex: u32, vtep: [u8; 4], mac: [u8; 6], policy: u32) -
         ifindex,
         vtep,
         mac,
-        _pad: [0; 2],
+        flags: 0,
+        _pad: 0,
         policy,
     }
 }
@@ -421,6 +436,32 @@ mod tests {
     }
 
     #[test]
+    fn only_local_endpoints_whose_pod_end_runs_napi_are_flagged() {
+        let mut plan = compile(&contract(), "node-a", &node_a_links()).unwrap();
+        assert!(
+            plan.endpoints.values().all(|endpoint| endpoint.flags == 0),
+            "a compiled plan flags no endpoint"
+        );
+        let local: Vec<u32> = plan
+            .endpoints
+            .values()
+            .filter(|endpoint| endpoint.kind == endpoint_kind::LOCAL)
+            .map(|endpoint| endpoint.ifindex)
+            .collect();
+        assert!(local.len() >= 2, "the contract has local endpoints");
+        let ready = local[0];
+        mark_pod_napi(&mut plan, |ifindex| ifindex == ready || ifindex == 0);
+        for endpoint in plan.endpoints.values() {
+            let flagged = endpoint.flags & endpoint_flags::POD_NAPI != 0;
+            let expected = endpoint.kind == endpoint_kind::LOCAL && endpoint.ifindex == ready;
+            assert_eq!(flagged, expected, "{endpoint:?}");
+        }
+        // Marking again with another answer clears what no longer holds.
+        mark_pod_napi(&mut plan, |_| false);
+        assert!(plan.endpoints.values().all(|endpoint| endpoint.flags == 0));
+    }
+
+    #[test]
     fn contract_compiles_for_node_a() {
         let plan = compile(&contract(), "node-a", &node_a_links()).unwrap();
         assert_eq!(
@@ -490,7 +531,8 @@ mod tests {
                 ifindex: 10,
                 vtep: [0; 4],
                 mac: [2, 0, 0x0a, 0xf4, 1, 2],
-                _pad: [0; 2],
+                flags: 0,
+                _pad: 0,
                 policy: 1,
             }
         );
@@ -504,7 +546,8 @@ mod tests {
                 ifindex: 0,
                 vtep: [192, 168, 77, 2],
                 mac: [2, 0, 0x0a, 0xf4, 2, 2],
-                _pad: [0; 2],
+                flags: 0,
+                _pad: 0,
                 policy: NO_POLICY,
             }
         );

@@ -1,24 +1,29 @@
-//! What a pod's side of its veth needs when the host side runs XDP (`datapath: xdp` and
-//! fast-path planes), set by the agent so that pods are created with the kernel's defaults on
-//! every plane (a CNI or runtime creates veths that way):
+//! What a pod's side of its veth needs of the programs at the host side, set by the agent so
+//! that pods are created with the kernel's defaults on every plane (a CNI or runtime creates
+//! veths that way):
 //!
-//! - **TX checksum offload off**: a veth hands its peer skbs whose TCP/UDP checksum is still to
-//!   be completed (`CHECKSUM_PARTIAL`); once XDP on the host side takes the frame as bytes,
-//!   nothing completes it and the receiver drops it. Turning it off also turns TSO off, which
-//!   needs it: this is the cost of XDP at the pod's veth (`docs/decisions/pod-hook.md`).
-//! - **GRO on**: an XDP redirect into a veth (node to pod, pod to pod, the answers `from_pod`
-//!   sends back) is only delivered when the receiving end runs NAPI, which a veth does when it
-//!   has an XDP program or GRO on.
+//! - **GRO on**, on every plane: an XDP redirect into a veth (the NIC's `from_underlay`
+//!   delivering into the pod, and on `datapath: xdp` planes pod to pod and the answers
+//!   `from_pod` sends back) is only delivered when the receiving end runs NAPI, which a veth
+//!   does when it has an XDP program or GRO on. With it, TCP arriving over VXLAN is delivered
+//!   by XDP and merged by the pod's GRO (`docs/decisions/pod-hook.md`, "Receive side"); the
+//!   agent flags such endpoints (`endpoint_flags::POD_NAPI`) and, for the others, `from_underlay`
+//!   hands everything to tc, which needs nothing of the pod.
+//! - **TX checksum offload off**, where the host side runs XDP (`datapath: xdp` and fast-path
+//!   planes): a veth hands its peer skbs whose TCP/UDP checksum is still to be completed
+//!   (`CHECKSUM_PARTIAL`); once XDP on the host side takes the frame as bytes, nothing
+//!   completes it and the receiver drops it. Turning it off also turns TSO off, which needs it:
+//!   this is the cost of XDP at the pod's veth. Planes with `datapath: tc` keep it (the tc
+//!   program works on the skb).
 //!
-//! Planes with `datapath: tc` need nothing (the tc program works on the skb). The agent reaches
-//! the pod's end through the host end: its peer's ifindex and the peer's namespace id
-//! (`IFLA_LINK_NETNSID`, from `ip -j -d link show`), the namespace named under `/run/netns`
-//! for that id (`ip -j netns list-id`: namespaces made by `ip netns`, and by container runtimes
-//! for CNI, which bind them there), and the features set there with the ethtool ioctls
-//! (`SIOCETHTOOL`: `ETHTOOL_STXCSUM`, `ETHTOOL_SGRO`) from a thread that enters it. A pod whose
-//! namespace is not bound under `/run/netns` cannot be reached this way: [`PodSideError`] says
-//! so, and the agent logs it. Settings are not reverted when a plane leaves XDP (tc works with
-//! them as well).
+//! The agent reaches the pod's end through the host end: its peer's ifindex and the peer's
+//! namespace id (`IFLA_LINK_NETNSID`, from `ip -j -d link show`), the namespace named under
+//! `/run/netns` for that id (`ip -j netns list-id`: namespaces made by `ip netns`, and by
+//! container runtimes for CNI, which bind them there), and the features set there with the
+//! ethtool ioctls (`SIOCETHTOOL`: `ETHTOOL_STXCSUM`, `ETHTOOL_SGRO`) from a thread that enters
+//! it. A pod whose namespace is not bound under `/run/netns` cannot be reached this way:
+//! [`PodSideError`] says so, and the agent logs it. Settings are not reverted when a plane
+//! changes its datapath (tc works with them as well).
 
 use std::{ffi::CStr, fs::File, os::fd::AsRawFd};
 
@@ -41,7 +46,7 @@ pub enum PodSideError {
     NotVeth { interface: String },
     #[error(
         "the namespace of {interface}'s peer (nsid {nsid}) is not bound under /run/netns, so its \
-         TX checksum offload cannot be turned off and GRO on from here"
+         offloads cannot be set from here"
     )]
     NamespaceNotFound { interface: String, nsid: i32 },
     #[error("entering {netns}: {source}")]
@@ -88,9 +93,25 @@ struct NsidJson {
     name: Option<String>,
 }
 
-/// Turns TX checksum offload off and GRO on at the other end of the host-side veth
-/// `host_interface`, wherever that end is.
-pub fn prepare_for_xdp(host_interface: &str) -> Result<PodSide, PodSideError> {
+/// What the program at the host side of a pod's veth needs at the pod's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HostHook {
+    /// `from_pod_tc`: GRO on (NAPI, for XDP redirects from the NIC).
+    Tc,
+    /// `from_pod` in XDP: GRO on and TX checksum offload off.
+    Xdp,
+}
+
+impl HostHook {
+    /// Whether what was set for `self` is all that `other` needs.
+    pub fn covers(self, other: HostHook) -> bool {
+        self >= other
+    }
+}
+
+/// Sets what `hook` at the host-side veth `host_interface` needs at its other end, wherever
+/// that end is (see the module docs).
+pub fn prepare(host_interface: &str, hook: HostHook) -> Result<PodSide, PodSideError> {
     let ip_error = |message: String| PodSideError::Ip {
         interface: host_interface.to_owned(),
         message,
@@ -137,15 +158,20 @@ pub fn prepare_for_xdp(host_interface: &str) -> Result<PodSide, PodSideError> {
     };
     std::thread::scope(|scope| {
         scope
-            .spawn(|| set_in(namespace.as_ref(), &netns, peer_ifindex))
+            .spawn(|| set_in(namespace.as_ref(), &netns, peer_ifindex, hook))
             .join()
             .expect("the pod-side thread does not panic")
     })
 }
 
 /// In a thread of its own (a thread's network namespace is its own): enters `namespace`,
-/// then sets the features of `ifindex` there.
-fn set_in(namespace: Option<&File>, netns: &str, ifindex: u32) -> Result<PodSide, PodSideError> {
+/// then sets the features `hook` needs of `ifindex` there.
+fn set_in(
+    namespace: Option<&File>,
+    netns: &str,
+    ifindex: u32,
+    hook: HostHook,
+) -> Result<PodSide, PodSideError> {
     if let Some(file) = namespace {
         // SAFETY: `file` is an open namespace file; setns only changes this thread's network
         // namespace, and this thread ends after this function.
@@ -177,10 +203,26 @@ fn set_in(namespace: Option<&File>, netns: &str, ifindex: u32) -> Result<PodSide
         .into_owned();
     let device = Ethtool::open(name).map_err(|source| ethtool_error("opening a socket", source))?;
     let mut changed = Vec::new();
-    for (get, set, want, what) in [
-        (ETHTOOL_GTXCSUM, ETHTOOL_STXCSUM, 0, "tx-checksumming off"),
-        (ETHTOOL_GGRO, ETHTOOL_SGRO, 1, "generic-receive-offload on"),
-    ] {
+    let settings = [
+        (
+            HostHook::Xdp,
+            ETHTOOL_GTXCSUM,
+            ETHTOOL_STXCSUM,
+            0,
+            "tx-checksumming off",
+        ),
+        (
+            HostHook::Tc,
+            ETHTOOL_GGRO,
+            ETHTOOL_SGRO,
+            1,
+            "generic-receive-offload on",
+        ),
+    ];
+    for (needed_by, get, set, want, what) in settings {
+        if !hook.covers(needed_by) {
+            continue;
+        }
         let error = |source| PodSideError::Ethtool {
             what,
             interface: interface.clone(),

@@ -85,7 +85,8 @@ fn contents() -> MapContents {
                 ifindex: pod.ifindex,
                 vtep,
                 mac: pod.mac,
-                _pad: [0; 2],
+                flags: 0,
+                _pad: 0,
                 policy,
             },
         )

@@ -69,6 +69,9 @@ pub struct ClusterOptions {
     pub pod_addressing: BTreeMap<String, PodAddressing>,
     /// Extra arguments for every `ctpath agent` (e.g. `--fastpath-cores 1`).
     pub agent_args: Vec<String>,
+    /// The underlay veths' offloads; `None`: [`Offloads::KernelDefault`] where no node runs
+    /// XDP on its underlay, [`Offloads::Wire`] otherwise.
+    pub underlay: Option<Offloads>,
 }
 
 pub struct Cluster {
@@ -129,16 +132,17 @@ impl Cluster {
             .collect();
         let underlay = underlay_subnet(&state);
         let ordered: Vec<&NodeHandle> = state.nodes.iter().map(|node| &nodes[&node.name]).collect();
-        // Where no node runs XDP on its underlay, the underlay keeps the kernel's offloads.
+        // Where no node runs XDP on its underlay, the underlay keeps the kernel's offloads
+        // unless told otherwise.
         let kernel_only = state
             .nodes
             .iter()
             .all(|node| options.node_kinds.get(&node.name) == Some(&NodeKind::KernelVxlan));
-        let offloads = if kernel_only {
+        let offloads = options.underlay.unwrap_or(if kernel_only {
             Offloads::KernelDefault
         } else {
             Offloads::Wire
-        };
+        });
         let ports = testbed
             .connect_underlay_with(
                 &ordered,

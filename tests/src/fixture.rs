@@ -33,7 +33,9 @@ use aya::{
 };
 use ctpath_common::{Counter, CounterKind, DropReason, Tally};
 use ctpath_control::{
+    compile::{self, NodePlan},
     datapath::{self, TcProgram, XdpProgram},
+    links::KernelLinks,
     state::ClusterState,
 };
 use ctpath_dataplane::{
@@ -520,6 +522,13 @@ impl fmt::Display for Hex<'_> {
     }
 }
 
+/// `plan` with every local endpoint flagged as running NAPI at the pod's end: a plan as the
+/// agent writes it once it has set every pod's end (`compile::mark_pod_napi`).
+pub fn plan_with_pods_set(mut plan: NodePlan) -> NodePlan {
+    compile::mark_pod_napi(&mut plan, |_| true);
+    plan
+}
+
 /// A namespace standing for one node in fixture tests that need real devices and a real FIB:
 /// a veth per pod interface name (test runs need a real ingress device), an underlay `eth0`
 /// with this node's MAC and address (/24), the other node as a permanent neighbour, and IPv4
@@ -593,6 +602,18 @@ impl FixtureNode {
             ifindex,
             underlay,
         }
+    }
+
+    /// Node `node`'s plan of `state`, compiled inside this namespace (on its devices), with
+    /// every local endpoint flagged as running NAPI at the pod's end, as the agent flags them
+    /// once it has set each pod's end (`compile::mark_pod_napi`).
+    pub fn compile(&self, state: &ClusterState, node: &str) -> NodePlan {
+        plan_with_pods_set(
+            self.ns
+                .run_in(|| compile::compile(state, node, &KernelLinks::open().expect("links")))
+                .expect("enter the node's namespace")
+                .expect("compile the state"),
+        )
     }
 
     /// The reference model's topology of node `node` of `state`, on this namespace's devices

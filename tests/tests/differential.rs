@@ -63,7 +63,7 @@ use ctpath_dataplane::{
     wire::{tcp::Flags, MacAddr},
 };
 use ctpath_testbed::{
-    fixture::{tc_can_run, FixtureNode, FixtureRunner, Hook, XdpAction},
+    fixture::{plan_with_pods_set, tc_can_run, FixtureNode, FixtureRunner, Hook, XdpAction},
     model_of, require_root,
 };
 use proptest::prelude::*;
@@ -588,7 +588,7 @@ fn compile_scenario(scenario: &Scenario) -> Compiled {
         let yaml = state_yaml(scenario, datapath);
         let state =
             ClusterState::from_yaml_str(&yaml).unwrap_or_else(|error| panic!("{error}\n{yaml}"));
-        let plan = compile::compile(&state, "node-a", &links).unwrap();
+        let plan = plan_with_pods_set(compile::compile(&state, "node-a", &links).unwrap());
         (state, plan)
     };
     let ((state, xdp), (_, tc)) = (compile("xdp"), compile("tc"));

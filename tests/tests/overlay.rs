@@ -350,6 +350,13 @@ fn tcp_from_pods_with_default_offloads_keeps_tso_end_to_end() {
         );
     }
     let before_a = cluster.status("node-a");
+    let handed = |cluster: &Cluster| {
+        cluster
+            .status("node-b")
+            .event(Counter::UnderlayToTc)
+            .packets
+    };
+    let handed_before = handed(&cluster);
     // 64 MiB each way: with broken checksums nothing arrives; with segmentation broken (a GSO
     // packet dropped at the underlay) the stream stalls and the echo times out.
     assert!(
@@ -374,13 +381,19 @@ fn tcp_from_pods_with_default_offloads_keeps_tso_end_to_end() {
         packets > 0 && bytes / packets > 3000,
         "{packets} packets, {bytes} bytes encapsulated on node-a: TSO did not survive"
     );
+    // TCP into b1 is delivered by XDP, none of it handed to tc: b1's end runs NAPI (the
+    // agent turned GRO on there, see the test below), so b1's GRO merges the segments.
+    assert_eq!(
+        handed(&cluster),
+        handed_before,
+        "node-b: TCP into b1 handed to from_underlay_tc\n{}",
+        cluster.report()
+    );
+    // UDP of a tc plane goes to from_underlay_tc.
+    assert_eq!(udp_echo(a1, b1, ip("b1", "std"), 4002, 10), 10);
     assert!(
-        cluster
-            .status("node-b")
-            .event(Counter::UnderlayToTc)
-            .packets
-            > 0,
-        "node-b: XDP handed the tc plane's VXLAN to from_underlay_tc\n{}",
+        handed(&cluster) >= handed_before + 10,
+        "node-b: XDP handed the tc plane's UDP to from_underlay_tc\n{}",
         cluster.report()
     );
     assert_eq!(
@@ -391,10 +404,11 @@ fn tcp_from_pods_with_default_offloads_keeps_tso_end_to_end() {
 }
 
 #[test]
-fn pods_on_an_xdp_plane_are_created_with_default_offloads_and_set_by_the_agent() {
+fn pods_are_created_with_default_offloads_and_their_ends_set_by_the_agent() {
     require_root();
     // std on XDP at the pod's veth; blue stays on tc. The testbed creates every pod with the
-    // kernel's defaults, as a runtime would: the agent sets what XDP needs at the pod's end.
+    // kernel's defaults, as a runtime would: the agent sets what each hook needs at the pod's
+    // end (XDP: TX checksum off, GRO on; tc: GRO on, for XDP redirects from the NIC).
     let state = STATE.replace("mtu: 1450 }", "mtu: 1450, datapath: xdp }");
     let cluster = Cluster::start(
         "podside",
@@ -414,12 +428,17 @@ fn pods_on_an_xdp_plane_are_created_with_default_offloads_and_set_by_the_agent()
             cluster.agent_log("node-a")
         );
     }
+    for (pod, name) in [(a1, "a1"), (b1, "b1")] {
+        assert!(
+            offload_on(pod, "eth1", "tx-checksumming")
+                && offload_on(pod, "eth1", "tcp-segmentation-offload")
+                && offload_on(pod, "eth1", "generic-receive-offload"),
+            "{name} eth1 (blue, tc): the pod keeps TX checksum offload and TSO, the agent turns \
+             GRO on"
+        );
+    }
     assert!(
-        offload_on(a1, "eth1", "tx-checksumming") && offload_on(b1, "eth1", "tx-checksumming"),
-        "eth1 (blue, tc): the pod keeps the kernel's defaults"
-    );
-    assert!(
-        cluster.agent_log("node-a").contains("pod side set for XDP"),
+        cluster.agent_log("node-a").contains("pod side set"),
         "{}",
         cluster.agent_log("node-a")
     );

@@ -16,9 +16,8 @@ use ctpath_common::{
     DropReason,
 };
 use ctpath_control::{
-    compile::{self, NodePlan},
+    compile::NodePlan,
     datapath::{self, XdpProgram},
-    links::KernelLinks,
     nexthop::NextHops,
     state::ClusterState,
 };
@@ -90,10 +89,7 @@ fn node_a() -> FixtureNode {
 }
 
 fn compile(node: &FixtureNode) -> NodePlan {
-    let state = ClusterState::from_yaml_str(STATE).unwrap();
-    node.ns
-        .run_in(|| compile::compile(&state, "node-a", &KernelLinks::open().unwrap()).unwrap())
-        .unwrap()
+    node.compile(&ClusterState::from_yaml_str(STATE).unwrap(), "node-a")
 }
 
 /// Puts `plan`'s devices into `DEVICES` (`on`) or takes them out (`from_pod` and

@@ -10,17 +10,17 @@
 //!
 //! Every row is checked against the reference model too, whose topology ([`topology`]) says
 //! in the model's terms what the hand-built plan says. Two tables are not: the missing
-//! neighbour (the underlay next hop is outside the model) and XDP handing a tc plane's VXLAN
-//! to tc (which hook carries a plane is not the model's concern; its semantics are the
-//! same either way, as the tables run through both hooks show).
+//! neighbour (the underlay next hop is outside the model) and XDP's choice of the receive path
+//! (which hook delivers is not the model's concern; the semantics are the same either way, as
+//! the tables run through both hooks show).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ctpath_common::{
     flow::{flow_hash, vxlan_source_port},
     maps::{
-        endpoint_kind, network_flags, CtTimeouts, Endpoint, EndpointKey, Network, NodeConfig,
-        PodPort, DEFAULT_CONNTRACK_ENTRIES, NO_POLICY,
+        endpoint_flags, endpoint_kind, network_flags, CtTimeouts, Endpoint, EndpointKey, Network,
+        NodeConfig, PodPort, DEFAULT_CONNTRACK_ENTRIES, NO_POLICY,
     },
     Counter, DropReason,
 };
@@ -56,13 +56,20 @@ const NODE_B_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x02];
 const POD_C_IFINDEX: u32 = 42;
 const MTU: u16 = 1450;
 
+/// An endpoint; a local one's pod end runs NAPI (`POD_NAPI`), as the agent flags it once it
+/// has set the pod's end.
 fn endpoint(kind: u32, ifindex: u32, vtep: [u8; 4], mac: [u8; 6]) -> Endpoint {
     Endpoint {
         kind,
         ifindex,
         vtep,
         mac,
-        _pad: [0; 2],
+        flags: if kind == endpoint_kind::LOCAL {
+            endpoint_flags::POD_NAPI
+        } else {
+            0
+        },
+        _pad: 0,
         policy: NO_POLICY,
     }
 }
@@ -673,23 +680,71 @@ fn from_pod_encapsulates_towards_the_remote_node() {
 }
 
 #[test]
-fn from_underlay_hands_tc_planes_to_the_tc_program() {
+fn from_underlay_chooses_the_receive_path_by_plane_protocol_and_pod_end() {
     require_root();
-    // Plane 100 with `datapath: tc`: XDP on the underlay recognises its VXLAN and hands it on
-    // untouched to `from_underlay_tc` (which the tables above run on the tc hook); the node's
-    // own traffic is left to the kernel as before. Not checked against the model: the hand-off
-    // is which hook carries the plane, not what the plane does (the model's concern).
-    let mut plan = plan(7, 1);
-    plan.networks.get_mut(&VNI).expect("plane 100").flags = network_flags::TC;
-    let to_a = FrameBuilder::udp(POD_B_MAC, POD_A_MAC, POD_B_IP, POD_A_IP, 40000, 2152, b"x");
-    runner(XdpProgram::FromUnderlay, Hook::Xdp, &plan).check_all(&[
+    // Which path delivers into pod A (`hand_to_tc`): the XDP redirect into its veth, or
+    // `from_underlay_tc` behind XDP (which the tables above run on the tc hook), to which XDP
+    // hands the frame untouched. TCP goes by XDP when pod A's end runs NAPI, whatever the
+    // plane; the rest of a `datapath: tc` plane goes to tc; without NAPI at the pod's end
+    // everything goes to tc. The node's own traffic is left to the kernel as before. Not
+    // checked against the model: which hook delivers is not what the plane does (the model's
+    // concern), and the delivered frame is the same either way (the tables on both hooks).
+    let udp = FrameBuilder::udp(POD_B_MAC, POD_A_MAC, POD_B_IP, POD_A_IP, 40000, 2152, b"x");
+    let tcp = FrameBuilder::tcp(
+        POD_B_MAC,
+        POD_A_MAC,
+        POD_B_IP,
+        POD_A_IP,
+        40001,
+        80,
+        Flags::SYN,
+        b"",
+    );
+    let ping = FrameBuilder::icmp_echo_request(POD_B_MAC, POD_A_MAC, POD_B_IP, POD_A_IP, 7, 1);
+    let handed = |name: &'static str, inner: &[u8]| {
         fixture(
-            "VXLAN of a tc plane: handed to the tc program",
-            from_node_b(NODE_B_IP, VNI, &to_a),
+            name,
+            from_node_b(NODE_B_IP, VNI, inner),
             XdpAction::Pass,
             ExpectedOutput::Unchanged,
             ExpectedCounter::Event(Counter::UnderlayToTc),
-        ),
+        )
+    };
+    let redirected = |name: &'static str, inner: &[u8]| {
+        fixture(
+            name,
+            from_node_b(NODE_B_IP, VNI, inner),
+            XdpAction::Redirect,
+            ExpectedOutput::Frame(inner.to_vec()),
+            ExpectedCounter::Event(Counter::UnderlayDecapsulated),
+        )
+    };
+    let with = |plane_flags: u32, pod_end: u8| {
+        let mut plan = plan(7, 1);
+        plan.networks.get_mut(&VNI).expect("plane 100").flags = plane_flags;
+        let pod_a = EndpointKey {
+            vni: VNI,
+            ip: POD_A_IP,
+        };
+        plan.endpoints.get_mut(&pod_a).expect("pod A").flags = pod_end;
+        runner(XdpProgram::FromUnderlay, Hook::Xdp, &plan)
+    };
+    with(network_flags::TC, endpoint_flags::POD_NAPI).check_all(&[
+        handed("tc plane, pod end with NAPI: UDP handed to tc", &udp),
+        handed("tc plane, pod end with NAPI: ICMP handed to tc", &ping),
+        redirected("tc plane, pod end with NAPI: TCP redirected by XDP", &tcp),
         underlay_arp_left_to_the_kernel(),
+    ]);
+    with(network_flags::TC, 0).check_all(&[
+        handed("tc plane, pod end without NAPI: TCP handed to tc", &tcp),
+        handed("tc plane, pod end without NAPI: UDP handed to tc", &udp),
+    ]);
+    with(0, 0).check_all(&[
+        handed("xdp plane, pod end without NAPI: UDP handed to tc", &udp),
+        handed("xdp plane, pod end without NAPI: TCP handed to tc", &tcp),
+    ]);
+    with(0, endpoint_flags::POD_NAPI).check_all(&[
+        redirected("xdp plane, pod end with NAPI: UDP redirected by XDP", &udp),
+        redirected("xdp plane, pod end with NAPI: TCP redirected by XDP", &tcp),
     ]);
 }

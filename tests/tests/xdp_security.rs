@@ -20,9 +20,8 @@ use ctpath_common::{
     Counter, DropReason,
 };
 use ctpath_control::{
-    compile::{self, NodePlan},
+    compile::NodePlan,
     datapath::{self, XdpProgram},
-    links::KernelLinks,
     state::ClusterState,
 };
 use ctpath_dataplane::{
@@ -171,10 +170,7 @@ fn compile(hook: Hook, node: &FixtureNode, state: &str) -> NodePlan {
         "mtu: 1450 }",
         &format!("mtu: 1450, datapath: {datapath} }}"),
     );
-    let state = ClusterState::from_yaml_str(&state).unwrap();
-    node.ns
-        .run_in(|| compile::compile(&state, "node-a", &KernelLinks::open().unwrap()).unwrap())
-        .unwrap()
+    node.compile(&ClusterState::from_yaml_str(&state).unwrap(), "node-a")
 }
 
 /// The reference model's topology of node A in `state`, on the node's devices.

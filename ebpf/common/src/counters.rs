@@ -188,8 +188,9 @@ counter_enum! {
         PodToForwarder = 8 => "pod_to_forwarder",
         /// VXLAN of a fast-path plane handed to the AF_XDP forwarder.
         UnderlayToForwarder = 9 => "underlay_to_forwarder",
-        /// VXLAN of a plane with `datapath: tc` handed by the XDP program on the underlay to
-        /// the tc program behind it (which counts what it does with it).
+        /// VXLAN for a local pod handed by the XDP program on the underlay to the tc program
+        /// behind it (which counts what it does with it): all but TCP on a plane with
+        /// `datapath: tc`, and everything for a pod whose end does not run NAPI.
         UnderlayToTc = 10 => "underlay_to_tc",
     }
 }

@@ -193,6 +193,18 @@ pub mod endpoint_kind {
     pub const GATEWAY: u32 = 3;
 }
 
+/// Bits of `Endpoint::flags`.
+pub mod endpoint_flags {
+    /// A local endpoint whose pod end of the veth runs NAPI (GRO on, set by the agent: see
+    /// `control/src/pod_side.rs`), so an XDP redirect into its host veth is delivered; without
+    /// it, `from_underlay` hands the endpoint's VXLAN to `from_underlay_tc`, whose
+    /// `bpf_redirect_peer` needs nothing of the pod. With it, TCP is delivered by XDP redirect
+    /// on every plane (the pod's GRO merges the segments) and the rest of a `datapath: tc`
+    /// plane still by tc (cheaper per packet into the pod's stack):
+    /// `docs/decisions/pod-hook.md`, "Receive side".
+    pub const POD_NAPI: u8 = 1;
+}
+
 /// Value of `ENDPOINTS`: everything needed to answer ARP for an address and forward to it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,7 +216,9 @@ pub struct Endpoint {
     /// Underlay address of the node of a remote endpoint; zeros otherwise.
     pub vtep: [u8; 4],
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// [`endpoint_flags`].
+    pub flags: u8,
+    pub _pad: u8,
     /// For a local endpoint, the compiled policy of its interface ([`NO_POLICY`]: not filtered).
     pub policy: u32,
 }
@@ -226,8 +240,9 @@ pub mod network_flags {
     /// A fast-path plane (`fast_path: true`): its VXLAN goes to the AF_XDP forwarder while a
     /// socket is bound for the underlay's receive queue, and stays in XDP otherwise.
     pub const FAST_PATH: u32 = 1;
-    /// A plane with `datapath: tc`: its pods' veths run `from_pod_tc`, and its VXLAN is handed
-    /// by `from_underlay` (XDP) to `from_underlay_tc` on the underlay.
+    /// A plane with `datapath: tc`: its pods' veths run `from_pod_tc`, and `from_underlay`
+    /// (XDP) hands its VXLAN other than TCP to `from_underlay_tc` on the underlay
+    /// ([`super::endpoint_flags::POD_NAPI`]).
     pub const TC: u32 = 2;
 }
 

@@ -79,7 +79,7 @@ pub fn from_underlay(ctx: XdpContext) -> u32 {
 }
 
 /// `from_underlay` as a tc program (tcx ingress of the underlay interface, behind the XDP
-/// program, which hands it the VXLAN of planes with `datapath: tc`).
+/// program, which hands it what it does not deliver itself: `underlay::hand_to_tc`).
 #[classifier]
 pub fn from_underlay_tc(ctx: TcContext) -> i32 {
     match context::pull_headers(&ctx).and_then(|()| underlay::try_from_underlay(&ctx)) {

@@ -6,17 +6,21 @@
 //! to the kernel untouched.
 //!
 //! The same code runs as the XDP program and, behind it, as the tc program
-//! `from_underlay_tc` (`PacketContext`): XDP hands VXLAN of planes with `datapath: tc` to tc
-//! once it knows the plane (see `hand_to_tc`), and tc carries it with the same checks. The tc
-//! program leaves uncounted what is not VXLAN for this node: XDP counted it already.
+//! `from_underlay_tc` (`PacketContext`): XDP hands a packet to tc once it has checked it and
+//! found its local destination, when the destination is better served by tc (see
+//! `hand_to_tc`), and tc carries it with the same checks. The tc program leaves uncounted what
+//! is not VXLAN for this node: XDP counted it already.
 //!
 //! VXLAN of a fast-path plane goes to the AF_XDP forwarder once the outer headers are known
 //! to be VXLAN for this node, when a socket is bound for the receive queue; while none is,
 //! this program carries it.
 
 use ctpath_common::{
-    maps::{endpoint_kind, network_flags, Network, NodeConfig, NO_POLICY, XSK_FRAME_ROOM},
-    wire::{ETHERTYPE_IPV4, VXLAN_ENCAP_LEN},
+    maps::{
+        endpoint_flags, endpoint_kind, network_flags, Endpoint, Network, NodeConfig, NO_POLICY,
+        XSK_FRAME_ROOM,
+    },
+    wire::{ETHERTYPE_IPV4, IPPROTO_TCP, VXLAN_ENCAP_LEN},
     Counter, DropReason,
 };
 
@@ -47,10 +51,6 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
         stats::count(ctx, Counter::UnderlayToForwarder);
         return Ok(action);
     }
-    if let Some(action) = hand_to_tc(ctx, network.as_ref()) {
-        stats::count(ctx, Counter::UnderlayToTc);
-        return Ok(action);
-    }
     if !maps::is_known_vtep(received.src_vtep) {
         return Err(DropReason::UnknownVtep);
     }
@@ -72,6 +72,10 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
                 Some(endpoint) if endpoint.kind == endpoint_kind::LOCAL => endpoint,
                 _ => return Err(DropReason::UnknownDestination),
             };
+            if let Some(action) = hand_to_tc(ctx, &network, &destination, packet.header.protocol) {
+                stats::count(ctx, Counter::UnderlayToTc);
+                return Ok(action);
+            }
             conntrack::admit(
                 ctx,
                 &node,
@@ -110,14 +114,26 @@ fn hand_to_forwarder<C: PacketContext>(
     ctx.hand_to_forwarder(node.underlay_xsk_base)
 }
 
-/// VXLAN of a plane with `datapath: tc` goes on to the tc program behind XDP
-/// (`from_underlay_tc`), which delivers into the pod with `bpf_redirect_peer`: an XDP redirect
-/// into a veth reaches the pod only when the pod's side runs NAPI (GRO on, or XDP), which a pod
-/// with the kernel's defaults does not. `None` on the tc hook itself and for other planes.
+/// Which of the two receive paths delivers a packet into a local pod: the XDP redirect into
+/// the pod's host veth, or, behind XDP, `from_underlay_tc` with `bpf_redirect_peer` (measured
+/// side by side in `docs/decisions/pod-hook.md`, "Receive side"). An XDP redirect into a veth
+/// is only delivered when the pod's end runs NAPI ([`endpoint_flags::POD_NAPI`], which the
+/// agent sets once it has turned GRO on there), so without it everything goes to tc. With it,
+/// TCP is redirected by XDP on every plane (the pod's GRO merges the segments; tc would hand
+/// the pod's stack one skb per segment), and the rest of a `datapath: tc` plane goes to tc
+/// (one skb straight into the pod costs less than a frame the pod's NAPI turns into one).
+/// Called after the inner frame was checked and its destination found, so both paths see the
+/// same frame; tc checks it again as its own. `None` on the tc hook itself.
 #[inline(always)]
-fn hand_to_tc<C: PacketContext>(ctx: &C, network: Option<&Network>) -> Option<u32> {
-    let network = network?;
-    if network.flags & network_flags::TC == 0 {
+fn hand_to_tc<C: PacketContext>(
+    ctx: &C,
+    network: &Network,
+    destination: &Endpoint,
+    protocol: u8,
+) -> Option<u32> {
+    let redirect = destination.flags & endpoint_flags::POD_NAPI != 0
+        && (protocol == IPPROTO_TCP || network.flags & network_flags::TC == 0);
+    if redirect {
         return None;
     }
     ctx.hand_to_tc()
