@@ -206,12 +206,19 @@ impl Results {
             let v: Vec<f64> = self.latency_samples(k).iter().map(|s| s.p99_us).collect();
             Stats::of(&v).median
         };
+        let tcp = |k| self.tcp_stats(k).median;
         Headline {
             xdp_over_kernel_64b: ratio(xdp, kernel),
             xdp_over_ceiling_64b: ratio(xdp, ceiling),
             xdp_rules_10000_over_10: ratio(at(10000), at(10)),
             latency_p99_xdp_over_kernel: ratio(
                 p99(TopologyKind::CtpathXdp),
+                p99(TopologyKind::Kernel),
+            ),
+            tc_over_kernel_64b: ratio(med(TopologyKind::CtpathTc, base), kernel),
+            tcp_tc_over_kernel: ratio(tcp(TopologyKind::CtpathTc), tcp(TopologyKind::Kernel)),
+            latency_p99_tc_over_kernel: ratio(
+                p99(TopologyKind::CtpathTc),
                 p99(TopologyKind::Kernel),
             ),
         }
@@ -226,17 +233,27 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// The issue's headline ratios (None where the run has no data for one).
+/// The issues' headline ratios (None where the run has no data for one): issue 5's for
+/// ctpath-xdp, issue 9's for ctpath-tc and ctpath-xdp against the ceiling.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Headline {
     /// ctpath-xdp / kernel, 64 B, one flow (goal >= 5).
     pub xdp_over_kernel_64b: Option<f64>,
-    /// ctpath-xdp / ceiling, 64 B, one flow (goal >= 0.7).
+    /// ctpath-xdp / ceiling, 64 B, one flow (goal >= 0.75).
     pub xdp_over_ceiling_64b: Option<f64>,
     /// ctpath-xdp pps at 10,000 rules / at 10 rules (goal >= 0.9).
     pub xdp_rules_10000_over_10: Option<f64>,
     /// ctpath-xdp RTT p99 / kernel RTT p99 (goal <= 0.7).
     pub latency_p99_xdp_over_kernel: Option<f64>,
+    /// ctpath-tc / kernel, 64 B, one flow (goal >= 2).
+    #[serde(default)]
+    pub tc_over_kernel_64b: Option<f64>,
+    /// ctpath-tc / kernel, TCP one stream (goal >= 1.2).
+    #[serde(default)]
+    pub tcp_tc_over_kernel: Option<f64>,
+    /// ctpath-tc RTT p99 / kernel RTT p99 (goal <= 0.7).
+    #[serde(default)]
+    pub latency_p99_tc_over_kernel: Option<f64>,
 }
 
 impl Headline {
@@ -252,8 +269,8 @@ impl Headline {
             (
                 "ctpath-xdp / ceiling, 64 B",
                 self.xdp_over_ceiling_64b,
-                ">= 0.70x",
-                self.xdp_over_ceiling_64b.map(|r| r >= 0.7),
+                ">= 0.75x",
+                self.xdp_over_ceiling_64b.map(|r| r >= 0.75),
             ),
             (
                 "ctpath-xdp pps 10,000 rules / 10 rules",
@@ -266,6 +283,24 @@ impl Headline {
                 self.latency_p99_xdp_over_kernel,
                 "<= 0.70x",
                 self.latency_p99_xdp_over_kernel.map(|r| r <= 0.7),
+            ),
+            (
+                "ctpath-tc / kernel, 64 B",
+                self.tc_over_kernel_64b,
+                ">= 2x",
+                self.tc_over_kernel_64b.map(|r| r >= 2.0),
+            ),
+            (
+                "TCP ctpath-tc / kernel",
+                self.tcp_tc_over_kernel,
+                ">= 1.2x",
+                self.tcp_tc_over_kernel.map(|r| r >= 1.2),
+            ),
+            (
+                "RTT p99 ctpath-tc / kernel",
+                self.latency_p99_tc_over_kernel,
+                "<= 0.70x",
+                self.latency_p99_tc_over_kernel.map(|r| r <= 0.7),
             ),
         ]
     }
