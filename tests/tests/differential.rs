@@ -5,7 +5,8 @@
 //! kernel (`BPF_PROG_TEST_RUN`), their tc twins in the kernel, and the AF_XDP forwarder's
 //! pipeline (`ctpath_dataplane::forwarder::pipeline`, no sockets). For every frame the verdict
 //! (for the pipeline also its exact action: bounce, which pod, or the underlay), the frame that
-//! leaves and the counter that moves must agree; after every sequence, so must the conntrack
+//! leaves and the counter that moves must agree, and for the kernel's programs how many
+//! security-group rules it counts towards (`RULE_HITS`); after every sequence, so must the conntrack
 //! tables: the model's, the XDP object's, the tc object's, the pipeline's own and the one it
 //! mirrors into.
 //!
@@ -50,6 +51,7 @@ use ctpath_control::{
     compile::{self, NodePlan, ROUTER_MAC},
     datapath::{self, XdpProgram},
     links::KernelLinks,
+    policy,
     state::ClusterState,
 };
 use ctpath_dataplane::{
@@ -532,6 +534,53 @@ impl Kernel {
         Ok(())
     }
 
+    /// Packets counted so far towards each rule id (`RULE_HITS`, the ids of `rules`).
+    fn rule_hits(&mut self, rules: &RuleIds) -> Vec<u64> {
+        let map = self.runner.ebpf_mut().map(names::RULE_HITS).unwrap();
+        let array = PerCpuArray::<_, Tally>::try_from(map).unwrap();
+        (0..rules.len() as u32)
+            .map(|id| {
+                array
+                    .get(&id, 0)
+                    .unwrap()
+                    .iter()
+                    .map(|tally| tally.packets)
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Runs `run` and checks that it counted the packet towards as many rules as `verdict`
+    /// (its egress and its ingress rule, where it has them). Which rule of several that allow a
+    /// connection gets the hit is not compared: the model credits the first in the groups'
+    /// order, the compiled policy may credit another (found by this test, not settled yet).
+    fn counting_rules<T>(
+        &mut self,
+        rules: &RuleIds,
+        verdict: &Verdict,
+        run: impl FnOnce(&mut Kernel) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let before = self.rule_hits(rules);
+        let result = run(self)?;
+        let counted: u64 = self
+            .rule_hits(rules)
+            .iter()
+            .zip(&before)
+            .map(|(after, before)| after - before)
+            .sum();
+        let expected = [&verdict.rules.egress, &verdict.rules.ingress]
+            .into_iter()
+            .flatten()
+            .count() as u64;
+        if counted != expected {
+            return Err(format!(
+                "counted towards {counted} rules, the model towards {expected} ({:?})",
+                verdict.rules
+            ));
+        }
+        Ok(result)
+    }
+
     /// Packets counted so far under `counted`.
     fn count(&mut self, counted: Counted) -> u64 {
         let (name, index) = match counted {
@@ -572,6 +621,19 @@ fn entries<T: std::borrow::Borrow<MapData>>(
     table: &BpfHashMap<T, KernelCtKey, KernelCtEntry>,
 ) -> BTreeMap<KernelCtKey, KernelCtEntry> {
     table.iter().map(Result::unwrap).collect()
+}
+
+/// How many rules a state has (the `RULE_HITS` ids in use).
+struct RuleIds(usize);
+
+impl RuleIds {
+    fn of(state: &ClusterState) -> RuleIds {
+        RuleIds(policy::rule_ids(state).count())
+    }
+
+    fn len(&self) -> usize {
+        self.0
+    }
 }
 
 /// A scenario's state (its planes on `datapath: xdp`) and node A's plans for its planes on
@@ -624,6 +686,7 @@ fn run_sequence(
         tc.apply(compiled.tc.clone());
     }
     let mut model = NodeModel::new(node.topology(&compiled.state, "node-a"));
+    let mut rule_ids = RuleIds::of(&compiled.state);
     let mut pipeline = Pipeline::new(kernel.tables(), MIRROR_ENTRIES, &mut *mirror);
     let mut sent: Vec<Sent> = Vec::new();
     for (step, packet) in packets.iter().enumerate() {
@@ -642,6 +705,7 @@ fn run_sequence(
                 tc.apply(tc_plan);
                 pipeline.set_tables(kernel.tables());
                 model.set_policy(node.topology(&state, "node-a"));
+                rule_ids = RuleIds::of(&state);
                 continue;
             }
             Packet::Fresh {
@@ -767,9 +831,6 @@ fn run_sequence(
         }
         kernel.runner.set_program(program);
         kernel.runner.set_ingress_ifindex(ingress);
-        let before = kernel.count(verdict.counted);
-        let outcome = kernel.runner.run(&input);
-        let after = kernel.count(verdict.counted);
         let context = || {
             format!(
                 "step {step} {packet:?}: model {:?} counted {:?}",
@@ -777,6 +838,11 @@ fn run_sequence(
                 verdict.counted
             )
         };
+        let before = kernel.count(verdict.counted);
+        let outcome = kernel
+            .counting_rules(&rule_ids, &verdict, |kernel| Ok(kernel.runner.run(&input)))
+            .map_err(|why| format!("{}: kernel {why}", context()))?;
+        let after = kernel.count(verdict.counted);
         let expected_action = verdict.outcome.xdp_action();
         if outcome.action.map(|a| a as u32) != Some(expected_action as u32) {
             return Err(format!("{}: kernel action {:?}", context(), outcome.action));
@@ -830,14 +896,16 @@ fn run_sequence(
 
         // The tc programs, as a node whose planes are on `datapath: tc` runs them.
         if tc_runs {
-            tc.run_as_tc_plane(
-                program,
-                ingress,
-                &input,
-                &verdict,
-                expected_frame.as_deref(),
-            )
-            .map_err(|why| format!("{}: {why}", context()))?;
+            tc.counting_rules(&rule_ids, &verdict, |tc| {
+                tc.run_as_tc_plane(
+                    program,
+                    ingress,
+                    &input,
+                    &verdict,
+                    expected_frame.as_deref(),
+                )
+            })
+            .map_err(|why| format!("{}: tc programs: {why}", context()))?;
         }
         sent.push(Sent {
             from,
