@@ -301,7 +301,7 @@ impl Follower {
     /// watching for signals: none when a stop signal came first).
     fn first(&mut self, signals: &mut Signals) -> Result<Option<Offer>, AgentError> {
         let Follower::Etcd { updates, last_good } = self else {
-            return Ok(self.next(true)?);
+            return self.next(true);
         };
         loop {
             if signals.pending().any(|signal| signal != SIGHUP) {

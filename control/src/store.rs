@@ -591,8 +591,8 @@ struct Follower {
 enum Ended {
     /// The agent is gone.
     Unwatched,
-    /// The watch's start revision was compacted away (the oldest kept is `.0`).
-    Compacted(i64),
+    /// Revisions after the last one seen were compacted away.
+    Compacted,
 }
 
 impl Follower {
@@ -602,11 +602,10 @@ impl Follower {
         loop {
             match self.session(relist, &mut delay).await {
                 Ok(Ended::Unwatched) => return,
-                Ok(Ended::Compacted(oldest)) => {
+                Ok(Ended::Compacted) => {
                     tracing::warn!(
                         revision = self.revision,
-                        oldest,
-                        "the watch's revision was compacted away: listing again"
+                        "revisions after the last one seen were compacted away: listing again"
                     );
                     self.revision = None;
                     relist = true;
@@ -634,6 +633,11 @@ impl Follower {
             .map_err(|error| error.to_string())?;
         let resumed = self.revision.is_some();
         let revision = match self.revision {
+            // A watch from the revision a compaction kept would miss a deletion made at it
+            // (compaction drops the tombstones it keeps); the revision seen last must be there.
+            Some(revision) if compacted(&mut client, &self.layout, revision).await? => {
+                return Ok(Ended::Compacted)
+            }
             Some(revision) => revision,
             None => {
                 let listing = list(&mut client, &self.layout)
@@ -676,7 +680,7 @@ impl Follower {
                 .ok_or("the watch stream ended")?;
             if response.canceled() {
                 if response.compact_revision() > 0 {
-                    return Ok(Ended::Compacted(response.compact_revision()));
+                    return Ok(Ended::Compacted);
                 }
                 return Err(format!("watch canceled: {}", response.cancel_reason()));
             }
@@ -703,6 +707,22 @@ impl Follower {
     fn send(&self, revision: i64) -> bool {
         let state = self.layout.decode(&self.values);
         self.sender.send(Observed { revision, state }).is_ok()
+    }
+}
+
+/// Whether `revision` of the prefix was compacted away.
+async fn compacted(client: &mut Client, layout: &Layout, revision: i64) -> Result<bool, String> {
+    let at_revision = GetOptions::new()
+        .with_prefix()
+        .with_revision(revision)
+        .with_keys_only()
+        .with_limit(1);
+    match client.get(layout.dir(), Some(at_revision)).await {
+        Ok(_) => Ok(false),
+        Err(etcd_client::Error::GRpcStatus(status)) if status.code() == tonic::Code::OutOfRange => {
+            Ok(true)
+        }
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -188,6 +188,18 @@ impl EtcdServer {
         output.expect("run etcdctl (is etcd-client installed?)")
     }
 
+    /// The store's current revision.
+    pub fn revision(&self) -> i64 {
+        let status = self.etcdctl(&["endpoint", "status", "--write-out=json"]);
+        let field = "\"revision\":";
+        let at = status.find(field).expect("a revision in etcdctl's status") + field.len();
+        status[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|digits| digits.parse().ok())
+            .expect("a revision")
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("etcd.log")).unwrap_or_default()

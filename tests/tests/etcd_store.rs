@@ -36,20 +36,6 @@ fn keys(etcd: &EtcdServer) -> BTreeSet<String> {
         .collect()
 }
 
-/// The store's revision, as etcd reports it.
-fn revision(etcd: &EtcdServer) -> i64 {
-    let status = etcd.etcdctl(&["endpoint", "status", "--write-out=json"]);
-    let at = status
-        .find("\"revision\":")
-        .expect("revision in the status")
-        + 11;
-    status[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|digits| digits.parse().ok())
-        .expect("a revision")
-}
-
 /// `state` with its lists in key order, as a state read from etcd has them.
 fn sorted(mut state: ClusterState) -> ClusterState {
     state.networks.sort_by(|a, b| a.name.cmp(&b.name));
@@ -72,7 +58,7 @@ fn apply_then_get_round_trips() {
     assert!(applied.status.success(), "{}", text(&applied.stderr));
     let stdout = text(&applied.stdout);
     assert!(
-        stdout.contains(&format!("applied at revision {}", revision(&etcd))),
+        stdout.contains(&format!("applied at revision {}", etcd.revision())),
         "{stdout}"
     );
     // One key per object: 3 networks, 2 nodes, 3 security groups, 4 pods, the conntrack.
@@ -94,11 +80,11 @@ fn apply_then_get_round_trips() {
     assert_eq!(store(&etcd).load().unwrap().state, sorted(file));
 
     // The same file again changes nothing.
-    let before = revision(&etcd);
+    let before = etcd.revision();
     let again = ctpath(&["state", "apply", TWO_NODE, "--etcd", &etcd.endpoint()]);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(text(&again.stdout).contains("0 keys put, 0 deleted"));
-    assert_eq!(revision(&etcd), before);
+    assert_eq!(etcd.revision(), before);
 }
 
 #[test]
@@ -109,7 +95,7 @@ fn invalid_file_is_refused_and_nothing_written() {
             .status
             .success()
     );
-    let before = revision(&etcd);
+    let before = etcd.revision();
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     let yaml = std::fs::read_to_string(TWO_NODE)
@@ -136,7 +122,7 @@ fn invalid_file_is_refused_and_nothing_written() {
         "{}",
         text(&applied.stderr)
     );
-    assert_eq!(revision(&etcd), before, "nothing written");
+    assert_eq!(etcd.revision(), before, "nothing written");
     assert!(!keys(&etcd).contains("/ctpath/v1/pods/telco/upf-9"));
 }
 
@@ -246,7 +232,7 @@ fn read_modify_write_retries_on_a_conflict() {
     assert_eq!(calls, ATTEMPTS);
 
     // A result that breaks a rule is not written; nor is one the closure refuses.
-    let before = revision(&etcd);
+    let before = etcd.revision();
     let error = writer
         .update(|state| {
             state.pods.push(another_pod(state, "cni-c", 200));
@@ -264,7 +250,7 @@ fn read_modify_write_retries_on_a_conflict() {
         .update(|_| Err("no room for the pod".into()))
         .unwrap_err();
     assert_eq!(error.to_string(), "update refused: no room for the pod");
-    assert_eq!(revision(&etcd), before);
+    assert_eq!(etcd.revision(), before);
 }
 
 #[test]
