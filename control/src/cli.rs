@@ -49,11 +49,11 @@ pub enum Command {
     /// Check cluster-state files (schema version 1); write the state into etcd, read it back.
     #[command(subcommand)]
     State(StateCommand),
-    /// Run the node agent: load the XDP datapath for one node and keep it until SIGTERM/SIGINT.
+    /// Run the node agent: load the datapath for one node and keep it until SIGTERM/SIGINT.
     ///
     /// Attaches `from_underlay` to the node's underlay interface and `from_pod` to the host-side
     /// veth of every pod interface on the node, fills the datapath's maps from the cluster state,
-    /// and pins every map and XDP link under the pin directory: killed, it leaves the datapath
+    /// and pins every map and link under the pin directory: killed, it leaves the datapath
     /// running and the next agent adopts it; SIGTERM/SIGINT remove everything. When the state has a fast-path plane it
     /// also runs the AF_XDP forwarder (one AF_XDP socket per interface of those planes and on the
     /// underlay); while the forwarder is not running, the XDP programs carry those planes. Prints

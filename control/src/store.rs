@@ -612,11 +612,16 @@ impl Follower {
                 }
                 Err(error) => {
                     let wait = jittered(delay);
+                    let what = if self.revision.is_some() {
+                        "connection to etcd lost"
+                    } else {
+                        "etcd not reached (nothing listed yet)"
+                    };
                     tracing::warn!(
                         endpoints = self.endpoints.join(","),
                         revision = self.revision,
                         %error,
-                        "connection to etcd lost: retrying in {wait:?}"
+                        "{what}: retrying in {wait:?}"
                     );
                     tokio::time::sleep(wait).await;
                     delay = (delay * 2).min(BACKOFF_MAX);
@@ -730,4 +735,111 @@ async fn compacted(client: &mut Client, layout: &Layout, revision: i64) -> Resul
 fn jittered(delay: Duration) -> Duration {
     let random = RandomState::new().hash_one(std::time::Instant::now());
     delay + delay.mul_f64((random % 1000) as f64 / 2000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE: &str = "\
+version: 1
+networks:
+  - { name: std, vni: 100, cidr: 10.244.0.0/16, gateway: 10.244.0.1 }
+nodes:
+  - { name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }
+security_groups:
+  - { name: web, rules: [{ direction: ingress, protocol: tcp, ports: \"80-90\" }] }
+pods:
+  - name: web-0
+    namespace: shop
+    node: node-a
+    interfaces:
+      - network: std
+        host_interface: vweb0
+        ip: 10.244.1.2
+        mac: \"02:00:0a:f4:01:02\"
+        security_groups: [web]
+        allowed_address_pairs: [{ ip: 10.244.1.100 }, { ip: 10.244.9.0/24 }]
+";
+
+    fn values(layout: &Layout, state: &ClusterState) -> BTreeMap<String, Vec<u8>> {
+        layout.encode(state).unwrap()
+    }
+
+    #[test]
+    fn objects_round_trip_through_their_keys() {
+        let layout = Layout::new("/ctpath/v1/");
+        let state = ClusterState::from_yaml_str(STATE).unwrap();
+        let keys = values(&layout, &state);
+        assert_eq!(
+            keys.keys().collect::<Vec<_>>(),
+            [
+                "/ctpath/v1/conntrack",
+                "/ctpath/v1/networks/std",
+                "/ctpath/v1/nodes/node-a",
+                "/ctpath/v1/pods/shop/web-0",
+                "/ctpath/v1/security_groups/web",
+            ]
+        );
+        assert_eq!(layout.decode(&keys).unwrap(), state);
+        // The YAML written back loads as the same state.
+        assert_eq!(
+            ClusterState::from_yaml_str(&state.to_yaml()).unwrap(),
+            state
+        );
+    }
+
+    #[test]
+    fn violations_are_reported_at_the_key_of_their_object() {
+        let layout = Layout::new(DEFAULT_PREFIX);
+        let state = ClusterState::from_yaml_str(STATE).unwrap();
+        let mut keys = values(&layout, &state);
+        keys.remove("/ctpath/v1/security_groups/web");
+        let error = layout.decode(&keys).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid cluster state: /ctpath/v1/pods/shop/web-0: \
+             interfaces[0].security_groups[0]: unknown security group web"
+        );
+    }
+
+    #[test]
+    fn keys_and_values_that_are_not_schema_objects_are_named() {
+        let layout = Layout::new(DEFAULT_PREFIX);
+        let mut keys = values(&layout, &ClusterState::from_yaml_str(STATE).unwrap());
+        keys.insert("/ctpath/v1/network/std".to_owned(), b"{}".to_vec());
+        keys.insert(
+            "/ctpath/v1/nodes/node-b".to_owned(),
+            keys["/ctpath/v1/nodes/node-a"].clone(),
+        );
+        keys.insert(
+            "/ctpath/v1/networks/std".to_owned(),
+            b"{\"name\":\"std\",\"vni\":\"x\"}".to_vec(),
+        );
+        let StoreError::Corrupt(problems) = layout.decode(&keys).unwrap_err() else {
+            panic!("expected corrupt keys");
+        };
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "/ctpath/v1/network/std: not a key of schema v1 (networks/NAME, nodes/NAME, \
+                 security_groups/NAME, pods/NAMESPACE/NAME, conntrack)",
+                "/ctpath/v1/networks/std: vni: invalid type: string \"x\", expected u32 at line 1 \
+                 column 23",
+                "/ctpath/v1/nodes/node-b: the key names node node-b, the value node-a",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_that_cannot_be_keys_are_refused() {
+        let layout = Layout::new(DEFAULT_PREFIX);
+        let mut state = ClusterState::from_yaml_str(STATE).unwrap();
+        state.pods[0].name = "web/0".to_owned();
+        assert_eq!(
+            layout.encode(&state).unwrap_err().to_string(),
+            "pods[0].name: \"web/0\" cannot be part of an etcd key (it is empty or contains '/')"
+        );
+    }
 }
