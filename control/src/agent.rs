@@ -226,6 +226,8 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
                 return Ok(());
             }
         }
+        // A watch that stopped (its thread gone) ends the agent as a crash does: the datapath
+        // stays pinned for the next agent.
         if let Some(offer) = follower.next(again)? {
             let origin = offer.origin;
             let applied = offer

@@ -133,7 +133,8 @@ pub enum StateCommand {
     ///
     /// Validates the file first, with the messages and exit status of `state check` (nothing
     /// is written then); puts the objects that are new or changed, one key each, and deletes
-    /// the keys under the prefix that the file no longer has. Prints the revision written.
+    /// the keys under the prefix that the file no longer has. Prints the revision written (the
+    /// current one when nothing changed) and how many keys were put and deleted.
     Apply {
         /// The cluster-state YAML file.
         file: PathBuf,

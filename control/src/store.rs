@@ -57,8 +57,11 @@ pub const ATTEMPTS: u32 = 5;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// HTTP/2 keep-alive: a connection whose peer went silent is given up after about this long.
-const KEEP_ALIVE: Duration = Duration::from_secs(3);
+/// HTTP/2 keep-alive pings and how long one may go unanswered: a connection whose peer went
+/// silent is given up after about the sum. etcd closes connections that ping more often than its
+/// `--grpc-keepalive-min-time` (5 s by default).
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnection backoff of the watch: from the first delay, doubling, up to the last (each
 /// with up to half of it again as jitter).
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -374,8 +377,10 @@ fn connect_options() -> ConnectOptions {
     ConnectOptions::new()
         .with_connect_timeout(CONNECT_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT)
-        .with_keep_alive(KEEP_ALIVE, KEEP_ALIVE)
-        .with_keep_alive_while_idle(true)
+        .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+        // Only while a stream (the watch) is open: etcd also closes connections that ping
+        // without one.
+        .with_keep_alive_while_idle(false)
 }
 
 /// The keys under the prefix, with their values and mod revisions.

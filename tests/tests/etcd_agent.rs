@@ -130,6 +130,11 @@ fn agents_converge_from_etcd_and_refuse_a_bad_value() {
     // The file applied again mends the key; the agents take the state in.
     cluster.update_state(&with_b2());
     assert_traffic(&cluster, "b2", "a1");
+    // etcd ran throughout: one watch each, never lost (keep-alive within etcd's limits).
+    for node in ["node-a", "node-b"] {
+        let log = cluster.agent_log(node);
+        assert!(!log.contains("connection to etcd lost"), "{node}:\n{log}");
+    }
 }
 
 #[test]
