@@ -74,7 +74,7 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         etcd: Vec<String>,
         /// The prefix of the state's keys in etcd.
-        #[arg(long, default_value = store::DEFAULT_PREFIX, requires = "etcd")]
+        #[arg(long, default_value = store::DEFAULT_PREFIX, conflicts_with = "state")]
         prefix: String,
         /// This node's name in the cluster state.
         #[arg(long)]
@@ -390,5 +390,59 @@ fn store_failure(command: &str, error: &StoreError) -> ExitCode {
         ExitCode::from(EXIT_INVALID_INPUT)
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ctpath").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn agent_takes_exactly_one_state_source() {
+        let Command::Agent {
+            state,
+            etcd,
+            prefix,
+            ..
+        } = parse(&["agent", "--node", "a", "--etcd", "http://x:1,http://y:2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not the agent");
+        };
+        assert_eq!(state, None);
+        assert_eq!(etcd, ["http://x:1", "http://y:2"]);
+        assert_eq!(prefix, store::DEFAULT_PREFIX);
+        assert!(parse(&["agent", "--node", "a", "--state", "s.yaml"]).is_ok());
+        let both = parse(&[
+            "agent",
+            "--node",
+            "a",
+            "--state",
+            "s",
+            "--etcd",
+            "http://x:1",
+        ]);
+        assert_eq!(both.unwrap_err().kind(), ErrorKind::ArgumentConflict);
+        let neither = parse(&["agent", "--node", "a"]);
+        assert_eq!(
+            neither.unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        let prefix_alone = parse(&["agent", "--node", "a", "--state", "s", "--prefix", "/p"]);
+        assert!(prefix_alone.is_err());
+    }
+
+    #[test]
+    fn state_apply_and_get_need_etcd() {
+        assert!(parse(&["state", "apply", "s.yaml"]).is_err());
+        assert!(parse(&["state", "get"]).is_err());
+        assert!(parse(&["state", "get", "--etcd", "http://x:1", "--prefix", "/p"]).is_ok());
     }
 }
