@@ -18,11 +18,15 @@
 //! watch that follows the prefix for the agent ([`watch`]).
 //!
 //! Writes are one transaction each, guarded on what was read: it applies only if no key under
-//! the prefix was written and none of the keys read was deleted since the read (a compare on
-//! the prefix's highest mod revision and one per key read), else the whole read-modify-write
-//! is done again, at most [`ATTEMPTS`] times. Only keys whose value changes are written. etcd
-//! caps the operations of one transaction (`--max-txn-ops`, 128 by default): a state of more
-//! objects than that needs the cap raised.
+//! the prefix was written since the read (a compare on the prefix's highest mod revision:
+//! every put, every new key, fails it) and none of the keys read was deleted that the result
+//! depends on (networks, nodes, security groups: what others name) or that the write itself
+//! puts or deletes (a compare on each one's mod revision); a pod deleted meanwhile cannot make
+//! the result invalid. Otherwise the whole read-modify-write is done again, at most
+//! [`ATTEMPTS`] times. Only keys whose value changes are written. etcd caps the compares and
+//! the operations of one transaction (`--max-txn-ops`, 128 by default): a state written whole
+//! with more objects than that, or with that many networks, nodes and security groups, needs
+//! the cap raised.
 //!
 //! The client is async (etcd-client on tokio); [`Store`] wraps it in a current-thread runtime
 //! of its own and is blocking, for the CLI, the CNI plugin and the agent, which are
@@ -177,6 +181,17 @@ impl Layout {
 
     fn pod_key(&self, pod: &Pod) -> String {
         self.key("pods", &format!("{}/{}", pod.namespace, pod.name))
+    }
+
+    /// Whether the key is of an object that others refer to by name (a network, a node, a
+    /// security group): deleting one can make the rest invalid. Deleting a pod or the
+    /// conntrack settings cannot.
+    fn is_referenced(&self, key: &str) -> bool {
+        key.strip_prefix(&self.dir()).is_some_and(|rest| {
+            ["networks/", "nodes/", "security_groups/"]
+                .iter()
+                .any(|kind| rest.starts_with(kind))
+        })
     }
 
     fn conntrack_key(&self) -> String {
@@ -493,16 +508,14 @@ impl Store {
             let listing = self.list()?;
             let state = self.layout.validated(make(&self.layout, &listing)?)?;
             let wanted = self.layout.encode(&state)?;
-            let puts: Vec<TxnOp> = wanted
+            let puts: Vec<(&String, &Vec<u8>)> = wanted
                 .iter()
                 .filter(|(key, value)| listing.values.get(*key).map(|(v, _)| v) != Some(value))
-                .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
                 .collect();
-            let deletes: Vec<TxnOp> = listing
+            let deletes: Vec<&String> = listing
                 .values
                 .keys()
                 .filter(|key| !wanted.contains_key(*key))
-                .map(|key| TxnOp::delete(key.as_str(), None))
                 .collect();
             let (put, deleted) = (puts.len(), deletes.len());
             if put + deleted == 0 {
@@ -512,19 +525,31 @@ impl Store {
                     deleted,
                 });
             }
-            // Nothing under the prefix written since the read, and no key read deleted.
+            // Nothing under the prefix written since the read (a put, a new key), and none of
+            // the keys read deleted that the result depends on or that this write touches.
             let mut guard = vec![Compare::mod_revision(
                 self.layout.dir(),
                 CompareOp::Less,
                 listing.revision + 1,
             )
             .with_prefix()];
-            guard.extend(listing.values.iter().map(|(key, (_, mod_revision))| {
-                Compare::mod_revision(key.as_str(), CompareOp::Equal, *mod_revision)
-            }));
-            let txn = Txn::new()
-                .when(guard)
-                .and_then(puts.into_iter().chain(deletes).collect::<Vec<_>>());
+            let touched =
+                |key: &String| puts.iter().any(|(k, _)| *k == key) || deletes.contains(&key);
+            guard.extend(
+                listing
+                    .values
+                    .iter()
+                    .filter(|(key, _)| self.layout.is_referenced(key) || touched(key))
+                    .map(|(key, (_, mod_revision))| {
+                        Compare::mod_revision(key.as_str(), CompareOp::Equal, *mod_revision)
+                    }),
+            );
+            let operations: Vec<TxnOp> = puts
+                .iter()
+                .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
+                .chain(deletes.iter().map(|key| TxnOp::delete(key.as_str(), None)))
+                .collect();
+            let txn = Txn::new().when(guard).and_then(operations);
             let response = self.runtime.block_on(self.client.txn(txn));
             let response = response.map_err(|source| self.etcd_error(source))?;
             if response.succeeded() {

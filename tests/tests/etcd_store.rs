@@ -304,3 +304,44 @@ fn corrupt_values_are_reported_at_their_key() {
         "{error}"
     );
 }
+
+#[test]
+fn a_deletion_the_result_depends_on_is_a_conflict() {
+    let etcd = EtcdServer::start();
+    let mut state = ClusterState::from_path(Path::new(TWO_NODE)).unwrap();
+    let mut extra = state.networks[0].clone();
+    extra.name = "extra".to_owned();
+    extra.vni = 900;
+    extra.cidr = "10.99.0.0/16".parse().unwrap();
+    extra.gateway = "10.99.0.1".parse().unwrap();
+    state.networks.push(extra);
+    let mut writer = store(&etcd);
+    writer.replace(&state).unwrap();
+
+    // An operator deletes the network while a pod is being put on it: the write is refused,
+    // and on the state read again the pod names an unknown network.
+    let mut calls = 0;
+    let error = writer
+        .update(|state| {
+            calls += 1;
+            if calls == 1 {
+                etcd.etcdctl(&["del", "/ctpath/v1/networks/extra"]);
+            }
+            let mut pod = another_pod(state, "on-extra", 5);
+            pod.interfaces.truncate(1);
+            pod.interfaces[0].network = "extra".to_owned();
+            pod.interfaces[0].ip = "10.99.1.5".parse().unwrap();
+            pod.interfaces[0].security_groups.clear();
+            state.pods.push(pod);
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(calls, 2, "one conflict, one retry");
+    assert!(
+        error.to_string().contains(
+            "/ctpath/v1/pods/default/on-extra: interfaces[0].network: unknown network extra"
+        ),
+        "{error}"
+    );
+    assert!(!keys(&etcd).contains("/ctpath/v1/pods/default/on-extra"));
+}
