@@ -6,7 +6,15 @@
 //! pod's end ([`pod_side`]; the endpoints whose end runs NAPI are flagged for the NIC's XDP to
 //! redirect into), turns on IPv4 forwarding on the underlay
 //! interface and asks the kernel to keep the other nodes' VTEPs resolved (both for
-//! `bpf_fib_lookup`), then follows the state file until SIGTERM or SIGINT.
+//! `bpf_fib_lookup`), then follows the state source until SIGTERM or SIGINT.
+//!
+//! The state source ([`StateSource`]) is a file, read again when it changes or on SIGHUP, or
+//! etcd, listed and then watched by [`store::watch`] (which reconnects, resumes and relists on
+//! its own). Either way each new state goes through the same steps: compile for this node,
+//! apply as a diff against the running plan; one that does not validate or compile is logged
+//! with where it came from (the file, or the etcd revision and the keys at fault) and the last
+//! good state stays in force. While etcd is unreachable nothing new arrives and the datapath
+//! stays as it is.
 //!
 //! What the agent owns, all of it under its pin directory (`/sys/fs/bpf/ctpath/NODE` by
 //! default): every map of the datapath, pinned as `NAME` ([`datapath::PINNED_MAPS`]), and every
@@ -40,6 +48,7 @@ use std::{
     io,
     path::{Path, PathBuf},
     process::Command,
+    sync::mpsc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -65,6 +74,7 @@ use crate::{
     nexthop::NextHops,
     pod_side::{self, HostHook},
     state::{ClusterState, StateError},
+    store::{self, Observed, StoreError},
 };
 
 /// Where bpffs is mounted on a host.
@@ -127,20 +137,36 @@ pub enum AgentError {
     Signals(io::Error),
     #[error(transparent)]
     FastPath(#[from] FastPathError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the etcd watch stopped")]
+    WatchEnded,
 }
 
 impl AgentError {
     /// Whether the error is the input's fault (exit status 2) rather than the system's.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(
-            self,
-            AgentError::State(_) | AgentError::Compile(CompileError::UnknownNode(_))
-        )
+        match self {
+            AgentError::State(_) | AgentError::Compile(CompileError::UnknownNode(_)) => true,
+            AgentError::Store(error) => error.is_invalid_input(),
+            _ => false,
+        }
     }
 }
 
+/// Where the agent's cluster state comes from.
+pub enum StateSource {
+    /// A YAML file, read again when it changes or on SIGHUP.
+    File(PathBuf),
+    /// The keys under `prefix` in the etcd cluster at `endpoints` ([`crate::store`]).
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+}
+
 pub struct AgentOptions {
-    pub state: PathBuf,
+    pub source: StateSource,
     pub node: String,
     pub pin_dir: PathBuf,
     /// Where the agent writes what `ctpath status` reads besides the pins (the forwarder's
@@ -151,7 +177,7 @@ pub struct AgentOptions {
     pub fastpath_cores: Vec<usize>,
 }
 
-/// How often the agent looks at signals and the state file.
+/// How often the agent looks at signals and the state source.
 const TICK: Duration = Duration::from_millis(250);
 /// How often expired conntrack entries are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(10);
@@ -161,16 +187,21 @@ const RETRY_EVERY: Duration = Duration::from_secs(2);
 const FAST_PATH_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT. `ready` is called once the datapath carries
-/// traffic. The state file is read again when it changes or on SIGHUP: a valid new state is
-/// applied as a diff (make before break); an invalid one is logged and the last good state
-/// stays in force.
+/// traffic. Each new state of the source is applied as a diff (make before break); an invalid
+/// one is logged and the last good state stays in force. The first state must be valid when it
+/// comes from a file; from etcd, the agent waits for a valid one.
 pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), AgentError> {
     // Signals are blocked from here on, so one arriving during set-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(AgentError::Signals)?;
     let links = KernelLinks::open().map_err(AgentError::Links)?;
-    let mut state_version = modified(&options.state);
-    let plan = compile_state(options, &links)?;
+    let mut follower = Follower::open(&options.source)?;
+    let Some(first) = follower.first(&mut signals)? else {
+        tracing::info!("stopping before any cluster state arrived");
+        return Ok(());
+    };
+    let plan = compile::compile(&first.state?, &options.node, &links)?;
     tracing::info!(
+        origin = first.origin,
         node = %options.node,
         pod_interfaces = plan.pod_ports.len(),
         endpoints = plan.endpoints.len(),
@@ -187,28 +218,32 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     let mut last_fast_path = Instant::now();
     let mut retry_at: Option<Instant> = None;
     loop {
-        let mut reload = retry_at.is_some_and(|at| Instant::now() >= at);
+        let mut again = retry_at.is_some_and(|at| Instant::now() >= at);
         for signal in signals.pending() {
             if signal == SIGHUP {
-                reload = true;
+                again = true;
             } else {
                 tracing::info!(signal, "stopping: detaching programs and removing pins");
                 running.stop();
                 return Ok(());
             }
         }
-        let version = modified(&options.state);
-        if version != state_version {
-            state_version = version;
-            reload = true;
-        }
-        if reload {
-            retry_at = match compile_state(options, &links).and_then(|plan| running.update(plan)) {
+        // A watch that stopped (its thread gone) ends the agent as a crash does: the datapath
+        // stays pinned for the next agent.
+        if let Some(offer) = follower.next(again)? {
+            let origin = offer.origin;
+            let applied = offer
+                .state
+                .and_then(|state| Ok(compile::compile(&state, &options.node, &links)?))
+                .and_then(|plan| running.update(plan, &origin));
+            retry_at = match applied {
                 Ok(()) => None,
                 Err(error) => {
-                    tracing::error!(%error, "new cluster state not applied; the last good one stays in force");
+                    tracing::error!(
+                        "refused {origin}: {error}; not applied, the last good state stays in force"
+                    );
                     // Interfaces the CNI has not created yet may appear; anything else waits
-                    // for the next change of the file.
+                    // for the next change of the state.
                     let may_resolve = matches!(
                         error,
                         AgentError::Compile(CompileError::MissingInterfaces { .. })
@@ -232,9 +267,127 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     }
 }
 
-fn compile_state(options: &AgentOptions, links: &KernelLinks) -> Result<NodePlan, AgentError> {
-    let state = ClusterState::from_path(&options.state)?;
-    Ok(compile::compile(&state, &options.node, links)?)
+/// A cluster state for the agent, and where it came from (for logs).
+struct Offer {
+    origin: String,
+    state: Result<ClusterState, AgentError>,
+}
+
+/// The state source as the agent follows it.
+enum Follower {
+    File {
+        path: PathBuf,
+        /// When the file was last changed, as last seen.
+        version: Option<SystemTime>,
+    },
+    Etcd {
+        updates: mpsc::Receiver<Observed>,
+        /// The last valid state seen, with its revision, to offer again.
+        last_good: Option<(i64, ClusterState)>,
+    },
+}
+
+impl Follower {
+    fn open(source: &StateSource) -> Result<Follower, AgentError> {
+        Ok(match source {
+            StateSource::File(path) => Follower::File {
+                path: path.clone(),
+                version: modified(path),
+            },
+            StateSource::Etcd { endpoints, prefix } => Follower::Etcd {
+                updates: store::watch(endpoints, prefix)?,
+                last_good: None,
+            },
+        })
+    }
+
+    /// The state to start with: the file's, or the first valid one from etcd (waited for,
+    /// watching for signals: none when a stop signal came first).
+    fn first(&mut self, signals: &mut Signals) -> Result<Option<Offer>, AgentError> {
+        let Follower::Etcd { updates, last_good } = self else {
+            return self.next(true);
+        };
+        loop {
+            if signals.pending().any(|signal| signal != SIGHUP) {
+                return Ok(None);
+            }
+            match updates.recv_timeout(TICK) {
+                Ok(Observed {
+                    revision,
+                    state: Ok(state),
+                }) => {
+                    *last_good = Some((revision, state.clone()));
+                    return Ok(Some(Offer {
+                        origin: etcd_origin(revision),
+                        state: Ok(state),
+                    }));
+                }
+                Ok(Observed {
+                    revision,
+                    state: Err(error),
+                }) => tracing::error!(
+                    "refused {}: {error}; waiting for a valid state",
+                    etcd_origin(revision)
+                ),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(AgentError::WatchEnded),
+            }
+        }
+    }
+
+    /// A new state, if the source has one; with `again`, the current one in any case (a
+    /// SIGHUP, or a retry of a state that could not be applied yet).
+    fn next(&mut self, again: bool) -> Result<Option<Offer>, AgentError> {
+        match self {
+            Follower::File { path, version } => {
+                let now = modified(path);
+                if now == *version && !again {
+                    return Ok(None);
+                }
+                *version = now;
+                Ok(Some(Offer {
+                    origin: format!("state file {}", path.display()),
+                    state: ClusterState::from_path(path).map_err(AgentError::from),
+                }))
+            }
+            Follower::Etcd { updates, last_good } => {
+                // Only the newest matters: the ones before it are superseded.
+                let mut newest = None;
+                loop {
+                    match updates.try_recv() {
+                        Ok(observed) => newest = Some(observed),
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            return Err(AgentError::WatchEnded)
+                        }
+                    }
+                }
+                let offer = match newest {
+                    Some(Observed { revision, state }) => {
+                        if let Ok(state) = &state {
+                            *last_good = Some((revision, state.clone()));
+                        }
+                        Offer {
+                            origin: etcd_origin(revision),
+                            state: state.map_err(AgentError::from),
+                        }
+                    }
+                    None => match last_good {
+                        Some((revision, state)) if again => Offer {
+                            origin: etcd_origin(*revision),
+                            state: Ok(state.clone()),
+                        },
+                        _ => return Ok(None),
+                    },
+                };
+                Ok(Some(offer))
+            }
+        }
+    }
+}
+
+fn etcd_origin(revision: i64) -> String {
+    format!("etcd revision {revision}")
 }
 
 /// Whether the plan has a plane the AF_XDP forwarder carries.
@@ -387,12 +540,12 @@ impl Running {
         }
     }
 
-    /// Applies `plan` in place of the running one.
-    fn update(&mut self, mut plan: NodePlan) -> Result<(), AgentError> {
+    /// Applies `plan` (of the state from `origin`) in place of the running one.
+    fn update(&mut self, mut plan: NodePlan, origin: &str) -> Result<(), AgentError> {
         compile::assign_xsk_slots(&mut plan, Some(&self.plan))?;
         prepare_pod_sides(&mut self.pod_sides, &mut plan);
         if plan == self.plan {
-            tracing::info!("cluster state changed, nothing for this node");
+            tracing::info!("cluster state changed, nothing for this node ({origin})");
             return Ok(());
         }
         if plan.underlay_interface != self.plan.underlay_interface
@@ -415,7 +568,7 @@ impl Running {
             pod_interfaces = self.plan.pod_ports.len(),
             endpoints = self.plan.endpoints.len(),
             policy_entries = self.plan.policy.entries.len(),
-            "applied the new cluster state"
+            "applied the new cluster state ({origin})"
         );
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! The `ctpath` command line: argument definitions (clap derive) and one function per subcommand.
 //!
 //! Owns: what each subcommand prints and its exit status. Exit status 0 means success; 2 means
-//! the input was invalid: an unreadable, unparsable or inconsistent state file, or a bad command
-//! line (clap's own usage errors also exit 2). Status 1 is left for operational failures of
+//! the input was invalid: an unreadable, unparsable or inconsistent state file or state in etcd,
+//! or a bad command line (clap's own usage errors also exit 2). Status 1 is left for operational failures of
 //! commands that act on the system.
 
 use std::io::Write as _;
@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aya::programs::XdpMode;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::{
-    agent::{self, AgentOptions},
+    agent::{self, AgentOptions, StateSource},
     fastpath,
     state::{ClusterState, StateError},
     status::{self, Snapshot},
+    store::{self, Store, StoreError},
 };
 
 /// Exit status for invalid input, the same as clap's for a bad command line.
@@ -28,13 +29,14 @@ const EXIT_INVALID_INPUT: u8 = 2;
 /// by eBPF/XDP programs, with security groups and anti-spoofing enforced in XDP; planes marked
 /// `fast_path: true` are carried by an AF_XDP userspace forwarder with the same semantics.
 /// The cluster state (networks, nodes, security groups, pods) is
-/// described in a YAML file of schema version 1.
+/// described in a YAML file of schema version 1, or kept in etcd (one key per object).
 #[derive(Debug, Parser)]
 #[command(
     name = "ctpath",
     version,
     after_help = "Exit status: 0 on success, 2 on invalid input (bad command line, unreadable, \
-                  unparsable or inconsistent state file), 1 on other failures.\n\
+                  unparsable or inconsistent state file or state in etcd), 1 on other failures \
+                  (etcd unreachable among them).\n\
                   Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change their level."
 )]
 pub struct Cli {
@@ -44,22 +46,36 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check cluster-state files (schema version 1).
+    /// Check cluster-state files (schema version 1); write the state into etcd, read it back.
     #[command(subcommand)]
     State(StateCommand),
-    /// Run the node agent: load the XDP datapath for one node and keep it until SIGTERM/SIGINT.
+    /// Run the node agent: load the datapath for one node and keep it until SIGTERM/SIGINT.
     ///
     /// Attaches `from_underlay` to the node's underlay interface and `from_pod` to the host-side
     /// veth of every pod interface on the node, fills the datapath's maps from the cluster state,
-    /// and pins every map and XDP link under the pin directory: killed, it leaves the datapath
+    /// and pins every map and link under the pin directory: killed, it leaves the datapath
     /// running and the next agent adopts it; SIGTERM/SIGINT remove everything. When the state has a fast-path plane it
     /// also runs the AF_XDP forwarder (one AF_XDP socket per interface of those planes and on the
     /// underlay); while the forwarder is not running, the XDP programs carry those planes. Prints
     /// `ready` on stdout once traffic flows. Needs root (CAP_BPF, CAP_NET_ADMIN).
+    ///
+    /// The state comes from a file (`--state`, read again when it changes or on SIGHUP) or from
+    /// etcd (`--etcd`: listed, then watched; reconnects with backoff and resumes where it was,
+    /// lists again after a compaction). A new state that does not validate or compile is
+    /// logged and the last good one stays in force; while etcd is unreachable the datapath
+    /// stays as it is.
+    #[command(group(ArgGroup::new("source").required(true).args(["state", "etcd"])))]
     Agent {
         /// The cluster-state YAML file.
         #[arg(long)]
-        state: PathBuf,
+        state: Option<PathBuf>,
+        /// etcd endpoints holding the cluster state (comma-separated URLs, e.g.
+        /// `http://10.0.0.1:2379`).
+        #[arg(long, value_delimiter = ',')]
+        etcd: Vec<String>,
+        /// The prefix of the state's keys in etcd.
+        #[arg(long, default_value = store::DEFAULT_PREFIX, conflicts_with = "state")]
+        prefix: String,
         /// This node's name in the cluster state.
         #[arg(long)]
         node: String,
@@ -113,6 +129,35 @@ pub enum StateCommand {
         /// The cluster-state YAML file.
         file: PathBuf,
     },
+    /// Write a cluster-state file into etcd: the whole state, in one transaction.
+    ///
+    /// Validates the file first, with the messages and exit status of `state check` (nothing
+    /// is written then); puts the objects that are new or changed, one key each, and deletes
+    /// the keys under the prefix that the file no longer has. Prints the revision written (the
+    /// current one when nothing changed) and how many keys were put and deleted.
+    Apply {
+        /// The cluster-state YAML file.
+        file: PathBuf,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Print the cluster state kept in etcd as YAML (a file `state check` and `state apply`
+    /// take); exits 2, naming the keys, when the keys do not make a valid state.
+    Get {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+}
+
+/// Where the state is in etcd.
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints (comma-separated URLs, e.g. `http://127.0.0.1:2379`).
+    #[arg(long, value_delimiter = ',', required = true)]
+    etcd: Vec<String>,
+    /// The prefix of the state's keys.
+    #[arg(long, default_value = store::DEFAULT_PREFIX)]
+    prefix: String,
 }
 
 /// Runs the parsed command line and returns the process exit status.
@@ -121,6 +166,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::State(command) => run_state(command),
         Command::Agent {
             state,
+            etcd,
+            prefix,
             node,
             pin_dir,
             run_dir,
@@ -134,8 +181,15 @@ pub fn run(cli: Cli) -> ExitCode {
             } else {
                 XdpMode::Driver
             };
+            let source = match state {
+                Some(path) => StateSource::File(path),
+                None => StateSource::Etcd {
+                    endpoints: etcd,
+                    prefix,
+                },
+            };
             run_agent(&AgentOptions {
-                state,
+                source,
                 node,
                 pin_dir,
                 run_dir,
@@ -243,15 +297,17 @@ fn status(pin_dir: &Path, run_dir: &Path, node: &str, all: bool, state: Option<&
 fn run_state(command: StateCommand) -> ExitCode {
     match command {
         StateCommand::Check { file } => state_check(&file),
+        StateCommand::Apply { file, etcd } => state_apply(&file, &etcd),
+        StateCommand::Get { etcd } => state_get(&etcd),
     }
 }
 
 fn state_check(file: &Path) -> ExitCode {
-    let shown = file.display();
-    match ClusterState::from_path(file) {
+    match load_file(file) {
         Ok(state) => {
             println!(
-                "{shown}: ok ({} networks, {} nodes, {} security groups, {} pods, {} interfaces)",
+                "{}: ok ({} networks, {} nodes, {} security groups, {} pods, {} interfaces)",
+                file.display(),
                 state.networks.len(),
                 state.nodes.len(),
                 state.security_groups.len(),
@@ -260,19 +316,133 @@ fn state_check(file: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            tracing::debug!(file = %shown, %error, "state check failed");
-            match &error {
-                // Already names the file.
-                StateError::Io { .. } => eprintln!("{error}"),
-                StateError::Parse { .. } => eprintln!("{shown}: {error}"),
-                StateError::Invalid(violations) => {
-                    for violation in violations {
-                        eprintln!("{shown}: {violation}");
-                    }
+        Err(exit) => exit,
+    }
+}
+
+/// Loads a state file, or prints every problem with it (`FILE: PATH: MESSAGE`) and returns the
+/// exit status for invalid input.
+fn load_file(file: &Path) -> Result<ClusterState, ExitCode> {
+    let shown = file.display();
+    ClusterState::from_path(file).map_err(|error| {
+        tracing::debug!(file = %shown, %error, "state check failed");
+        match &error {
+            // Already names the file.
+            StateError::Io { .. } => eprintln!("{error}"),
+            StateError::Parse { .. } => eprintln!("{shown}: {error}"),
+            StateError::Invalid(violations) => {
+                for violation in violations {
+                    eprintln!("{shown}: {violation}");
                 }
             }
+        }
+        ExitCode::from(EXIT_INVALID_INPUT)
+    })
+}
+
+fn state_apply(file: &Path, etcd: &EtcdArgs) -> ExitCode {
+    let state = match load_file(file) {
+        Ok(state) => state,
+        Err(exit) => return exit,
+    };
+    match Store::connect(&etcd.etcd, &etcd.prefix).and_then(|mut store| store.replace(&state)) {
+        Ok(written) => {
+            println!(
+                "{}: applied at revision {} ({} keys put, {} deleted)",
+                file.display(),
+                written.revision,
+                written.put,
+                written.deleted
+            );
+            ExitCode::SUCCESS
+        }
+        // A name that cannot be a key is the file's fault, at its path in the file.
+        Err(error @ StoreError::KeyName { .. }) => {
+            eprintln!("{}: {error}", file.display());
             ExitCode::from(EXIT_INVALID_INPUT)
         }
+        Err(error) => store_failure("state apply", &error),
+    }
+}
+
+fn state_get(etcd: &EtcdArgs) -> ExitCode {
+    match Store::connect(&etcd.etcd, &etcd.prefix).and_then(|mut store| store.load()) {
+        Ok(loaded) => {
+            tracing::debug!(revision = loaded.revision, "state read from etcd");
+            print!("{}", loaded.state.to_yaml());
+            ExitCode::SUCCESS
+        }
+        Err(error) => store_failure("state get", &error),
+    }
+}
+
+/// Prints a store error; exit status 2 when etcd's content is at fault, 1 otherwise.
+fn store_failure(command: &str, error: &StoreError) -> ExitCode {
+    match error {
+        StoreError::Corrupt(problems) | StoreError::Invalid(problems) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+        }
+        _ => eprintln!("ctpath {command}: {error}"),
+    }
+    if error.is_invalid_input() {
+        ExitCode::from(EXIT_INVALID_INPUT)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ctpath").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn agent_takes_exactly_one_state_source() {
+        let Command::Agent {
+            state,
+            etcd,
+            prefix,
+            ..
+        } = parse(&["agent", "--node", "a", "--etcd", "http://x:1,http://y:2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not the agent");
+        };
+        assert_eq!(state, None);
+        assert_eq!(etcd, ["http://x:1", "http://y:2"]);
+        assert_eq!(prefix, store::DEFAULT_PREFIX);
+        assert!(parse(&["agent", "--node", "a", "--state", "s.yaml"]).is_ok());
+        let both = parse(&[
+            "agent",
+            "--node",
+            "a",
+            "--state",
+            "s",
+            "--etcd",
+            "http://x:1",
+        ]);
+        assert_eq!(both.unwrap_err().kind(), ErrorKind::ArgumentConflict);
+        let neither = parse(&["agent", "--node", "a"]);
+        assert_eq!(
+            neither.unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        let prefix_alone = parse(&["agent", "--node", "a", "--state", "s", "--prefix", "/p"]);
+        assert!(prefix_alone.is_err());
+    }
+
+    #[test]
+    fn state_apply_and_get_need_etcd() {
+        assert!(parse(&["state", "apply", "s.yaml"]).is_err());
+        assert!(parse(&["state", "get"]).is_err());
+        assert!(parse(&["state", "get", "--etcd", "http://x:1", "--prefix", "/p"]).is_ok());
     }
 }

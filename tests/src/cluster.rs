@@ -5,6 +5,11 @@
 //! towards each other node), or nothing at all for the caller to wire ([`NodeKind::Bare`]).
 //! Dropping the [`Cluster`] stops the agents and removes everything.
 //!
+//! The agents follow a state file, or, with [`ClusterOptions::state_in_etcd`], a real etcd
+//! server that runs in the first node's namespace on its underlay address (as on a
+//! control-plane node; the other nodes reach it over the underlay), written with
+//! `ctpath state apply`.
+//!
 //! The agents run the `ctpath` binary built next to the test executable (`target/<profile>/`),
 //! or the one named by `CTPATH_BIN`, joined to the node's network namespace only
 //! ([`Netns::spawn_sharing_mounts`]), so their pins land on the host's bpffs where the test
@@ -27,8 +32,8 @@ use ctpath_control::{
 use ipnet::Ipv4Net;
 
 use crate::{
-    Addressing, ChildGuard, NodeHandle, Offloads, PodHandle, PodInterfaceSpec, PodSpec, Testbed,
-    UnderlaySpec,
+    etcd::EtcdServer, Addressing, ChildGuard, NodeHandle, Offloads, PodHandle, PodInterfaceSpec,
+    PodSpec, Testbed, UnderlaySpec,
 };
 
 /// What an agent logs once it has applied a new state, or found nothing in it for its node.
@@ -72,6 +77,8 @@ pub struct ClusterOptions {
     /// The underlay veths' offloads; `None`: [`Offloads::KernelDefault`] where no node runs
     /// XDP on its underlay, [`Offloads::Wire`] otherwise.
     pub underlay: Option<Offloads>,
+    /// The state in etcd (`ctpath agent --etcd`) instead of a file.
+    pub state_in_etcd: bool,
 }
 
 pub struct Cluster {
@@ -83,6 +90,8 @@ pub struct Cluster {
     run_dirs: BTreeMap<String, PathBuf>,
     agent_args: Vec<String>,
     workdir: tempfile::TempDir,
+    /// The etcd server holding the state, and the endpoint the agents were given.
+    etcd: Option<(EtcdServer, String)>,
     // Last: dropped after the agents, which must detach before their interfaces vanish.
     testbed: Testbed,
 }
@@ -168,8 +177,16 @@ impl Cluster {
             run_dirs: BTreeMap::new(),
             agent_args: options.agent_args.clone(),
             workdir,
+            etcd: None,
             testbed,
         };
+        if options.state_in_etcd {
+            let first = &cluster.state.nodes[0];
+            let etcd = EtcdServer::start_in(&cluster.nodes[&first.name], first.underlay_ip);
+            let endpoint = etcd.endpoint();
+            cluster.etcd = Some((etcd, endpoint));
+            cluster.write_state(state_yaml);
+        }
         for pod in cluster.state.pods.clone() {
             let addressing = options
                 .pod_addressing
@@ -256,27 +273,58 @@ impl Cluster {
     /// Replaces the cluster state with `state_yaml` (what an operator or a controller does)
     /// and waits until every agent has taken it in.
     pub fn update_state(&mut self, state_yaml: &str) {
-        let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
-        // Agents that are not running (killed by the test) take it in when they start again.
-        let taken_in = |cluster: &Cluster| -> Vec<usize> {
-            cluster
-                .agents
-                .keys()
-                .map(|node| {
-                    let log = cluster.agent_log(node);
-                    STATE_TAKEN_IN
-                        .iter()
-                        .map(|line| log.matches(line).count())
-                        .sum()
-                })
-                .collect()
+        let before = self.states_taken_in();
+        self.write_state(state_yaml);
+        self.wait_taken_in(&before, state_yaml);
+    }
+
+    /// Writes `state_yaml` where the agents read it: the state file, or etcd (with
+    /// `ctpath state apply`, which must succeed), without waiting for the agents.
+    pub fn write_state(&self, state_yaml: &str) {
+        let path = self.workdir.path().join("state.yaml");
+        std::fs::write(&path, state_yaml).expect("write state");
+        let Some((etcd, _)) = &self.etcd else {
+            return;
         };
-        let before = taken_in(self);
-        std::fs::write(self.workdir.path().join("state.yaml"), state_yaml).expect("write state");
+        let binary = ctpath_binary();
+        let endpoint = etcd.endpoint();
+        let argv = [
+            binary.to_str().expect("utf-8 path"),
+            "state",
+            "apply",
+            path.to_str().expect("utf-8 path"),
+            "--etcd",
+            &endpoint,
+        ];
+        let first = &self.state.nodes[0].name;
+        self.nodes[first].exec(&argv).expect("ctpath state apply");
+    }
+
+    /// How many states each running agent has taken in so far (applied, or found nothing in
+    /// for its node), for [`Cluster::wait_taken_in`].
+    pub fn states_taken_in(&self) -> Vec<usize> {
+        // Agents that are not running (killed by the test) take it in when they start again.
+        self.agents
+            .keys()
+            .map(|node| {
+                let log = self.agent_log(node);
+                STATE_TAKEN_IN
+                    .iter()
+                    .map(|line| log.matches(line).count())
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Waits until every running agent has taken in a state since `before`
+    /// ([`Cluster::states_taken_in`]), and makes `state_yaml` the state the test knows.
+    pub fn wait_taken_in(&mut self, before: &[usize], state_yaml: &str) {
+        let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
         let deadline = std::time::Instant::now() + AGENT_START_TIMEOUT;
-        while taken_in(self)
+        while self
+            .states_taken_in()
             .iter()
-            .zip(&before)
+            .zip(before)
             .any(|(now, was)| now <= was)
         {
             assert!(
@@ -289,8 +337,18 @@ impl Cluster {
         self.state = state;
     }
 
-    /// Writes `text` as the cluster state without checking it (to see how agents take a bad
-    /// one); the state the test knows stays the last valid one.
+    /// The etcd server of a cluster started with [`ClusterOptions::state_in_etcd`].
+    pub fn etcd(&mut self) -> &mut EtcdServer {
+        &mut self
+            .etcd
+            .as_mut()
+            .expect("the cluster keeps its state in etcd")
+            .0
+    }
+
+    /// Writes `text` as the cluster state file without checking it (to see how agents take a
+    /// bad one; agents that follow etcd do not read the file); the state the test knows stays
+    /// the last valid one.
     pub fn write_state_unchecked(&self, text: &str) {
         std::fs::write(self.workdir.path().join("state.yaml"), text).expect("write state");
     }
@@ -353,11 +411,15 @@ impl Cluster {
             .open(&log_path)
             .expect("agent log");
         let binary = ctpath_binary();
+        let source = match &self.etcd {
+            Some((_, endpoint)) => ["--etcd", endpoint.as_str()],
+            None => ["--state", state_path.to_str().expect("utf-8 path")],
+        };
         let mut argv = vec![
             binary.to_str().expect("utf-8 path"),
             "agent",
-            "--state",
-            state_path.to_str().expect("utf-8 path"),
+            source[0],
+            source[1],
             "--node",
             node,
             "--pin-dir",
