@@ -47,7 +47,6 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     io,
     path::{Path, PathBuf},
-    process::Command,
     sync::mpsc,
     time::{Duration, Instant, SystemTime},
 };
@@ -70,7 +69,7 @@ use crate::{
     conntrack,
     datapath::{self, DatapathError, TcProgram, XdpProgram},
     fastpath::{self, FastPath, FastPathError},
-    links::KernelLinks,
+    links::{ip, KernelLinks},
     nexthop::NextHops,
     pod_side::{self, HostHook},
     state::{ClusterState, StateError},
@@ -853,6 +852,11 @@ enum Program {
 }
 
 /// Pins of XDP links are named `link_IFNAME`, of tcx (ingress) links `tcx_IFNAME`.
+/// Whether `name` in a pin directory is a link's pin (`link_IFNAME`, `tcx_IFNAME`).
+pub fn is_link_pin_name(name: &str) -> bool {
+    name.starts_with(XDP_PIN_PREFIX) || name.starts_with(TCX_PIN_PREFIX)
+}
+
 const XDP_PIN_PREFIX: &str = "link_";
 const TCX_PIN_PREFIX: &str = "tcx_";
 
@@ -881,7 +885,7 @@ impl Program {
 
     /// Whether a file in the pin directory is a link pin.
     fn is_link_pin(name: &str) -> bool {
-        name.starts_with(XDP_PIN_PREFIX) || name.starts_with(TCX_PIN_PREFIX)
+        is_link_pin_name(name)
     }
 
     /// The hook, for logs: the XDP mode, or tcx ingress.
@@ -1004,7 +1008,6 @@ impl Drop for Running {
     }
 }
 
-/// Makes sure the pin directory exists, on a bpffs.
 /// Sets what each pod interface's host hook needs at the pod's end ([`pod_side`]), before the
 /// plan is written and the programs attached, for the interfaces not set yet (`done`, by
 /// host-side ifindex: a re-created interface has a new one), and flags the endpoints whose pod
@@ -1060,6 +1063,7 @@ fn prepare_pod_sides(done: &mut BTreeMap<u32, HostHook>, plan: &mut NodePlan) {
     compile::mark_pod_napi(plan, |ifindex| done.contains_key(&ifindex));
 }
 
+/// Makes sure the pin directory exists, on a bpffs.
 fn prepare_pin_dir(pin_dir: &Path) -> Result<(), AgentError> {
     ensure_bpffs(pin_dir)?;
     std::fs::create_dir_all(pin_dir).map_err(|source| AgentError::PinDir {
@@ -1069,22 +1073,6 @@ fn prepare_pin_dir(pin_dir: &Path) -> Result<(), AgentError> {
 }
 
 /// Runs `ip ARGS`, returning its stderr as the error.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|error| format!("running ip: {error}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
 /// Makes sure `pin_dir` is on a bpffs, mounting one at [`BPFFS`] if that is where it belongs.
 fn ensure_bpffs(pin_dir: &Path) -> Result<(), AgentError> {
     let existing = pin_dir

@@ -14,7 +14,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::{
     agent::{self, AgentOptions, StateSource},
-    fastpath,
+    cleanup, fastpath,
     state::{ClusterState, StateError},
     status::{self, Snapshot},
     store::{self, Store, StoreError},
@@ -64,8 +64,16 @@ pub enum Command {
     /// lists again after a compaction). A new state that does not validate or compile is
     /// logged and the last good one stays in force; while etcd is unreachable the datapath
     /// stays as it is.
-    #[command(group(ArgGroup::new("source").required(true).args(["state", "etcd"])))]
+    ///
+    /// With `--cleanup` instead of a state source it runs no agent: it removes what an agent of
+    /// the node left pinned (links, which detaches their programs, and maps), its pin and run
+    /// directories and the VTEPs' neighbour entries, and exits. For a node where no agent runs
+    /// any more; IPv4 forwarding on the underlay is left as it is.
+    #[command(group(ArgGroup::new("source").required(true).args(["state", "etcd", "cleanup"])))]
     Agent {
+        /// Remove what an agent of this node left behind, then exit (no agent runs).
+        #[arg(long)]
+        cleanup: bool,
         /// The cluster-state YAML file.
         #[arg(long)]
         state: Option<PathBuf>,
@@ -165,6 +173,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::State(command) => run_state(command),
         Command::Agent {
+            cleanup,
             state,
             etcd,
             prefix,
@@ -176,6 +185,9 @@ pub fn run(cli: Cli) -> ExitCode {
         } => {
             let pin_dir = pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node));
             let run_dir = run_dir.unwrap_or_else(|| fastpath::default_run_dir(&node));
+            if cleanup {
+                return run_cleanup(&node, &pin_dir, &run_dir);
+            }
             let xdp_mode = if xdp_mode == "generic" {
                 XdpMode::Skb
             } else {
@@ -207,6 +219,39 @@ pub fn run(cli: Cli) -> ExitCode {
             let pin_dir = pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node));
             let run_dir = run_dir.unwrap_or_else(|| fastpath::default_run_dir(&node));
             status(&pin_dir, &run_dir, &node, all, state.as_deref())
+        }
+    }
+}
+
+fn run_cleanup(node: &str, pin_dir: &Path, run_dir: &Path) -> ExitCode {
+    match cleanup::cleanup(pin_dir, run_dir) {
+        Ok(cleaned) if cleaned == cleanup::Cleaned::default() => {
+            println!(
+                "node {node}: nothing pinned at {} in this mount namespace and no run directory: \
+                 nothing to remove",
+                pin_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(cleaned) => {
+            println!(
+                "node {node}: removed {} link pins (programs detached), {} map pins, {} VTEP \
+                 neighbour entries, {}the pin directory {}",
+                cleaned.links,
+                cleaned.maps,
+                cleaned.neighbours,
+                if cleaned.run_dir {
+                    "the run directory, "
+                } else {
+                    ""
+                },
+                pin_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ctpath agent --cleanup: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -15,6 +15,7 @@
 //! - [`status`]: `ctpath status`, a node's counters.
 //! - [`cli`]: the command line.
 pub mod agent;
+pub mod cleanup;
 pub mod cli;
 pub mod compile;
 pub mod conntrack;

@@ -123,6 +123,37 @@ pub fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Result<T, Strin
     serde_json::from_str(text).map_err(|error| format!("ip -j {}: {error}", args.join(" ")))
 }
 
+/// Runs `ip ARGS` in the caller's namespace; the error says which command failed and what
+/// `ip` printed.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let output = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|error| format!("running ip: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The name of interface `ifindex` in the calling thread's network namespace.
+pub fn interface_name(ifindex: u32) -> io::Result<String> {
+    let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
+    // SAFETY: `name` has the IFNAMSIZ bytes if_indextoname writes at most.
+    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
+    if found.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: if_indextoname succeeded, so `name` holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

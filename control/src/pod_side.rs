@@ -25,12 +25,12 @@
 //! [`PodSideError`] says so, and the agent logs it. Settings are not reverted when a plane
 //! changes its datapath (tc works with them as well).
 
-use std::{ffi::CStr, fs::File, os::fd::AsRawFd};
+use std::{fs::File, os::fd::AsRawFd};
 
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::links::ip_json;
+use crate::links::{interface_name, ip_json};
 
 /// Legacy ethtool commands (`linux/ethtool.h`), each with a `struct ethtool_value`.
 const ETHTOOL_GTXCSUM: u32 = 0x16;
@@ -182,25 +182,15 @@ fn set_in(
             });
         }
     }
-    let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
-    // SAFETY: `name` has the IFNAMSIZ bytes if_indextoname writes at most.
-    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
     let ethtool_error = |what, source| PodSideError::Ethtool {
         what,
         interface: format!("ifindex {ifindex}"),
         netns: netns.to_owned(),
         source,
     };
-    if found.is_null() {
-        return Err(ethtool_error(
-            "finding the peer",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: if_indextoname succeeded, so `name` holds a NUL-terminated name.
-    let interface = unsafe { CStr::from_ptr(name.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    let interface =
+        interface_name(ifindex).map_err(|source| ethtool_error("finding the peer", source))?;
+    let name = ifreq_name(&interface);
     let device = Ethtool::open(name).map_err(|source| ethtool_error("opening a socket", source))?;
     let mut changed = Vec::new();
     let settings = [
@@ -243,6 +233,18 @@ fn set_in(
         interface,
         changed,
     })
+}
+
+/// `interface` as `ifreq` holds it (NUL-terminated; a kernel name fits).
+fn ifreq_name(interface: &str) -> [libc::c_char; libc::IFNAMSIZ] {
+    let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (to, from) in name
+        .iter_mut()
+        .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *to = from as libc::c_char;
+    }
+    name
 }
 
 /// An interface and a socket of the current thread's namespace to send it ethtool ioctls.

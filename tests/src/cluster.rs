@@ -506,6 +506,11 @@ impl Cluster {
         &self.pin_dirs[node]
     }
 
+    /// The run directory of `node`'s agent (the forwarder's report).
+    pub fn run_dir(&self, node: &str) -> &Path {
+        &self.run_dirs[node]
+    }
+
     /// Creates the pods of `state_yaml` the cluster does not have yet (on-link, the kernel's
     /// offloads), then makes it the cluster state ([`Cluster::update_state`]: the running
     /// agents take it in).

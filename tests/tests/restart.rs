@@ -361,6 +361,66 @@ fn a_clean_stop_leaves_nothing_behind_even_after_an_adoption() {
     check_nothing_left(&cluster, "after an adopting agent's SIGTERM");
 }
 
+#[test]
+fn cleanup_removes_what_a_killed_agent_left() {
+    require_root();
+    let _serial = serial();
+    let mut cluster = Cluster::start("restart-cleanup", STATE, ClusterOptions::default());
+    let node_a = cluster.node("node-a").ns().clone();
+    let vtep_neighbours = |ns: &Netns| {
+        let out = ns.exec(&["ip", "neigh", "show", "dev", "eth0"]).unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| line.contains("extern_learn"))
+            .count()
+    };
+    cluster.kill_agent("node-a");
+    assert_has_xdp(&node_a, "eth0", true);
+    assert!(
+        vtep_neighbours(&node_a) > 0,
+        "the agent's managed VTEP entries"
+    );
+    let (pin_dir, run_dir) = (
+        cluster.pin_dir("node-a").to_owned(),
+        cluster.run_dir("node-a").to_owned(),
+    );
+    let binary = ctpath_testbed::cluster::ctpath_binary();
+    // In the node's network namespace and the host's mounts, where the agent pinned.
+    let cleanup = || {
+        let output = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", node_a.path().display()))
+            .arg("--")
+            .arg(&binary)
+            .args(["agent", "--cleanup", "--node", "node-a", "--pin-dir"])
+            .arg(&pin_dir)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .output()
+            .expect("run ctpath agent --cleanup");
+        assert!(output.status.success(), "{output:?}");
+        output
+    };
+    let first = String::from_utf8_lossy(&cleanup().stdout).into_owned();
+    assert!(
+        first.contains("link pins (programs detached)") && !first.contains(" 0 link pins"),
+        "{first}"
+    );
+    assert!(
+        !pin_dir.exists(),
+        "pin directory left with {:?}",
+        pins(&pin_dir)
+    );
+    assert!(!run_dir.exists(), "run directory left");
+    for interface in ["eth0", "vclia", "volda"] {
+        assert_has_xdp(&node_a, interface, false);
+        assert_has_tcx(&node_a, interface, false);
+    }
+    assert_eq!(vtep_neighbours(&node_a), 0, "managed VTEP entries left");
+    // Nothing left to do the second time.
+    let second = String::from_utf8_lossy(&cleanup().stdout).into_owned();
+    assert!(second.contains("nothing to remove"), "{second}");
+}
+
 /// `load_pinned` reuses a pinned map only if it matches what the datapath declares: every map
 /// of a freshly loaded object does; a conntrack table of another size is kept as it is.
 #[test]
