@@ -639,7 +639,9 @@ mod tests {
         };
         let key = |port| CtKey::of_packet(1, IPPROTO_UDP, (A, port), (B, 53)).0;
         let mut table = Table::default();
+        assert!(table.is_empty());
         assert!(table.insert(key(1), entry(0), 2));
+        assert!(!table.is_empty());
         assert!(table.insert(key(2), entry(0), 2));
         assert!(!table.insert(key(3), entry(0), 2));
         assert!(table.insert(key(2), entry(5 * NS_PER_SEC), 2), "in place");
