@@ -462,6 +462,95 @@ mod tests {
     }
 
     #[test]
+    fn socket_slots_follow_the_fast_path_flag() {
+        let mut plan = compile(&contract(), "node-a", &node_a_links()).unwrap();
+        assign_xsk_slots(&mut plan, None).unwrap();
+        let fast_port = plan.pod_ports[&11];
+        let mut slow_port = fast_port;
+        slow_port.flags &= !port_flags::FAST_PATH;
+        // 11 leaves the fast path and 10 joins it: 11's block is free again and goes to 10;
+        // 11 keeps no slot.
+        let mut next = plan.clone();
+        next.pod_ports.insert(11, slow_port);
+        next.pod_ports.insert(
+            10,
+            PodPort {
+                xsk_base: 0,
+                ..fast_port
+            },
+        );
+        assign_xsk_slots(&mut next, Some(&plan)).unwrap();
+        assert_eq!(next.pod_ports[&10].xsk_base, XSK_QUEUES_PER_INTERFACE);
+        assert_eq!(next.pod_ports[&11].xsk_base, 0);
+        // The other way round, from a plan where 10 was on a slow plane: 10 gets a block of
+        // its own, not the 0 it had.
+        let mut back = next.clone();
+        back.pod_ports.insert(11, fast_port);
+        assign_xsk_slots(&mut back, Some(&next)).unwrap();
+        assert_eq!(back.pod_ports[&11].xsk_base, 2 * XSK_QUEUES_PER_INTERFACE);
+        let mut joined = plan.clone();
+        joined.pod_ports.insert(
+            10,
+            PodPort {
+                xsk_base: 0,
+                ..fast_port
+            },
+        );
+        assign_xsk_slots(&mut joined, Some(&plan)).unwrap();
+        assert_eq!(joined.pod_ports[&10].xsk_base, 2 * XSK_QUEUES_PER_INTERFACE);
+        // Every block taken: the one more is refused.
+        let mut full = plan.clone();
+        for ifindex in 100..100 + MAX_XSK_INTERFACES {
+            full.pod_ports.insert(
+                ifindex,
+                PodPort {
+                    xsk_base: 0,
+                    ..fast_port
+                },
+            );
+        }
+        assert!(matches!(
+            assign_xsk_slots(&mut full, None),
+            Err(CompileError::XskSlotsExhausted { wanted }) if wanted == MAX_XSK_INTERFACES as usize + 1
+        ));
+    }
+
+    #[test]
+    fn interfaces_without_port_security_are_not_filtered() {
+        let mut state = contract();
+        // vupf0m lists upf, the group vupf0s is filtered by, with port security off.
+        let media = &mut state.pods[0].interfaces[1];
+        assert_eq!(media.host_interface, "vupf0m");
+        media.security_groups = vec!["upf".into()];
+        media.port_security = false;
+        let plan = compile(&state, "node-a", &node_a_links()).unwrap();
+        assert_eq!(plan.pod_ports[&10].policy, 1);
+        assert_eq!(plan.pod_ports[&11].policy, NO_POLICY);
+        assert_eq!(plan.pod_ports[&11].flags, port_flags::FAST_PATH);
+        let key = EndpointKey {
+            vni: 300,
+            ip: [10, 250, 1, 2],
+        };
+        assert_eq!(plan.endpoints[&key].policy, NO_POLICY);
+        assert!(plan.sources.keys().all(|(ifindex, _)| *ifindex == 10));
+    }
+
+    #[test]
+    fn the_smallest_underlay_mtu_carries_576_bytes() {
+        let mut links = node_a_links();
+        let smallest = VXLAN_ENCAP_LEN as u32 + 576;
+        links.0.get_mut("eth0").unwrap().mtu = smallest;
+        let plan = compile(&contract(), "node-a", &links).unwrap();
+        // media has no MTU of its own: the underlay's less the encapsulation.
+        assert_eq!(plan.networks[&300].mtu, 576);
+        links.0.get_mut("eth0").unwrap().mtu = smallest - 1;
+        assert!(matches!(
+            compile(&contract(), "node-a", &links),
+            Err(CompileError::UnderlayMtuTooSmall { mtu, .. }) if mtu == smallest - 1
+        ));
+    }
+
+    #[test]
     fn contract_compiles_for_node_a() {
         let plan = compile(&contract(), "node-a", &node_a_links()).unwrap();
         assert_eq!(

@@ -224,6 +224,8 @@ pub fn policy_prefix_len(bits: u8) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use ctpath_common::maps::IDENTITY_WORLD;
+
     use super::*;
 
     fn ports(text: &str) -> Vec<(u16, u8)> {
@@ -342,6 +344,61 @@ pods:
                 .last(),
             Some((3, "client", 0))
         );
+    }
+
+    #[test]
+    fn only_filtered_interfaces_get_a_policy() {
+        let mut state = ClusterState::from_yaml_str(STATE).unwrap();
+        let mut open = state.pods[2].clone();
+        // Port security on without groups, and port security off with groups of its own: not
+        // filtered, no policy either way.
+        open.interfaces[0].security_groups.clear();
+        open.interfaces[0].port_security = true;
+        let mut unchecked = state.pods[2].clone();
+        unchecked.interfaces[0].security_groups = vec!["client".into()];
+        state.pods.extend([open, unchecked]);
+        let compiled = compile(&state, "node-a").unwrap();
+        assert_eq!(
+            compiled.policies,
+            BTreeMap::from([(BTreeSet::from(["web".to_owned()]), 1)])
+        );
+    }
+
+    #[test]
+    fn identities_are_numbered_from_one_clear_of_world_and_any() {
+        let state = ClusterState::from_yaml_str(STATE).unwrap();
+        let compiled = compile(&state, "node-a").unwrap();
+        let used: BTreeSet<u32> = compiled.identities.values().copied().collect();
+        // Two selector sets: {client, the /16} and {the /16}. An identity of 0 would be
+        // IDENTITY_WORLD, which every address no group names gets.
+        assert_eq!(used, BTreeSet::from([1, 2]));
+        assert!(!used.contains(&IDENTITY_WORLD) && !used.contains(&IDENTITY_ANY));
+    }
+
+    #[test]
+    fn the_rule_limit_is_the_datapath_counters() {
+        let mut state = ClusterState::from_yaml_str(STATE).unwrap();
+        // Filled up in `client`, which node-a does not compile: the count is over all rules.
+        let rule = state.security_groups[1].rules[0].clone();
+        let others = rule_ids(&state).count();
+        state.security_groups[1]
+            .rules
+            .resize(MAX_RULES as usize - others + 1, rule.clone());
+        assert_eq!(rule_ids(&state).count(), MAX_RULES as usize);
+        assert!(compile(&state, "node-a").is_ok());
+        state.security_groups[1].rules.push(rule);
+        assert!(matches!(
+            compile(&state, "node-a"),
+            Err(PolicyError::TooManyRules { count }) if count == MAX_RULES as usize + 1
+        ));
+    }
+
+    #[test]
+    fn policy_prefix_covers_the_key_up_to_the_port_prefix() {
+        let key_bits = 8 * std::mem::size_of::<PolicyRuleKey>() as u32;
+        assert_eq!(policy_prefix_len(16), key_bits);
+        assert_eq!(policy_prefix_len(0), key_bits - 16);
+        assert_eq!(policy_prefix_len(15), key_bits - 1);
     }
 
     #[test]

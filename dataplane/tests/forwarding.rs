@@ -317,6 +317,12 @@ fn fixtures() -> Vec<(&'static str, Hook, Vec<u8>, Counted)> {
             D(MtuExceeded),
         ),
         (
+            "just fits the plane's MTU",
+            Hook::Underlay,
+            over_vxlan(VNI, &big_udp(REMOTE_PLAIN, OPEN, 1450)),
+            C(Counter::UnderlayDecapsulated),
+        ),
+        (
             "to a remote pod",
             Hook::Underlay,
             over_vxlan(VNI, &udp(REMOTE_PLAIN, REMOTE_WEB, 2, 1)),

@@ -406,8 +406,17 @@ fn check_verdict(model: &NodeModel, verdict: &Verdict, inner: &[u8], sender: Opt
     }
 }
 
+/// Cases per property: 512, or `CTPATH_PROPTEST_CASES` (scripts/mutate-userspace runs fewer per
+/// mutant).
+fn cases() -> u32 {
+    std::env::var("CTPATH_PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn random_sequences_keep_the_invariants(ops in prop::collection::vec(op(), 1..100)) {

@@ -1060,6 +1060,26 @@ pods:
     }
 
     #[test]
+    fn host_interface_names_the_kernel_refuses() {
+        for name in [".", "..", "vsmf:0", "vsmf 0", "vsmf\t0"] {
+            let mut state = base();
+            state.pods[1].interfaces[0].host_interface = name.to_owned();
+            assert_eq!(
+                problems(&state),
+                [format!(
+                    "pods[1].interfaces[0].host_interface: {name:?} is not a valid interface \
+                     name (no '/', ':' or whitespace; not . or ..)"
+                )],
+                "{name:?}"
+            );
+        }
+        // Dots are fine elsewhere.
+        let mut state = base();
+        state.pods[1].interfaces[0].host_interface = "vsmf.0".to_owned();
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
     fn host_interface_name_empty() {
         let mut state = base();
         state.pods[1].interfaces[0].host_interface = String::new();

@@ -576,6 +576,35 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_icmp_message_has_ports_only_if_it_is_an_echo() {
+        // An error quoting an error (type 3, bytes 4..6 not zero): no identifier, ports 0/0.
+        let unreachable = icmp::Repr::Other {
+            msg_type: ICMP_DEST_UNREACHABLE,
+            code: 1,
+            rest_of_header: [0x12, 0x34, 0x56, 0x78],
+            data: &[0; 8],
+        };
+        let quoted = FrameBuilder::icmp([2; 6], [4; 6], A, B, unreachable);
+        let error = error_quoting(&quoted[14..14 + 28], ICMP_TIME_EXCEEDED);
+        let expected = CtKey::of_packet(3, IPPROTO_ICMP, (A, 0), (B, 0)).0;
+        assert_eq!(quoted_key(3, &message(&error), A), Some(expected));
+        // An echo reply is an echo too.
+        let pong = FrameBuilder::icmp_echo_reply([2; 6], [4; 6], A, B, 78, 1);
+        let error = error_quoting(&pong[14..14 + 28], ICMP_DEST_UNREACHABLE);
+        let expected = CtKey::of_packet(3, IPPROTO_ICMP, (A, 78), (B, 78)).0;
+        assert_eq!(quoted_key(3, &message(&error), A), Some(expected));
+    }
+
+    #[test]
+    fn quotes_of_every_length_below_header_and_8_bytes_relate_to_nothing() {
+        let udp = FrameBuilder::udp([2; 6], [4; 6], A, B, 40000, 53, b"query");
+        for len in 0..28 {
+            let error = error_quoting(&udp[14..14 + len], ICMP_DEST_UNREACHABLE);
+            assert_eq!(quoted_key(3, &message(&error), A), None, "{len} bytes");
+        }
+    }
+
+    #[test]
     fn short_or_odd_quotes_relate_to_nothing() {
         let udp = FrameBuilder::udp([2; 6], [4; 6], A, B, 40000, 53, b"query");
         let short = error_quoting(&udp[14..14 + 27], ICMP_DEST_UNREACHABLE);
@@ -610,7 +639,9 @@ mod tests {
         };
         let key = |port| CtKey::of_packet(1, IPPROTO_UDP, (A, port), (B, 53)).0;
         let mut table = Table::default();
+        assert!(table.is_empty());
         assert!(table.insert(key(1), entry(0), 2));
+        assert!(!table.is_empty());
         assert!(table.insert(key(2), entry(0), 2));
         assert!(!table.insert(key(3), entry(0), 2));
         assert!(table.insert(key(2), entry(5 * NS_PER_SEC), 2), "in place");
