@@ -380,7 +380,7 @@ mod tests {
         for (pairs, at_24, at_16) in rows {
             let port = port(pairs);
             assert_eq!(port.mac_owning(in_24), mac(at_24), "{port:?}");
-            let expected_16 = (at_16 != 0).then(|| MacAddr([2, 0, 0, 0, 0, at_16]));
+            let expected_16 = (at_16 != 0).then_some(MacAddr([2, 0, 0, 0, 0, at_16]));
             assert_eq!(port.mac_owning(in_16_only), expected_16, "{port:?}");
             // The interface's own address keeps its own MAC inside the /16.
             assert_eq!(port.mac_owning(port.ip), Some(port.mac));
