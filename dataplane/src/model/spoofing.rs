@@ -4,10 +4,10 @@
 //!
 //! Owns: the ownership rule. An interface owns (address, MAC) when the address is its `ip`
 //! and the MAC its own, or the address is inside an allowed address pair's prefix and the MAC
-//! is that pair's (its own MAC for a pair without one). Where prefixes overlap, *any* owning
-//! entry with the frame's MAC will do, as OpenStack's allowed-address-pairs filter does (one
-//! rule per pair): the interface's own address may also be sent from the MAC of a pair whose
-//! prefix covers it, and one address may be owned with two MACs through two pairs.
+//! is that of the most specific such pair (the first listed among equally specific ones; its
+//! own MAC for a pair without one), as docs/security-groups.md says and
+//! [`LocalPort::mac_owning`] computes: the interface's own address keeps its own MAC inside a
+//! pair's prefix, and one address is owned with one MAC.
 //!
 //! Panic contract: nothing here panics.
 

@@ -337,6 +337,57 @@ mod tests {
     }
 
     #[test]
+    fn the_most_specific_pair_names_the_mac_then_the_first_listed() {
+        let pair = |a, len, mac: Option<u8>| AddressPair {
+            prefix: Ipv4Prefix::new(Ipv4Addr::new(10, 1, a, 0), len),
+            mac: mac.map(|m| MacAddr([2, 0, 0, 0, 0, m])),
+        };
+        let port = |pairs: Vec<AddressPair>| LocalPort {
+            ifindex: 1,
+            vni: 1,
+            ip: Ipv4Addr::new(10, 1, 0, 5),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            mtu: 1450,
+            gateway: Ipv4Addr::new(10, 1, 0, 1),
+            port_security: true,
+            security_groups: vec![],
+            allowed_address_pairs: pairs,
+        };
+        let mac = |m| Some(MacAddr([2, 0, 0, 0, 0, m]));
+        let in_24 = Ipv4Addr::new(10, 1, 9, 7);
+        let in_16_only = Ipv4Addr::new(10, 1, 8, 7);
+        // Rows: pairs in the order listed, and the MAC owning an address in the /24 and one in
+        // the /16 only (0: none).
+        let rows = [
+            (
+                vec![pair(0, 16, Some(0x16)), pair(9, 24, Some(0x24))],
+                0x24,
+                0x16,
+            ),
+            (
+                vec![pair(9, 24, Some(0x24)), pair(0, 16, Some(0x16))],
+                0x24,
+                0x16,
+            ),
+            // Equally specific: the first listed.
+            (
+                vec![pair(9, 24, Some(0xa1)), pair(9, 24, Some(0xa2))],
+                0xa1,
+                0,
+            ),
+            (vec![pair(9, 24, None), pair(0, 16, Some(0x16))], 0x01, 0x16),
+        ];
+        for (pairs, at_24, at_16) in rows {
+            let port = port(pairs);
+            assert_eq!(port.mac_owning(in_24), mac(at_24), "{port:?}");
+            let expected_16 = (at_16 != 0).then_some(MacAddr([2, 0, 0, 0, 0, at_16]));
+            assert_eq!(port.mac_owning(in_16_only), expected_16, "{port:?}");
+            // The interface's own address keeps its own MAC inside the /16.
+            assert_eq!(port.mac_owning(port.ip), Some(port.mac));
+        }
+    }
+
+    #[test]
     fn protocols_and_port_ranges() {
         let dns = Protocol::Udp {
             ports: Some(PortRange::single(53)),
