@@ -29,8 +29,8 @@
 //! the cap raised.
 //!
 //! The client is async (etcd-client on tokio); [`Store`] wraps it in a current-thread runtime
-//! of its own and is blocking, for the CLI and the agent (and writers such as a CNI plugin), which are
-//! synchronous. [`watch`] runs on a thread of its own and hands each state over a channel.
+//! of its own and is blocking, for the CLI and the agent (and writers such as a CNI plugin),
+//! which are synchronous. [`watch`] runs on a thread of its own and hands each state over a channel.
 //!
 //! Nothing here panics on any content of etcd.
 
