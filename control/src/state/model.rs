@@ -5,6 +5,7 @@
 //! Every struct denies unknown fields, so a typo is an error rather than a silently ignored
 //! setting. Cross-references and value ranges are checked by `validate`, not here.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -125,6 +126,13 @@ pub struct Node {
     /// The interface, inside the node, that carries VXLAN traffic.
     pub underlay_interface: String,
     pub underlay_ip: Ipv4Addr,
+    /// Per network (by name): the block of the network's CIDR from which this node's pods get
+    /// their addresses (the CNI plugin `ctpath-cni` hands it to host-local as the node's range).
+    /// Optional; a node without an entry for a network has no pods addressed by the plugin on
+    /// it. Each block lies inside its network, holds neither its gateway nor another node's
+    /// block of the same network.
+    #[serde(default)]
+    pub pod_ranges: BTreeMap<String, Ipv4Net>,
 }
 
 /// A named set of allow rules; an interface with no group listed is not filtered.
