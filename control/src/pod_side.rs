@@ -25,7 +25,7 @@ use std::{ffi::CStr, fs::File, os::fd::AsRawFd};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::links::ip_json;
+use crate::links::{in_netns, ip_json};
 
 /// Legacy ethtool commands (`linux/ethtool.h`), each with a `struct ethtool_value`.
 const ETHTOOL_GTXCSUM: u32 = 0x16;
@@ -135,27 +135,19 @@ pub fn prepare_for_xdp(host_interface: &str) -> Result<PodSide, PodSideError> {
             })?,
         )
     };
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| set_in(namespace.as_ref(), &netns, peer_ifindex))
-            .join()
-            .expect("the pod-side thread does not panic")
-    })
+    match namespace {
+        None => set_in(&netns, peer_ifindex),
+        Some(file) => in_netns(&file, || set_in(&netns, peer_ifindex)).map_err(|source| {
+            PodSideError::Enter {
+                netns: netns.clone(),
+                source,
+            }
+        })?,
+    }
 }
 
-/// In a thread of its own (a thread's network namespace is its own): enters `namespace`,
-/// then sets the features of `ifindex` there.
-fn set_in(namespace: Option<&File>, netns: &str, ifindex: u32) -> Result<PodSide, PodSideError> {
-    if let Some(file) = namespace {
-        // SAFETY: `file` is an open namespace file; setns only changes this thread's network
-        // namespace, and this thread ends after this function.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(PodSideError::Enter {
-                netns: netns.to_owned(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-    }
+/// Sets the features of `ifindex` in the caller's network namespace (`netns` names it).
+fn set_in(netns: &str, ifindex: u32) -> Result<PodSide, PodSideError> {
     let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
     // SAFETY: `name` has the IFNAMSIZ bytes if_indextoname writes at most.
     let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
