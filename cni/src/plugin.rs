@@ -254,8 +254,10 @@ pub fn add(env: &Env, conf: &NetConf, registry: &dyn Registry) -> Result<AddResu
             address: lease.address,
             default_via: (index == 0).then_some(gateway),
         };
+        veth::add_pair(&link, netns_path)?;
+        // Only now: a failed add_pair may have met another pod's veth of the same name.
         undo.veths.push(link.host.clone());
-        veth::create(&link, netns_path, &netns)?;
+        veth::configure(&link, netns_path, &netns)?;
         let host_mac = host_mac(&link.host)?;
         result.interfaces.push(Interface {
             name: link.host.clone(),

@@ -7,7 +7,7 @@
 //! plugin sets none (what XDP planes need at the pod's end is the agent's job,
 //! `ctpath_control::pod_side`).
 //!
-//! Owns: creating ([`create`]), deleting ([`delete`], missing is fine) and reading back
+//! Owns: creating ([`add_pair`], [`configure`]), deleting ([`delete`], missing is fine) and reading back
 //! ([`inspect_host`], [`inspect_pod`]) such a pair, through `ip` (`ctpath_control::links`).
 
 use std::fs::File;
@@ -52,9 +52,10 @@ pub fn open_netns(path: &Path) -> Result<File, VethError> {
     })
 }
 
-/// Creates `link` between the caller's namespace and `netns` (opened from `netns_path`). On an
-/// error the pair may exist: [`delete`] removes it.
-pub fn create(link: &PlaneLink, netns_path: &Path, netns: &File) -> Result<(), VethError> {
+/// Creates the pair of `link` between the caller's namespace and the namespace at
+/// `netns_path`, in one request: afterwards both ends exist, or neither does (a host name that
+/// exists already is an error, and the existing interface is left alone).
+pub fn add_pair(link: &PlaneLink, netns_path: &Path) -> Result<(), VethError> {
     let mtu = link.mtu.to_string();
     let mac = link.mac.to_string();
     let netns_arg = netns_path.to_string_lossy();
@@ -62,7 +63,13 @@ pub fn create(link: &PlaneLink, netns_path: &Path, netns: &File) -> Result<(), V
         "link", "add", &link.host, "mtu", &mtu, "type", "veth", "peer", "name", &link.pod,
         "address", &mac, "mtu", &mtu, "netns", &netns_arg,
     ])
-    .map_err(VethError::Ip)?;
+    .map(drop)
+    .map_err(VethError::Ip)
+}
+
+/// Brings the pair of `link` up and gives the pod's end its address and, on the primary
+/// plane, the default route, from a thread inside `netns` (opened from `netns_path`).
+pub fn configure(link: &PlaneLink, netns_path: &Path, netns: &File) -> Result<(), VethError> {
     ip(&["link", "set", &link.host, "up"]).map_err(VethError::Ip)?;
     let address = link.address.to_string();
     in_netns(netns, || -> Result<(), String> {

@@ -37,11 +37,11 @@ const APPLETS: [&str; 9] = [
 /// How long the daemon may take to answer, and a container's `ctr run` to end once killed.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The CNI set-up a `ctr run --cni` sees: conflists for `/etc/cni/net.d` and plugin binaries
-/// for `/opt/cni/bin`.
+/// The CNI set-up a `ctr run --cni` sees: conflists (file name, text) for `/etc/cni/net.d`
+/// and plugins (name in `/opt/cni/bin`, the binary to copy there).
 pub struct CniSetup {
     pub conflists: Vec<(String, String)>,
-    pub plugins: Vec<PathBuf>,
+    pub plugins: Vec<(String, PathBuf)>,
 }
 
 /// A container started by [`Containerd::run_with_cni`].
@@ -212,9 +212,8 @@ impl Containerd {
         for (name, text) in &cni.conflists {
             std::fs::write(conf.join(name), text).map_err(|source| io_error("conflist", source))?;
         }
-        for plugin in &cni.plugins {
-            let name = plugin.file_name().unwrap_or_default();
-            std::fs::copy(plugin, bin.join(name)).map_err(|source| io_error("plugin", source))?;
+        for (name, binary) in &cni.plugins {
+            std::fs::copy(binary, bin.join(name)).map_err(|source| io_error("plugin", source))?;
         }
         let script = format!(
             "set -e; mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc; \
@@ -253,6 +252,24 @@ impl Containerd {
             ctr,
         });
         Ok(())
+    }
+
+    /// Waits (up to `timeout`) until what container `id` printed contains `text`; whether it
+    /// did.
+    pub fn wait_for_output(&self, id: &str, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.output(id).contains(text) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
+    }
+
+    /// What container `id`'s `ctr run` printed so far.
+    pub fn output(&self, id: &str) -> String {
+        std::fs::read_to_string(self.output_path(id)).unwrap_or_default()
     }
 
     /// Waits until the task of container `id` runs, and returns its pid (in the node's pid
@@ -320,10 +337,6 @@ impl Containerd {
 
     fn output_path(&self, id: &str) -> PathBuf {
         self.dir.path().join(format!("ctr-run-{id}.out"))
-    }
-
-    fn output(&self, id: &str) -> String {
-        std::fs::read_to_string(self.output_path(id)).unwrap_or_default()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
