@@ -2,6 +2,7 @@
 //! eBPF datapath loader, the node agent and the CLI.
 //!
 //! - [`state`]: the cluster state (schema v1): model, parsing, validation.
+//! - [`store`]: the cluster state in etcd: key layout, read-modify-write, watch.
 //! - [`links`]: the node's interfaces (ifindex, MAC, MTU).
 //! - [`compile`]: cluster state to one node's map contents.
 //! - [`policy`]: security groups to identities and policy LPM entries.
@@ -25,3 +26,4 @@ pub mod pod_side;
 pub mod policy;
 pub mod state;
 pub mod status;
+pub mod store;

@@ -14,6 +14,7 @@
 //! - `stale`: namespace naming (`ct{pid}x{n}-{name}`) and the sweep of dead runs' namespaces.
 //! - `error`: [`TestbedError`].
 //! - [`traffic`]: ping, UDP and TCP echo exchanges between pods.
+//! - [`etcd`]: a real etcd server per test, on loopback or in a namespace.
 //! - [`cluster`]: a ctpath cluster built from a cluster state, with real agents per node.
 //! - [`containerd`]: a containerd of the test's own in a node, a busybox image, `ctr run --cni`.
 //! - [`fixture`]: table-driven XDP fixtures run through `BPF_PROG_TEST_RUN`, reused by the bench.
@@ -54,6 +55,7 @@
 pub mod cluster;
 pub mod containerd;
 mod error;
+pub mod etcd;
 pub mod fixture;
 pub mod model_of;
 mod netns;

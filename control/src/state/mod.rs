@@ -8,7 +8,7 @@
 //! rule. Errors name the YAML path of the offending value, e.g.
 //! `pods[3].interfaces[0].ip: 10.9.0.5 is outside network std (10.244.0.0/16)`.
 //!
-//! Loading never panics, whatever the input. The schema is IPv4-only for now.
+//! Loading never panics, whatever the input; `ClusterState::to_yaml` writes a state back. The schema is IPv4-only for now.
 
 #![deny(unsafe_code)]
 
@@ -97,12 +97,17 @@ impl ClusterState {
     /// Checks every semantic rule; `Err(StateError::Invalid)` lists all that are broken, in
     /// document order. The loaders call this; a state built another way should too.
     pub fn validate(&self) -> Result<(), StateError> {
-        let violations = validate::violations(self);
+        let violations = self.violations();
         if violations.is_empty() {
             Ok(())
         } else {
             Err(StateError::Invalid(violations))
         }
+    }
+
+    /// Every broken semantic rule, in document order (none: the state is valid).
+    pub fn violations(&self) -> Vec<Violation> {
+        validate::violations(self)
     }
 
     /// The network plane called `name`.
@@ -131,6 +136,11 @@ impl ClusterState {
             .flat_map(|pod| pod.interfaces.iter().map(move |interface| (pod, interface)))
     }
 
+    /// The state as a YAML document of schema version 1, which loads back as the same state.
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(self).expect("a cluster state is plain data and always serializes")
+    }
+
     /// The number of pod interfaces in the cluster.
     pub fn interface_count(&self) -> usize {
         self.pods.iter().map(|pod| pod.interfaces.len()).sum()
@@ -152,7 +162,7 @@ fn parse(yaml: &str) -> Result<ClusterState, StateError> {
 
 /// The path as `pods[0].interfaces[1].ip`, cut before a segment `serde_path_to_error` could not
 /// name (its `?`, e.g. a key cut short by a syntax error); `.` for the document itself.
-fn yaml_path(path: &serde_path_to_error::Path) -> String {
+pub(crate) fn yaml_path(path: &serde_path_to_error::Path) -> String {
     let mut text = String::new();
     for segment in path {
         match segment {

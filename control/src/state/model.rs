@@ -3,18 +3,21 @@
 //!
 //! Owns: the shape of the document (which fields exist, which are optional and their defaults).
 //! Every struct denies unknown fields, so a typo is an error rather than a silently ignored
-//! setting. Cross-references and value ranges are checked by `validate`, not here.
+//! setting. `Serialize` writes the same shape back (absent optional fields left out), for
+//! `ctpath state get` and the values stored in etcd (`crate::store`). Cross-references and value ranges are checked by `validate`, not here.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::values::{deserialize_address_or_cidr, MacAddr, PortRange, SchemaVersion};
+use super::values::{
+    deserialize_address_or_cidr, serialize_address_or_cidr, MacAddr, PortRange, SchemaVersion,
+};
 
 /// The whole cluster as the agent on every node sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterState {
     pub version: SchemaVersion,
@@ -28,7 +31,7 @@ pub struct ClusterState {
 }
 
 /// The optional `conntrack:` section. Timeouts are idle times in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConntrackSettings {
     /// Connections tracked at once per node; new ones beyond are dropped (`conntrack_full`).
@@ -71,7 +74,7 @@ impl ConntrackSettings {
 }
 
 /// A network plane: one VXLAN segment with its own address space, isolated from the others.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     pub name: String,
@@ -81,7 +84,7 @@ pub struct Network {
     /// Answered by ARP on every node; pods may route through it.
     pub gateway: Ipv4Addr,
     /// Pod-side MTU; absent means the agent derives it (underlay MTU minus 50).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
     /// Forwarded by the AF_XDP forwarder instead of the XDP programs alone. Implies
     /// `datapath: xdp` (the forwarder's sockets are fed by XDP at the pod's veth).
@@ -91,12 +94,12 @@ pub struct Network {
     /// packets stay whole) or `xdp`. Absent: `tc`, or `xdp` with `fast_path: true`; giving
     /// `tc` together with `fast_path: true` is an error. Read it through
     /// [`Network::datapath`].
-    #[serde(default, rename = "datapath")]
+    #[serde(default, rename = "datapath", skip_serializing_if = "Option::is_none")]
     pub datapath_given: Option<Datapath>,
 }
 
 /// Which program carries a plane at its pods' veths (`networks[].datapath`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Datapath {
     /// `from_pod_tc`, a tcx ingress program; on the underlay XDP hands the plane's VXLAN to
@@ -119,7 +122,7 @@ impl Network {
 }
 
 /// A Kubernetes node running the ctpath agent; its underlay address is its VTEP.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
     pub name: String,
@@ -136,7 +139,7 @@ pub struct Node {
 }
 
 /// A named set of allow rules; an interface with no group listed is not filtered.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityGroup {
     pub name: String,
@@ -144,24 +147,24 @@ pub struct SecurityGroup {
 }
 
 /// One allow rule of a security group.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub direction: Direction,
     pub protocol: Protocol,
     /// tcp and udp only; absent means all ports.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<PortRange>,
     /// The peer is any interface in this group. At most one of `remote_group` and `remote_cidr`;
     /// neither means anywhere.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_group: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_cidr: Option<Ipv4Net>,
 }
 
 /// Traffic direction, seen from the pod.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Ingress,
@@ -169,7 +172,7 @@ pub enum Direction {
 }
 
 /// The IP protocol a rule matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -191,7 +194,7 @@ impl Protocol {
 }
 
 /// A pod and its interfaces, one per network plane it is attached to.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pod {
     pub name: String,
@@ -207,7 +210,7 @@ fn default_namespace() -> String {
 }
 
 /// One interface of a pod: a veth pair whose host side is `host_interface` on the pod's node.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodInterface {
     pub network: String,
@@ -228,14 +231,17 @@ fn port_security_default() -> bool {
 }
 
 /// An extra source the pod may use besides its own IP and MAC (a VIP, a VRRP address).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddressPair {
     /// Written as an address (`10.244.1.100`, a /32) or a CIDR. Any prefix is accepted, inside
     /// the interface's network or not, as OpenStack does.
-    #[serde(deserialize_with = "deserialize_address_or_cidr")]
+    #[serde(
+        deserialize_with = "deserialize_address_or_cidr",
+        serialize_with = "serialize_address_or_cidr"
+    )]
     pub ip: Ipv4Net,
     /// Absent means the interface's own MAC.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
 }

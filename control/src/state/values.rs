@@ -2,7 +2,7 @@
 //! port ranges, the schema version and the "address or CIDR" of an allowed address pair.
 //!
 //! Owns: parsing these values from text (`FromStr`, used by `Deserialize`) and printing them back
-//! (`Display`). A `PortRange` is valid by construction (`1 <= first <= last`); a `MacAddr` is any
+//! (`Display`, used by `Serialize`). A `PortRange` is valid by construction (`1 <= first <= last`); a `MacAddr` is any
 //! six octets: whether it may be used on a pod is a semantic question answered by `validate`.
 //! Nothing here panics on any input.
 
@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use ipnet::Ipv4Net;
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use thiserror::Error;
 
 /// A value of the schema that does not parse.
@@ -102,6 +102,12 @@ impl<'de> Deserialize<'de> for MacAddr {
             }
         }
         deserializer.deserialize_str(MacVisitor)
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -197,6 +203,13 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+/// Written in the contract's quoted form (`"2152"`, `"1000-2000"`).
+impl Serialize for PortRange {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The version of the cluster-state schema. Only version 1 exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaVersion {
@@ -219,6 +232,27 @@ impl<'de> Deserialize<'de> for SchemaVersion {
             }
         }
         deserializer.deserialize_u64(VersionVisitor)
+    }
+}
+
+impl Serialize for SchemaVersion {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SchemaVersion::V1 => serializer.serialize_u64(1),
+        }
+    }
+}
+
+/// Writes an allowed-address-pair `ip` as it is read: a /32 as a plain address, anything else
+/// as a CIDR.
+pub(super) fn serialize_address_or_cidr<S: Serializer>(
+    net: &Ipv4Net,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    if net.prefix_len() == 32 {
+        serializer.collect_str(&net.addr())
+    } else {
+        serializer.collect_str(net)
     }
 }
 
