@@ -9,7 +9,8 @@
 //!
 //! Owns: the range handed to the plugin ([`node_range`]: the node's `pod_ranges` block of the
 //! network, less the network's own network and broadcast addresses, inside the network's CIDR
-//! so that the address carries the plane's prefix), running it for ADD, DEL and CHECK, and
+//! so that the address carries the plane's prefix), running it for ADD, DEL and CHECK (each
+//! with the same configuration: host-local checks the range on DEL and CHECK too), and
 //! reading its result or error. Each plane is its own IPAM network (`name` above): host-local
 //! keeps its leases per name, so planes with overlapping CIDRs do not share leases. Its
 //! `CNI_IFNAME` is the runtime's for every plane (leases are per container id and name), and its
@@ -26,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-use crate::config::CNI_VERSION;
+use crate::config::{NetConf, PlaneConf, CNI_VERSION};
 use crate::env::Env;
 
 #[derive(Debug, Error)]
@@ -88,14 +89,46 @@ pub fn node_range(network: &Network, block: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
     (start, end)
 }
 
-/// One plane's delegated IPAM.
+/// One plane's delegated IPAM on this node: the plugin and its whole configuration, the same
+/// for ADD, DEL and CHECK (host-local checks the range on each).
 pub struct Ipam<'a> {
-    pub env: &'a Env,
+    env: &'a Env,
     /// The plane's IPAM network name: `<conflist name>-<plane>`.
     pub name: String,
-    /// The plane's `ipam` keys from the conflist.
-    pub ipam: &'a Map<String, Value>,
-    pub plugin: &'a str,
+    plane: String,
+    plugin: &'a str,
+    /// The plane's `ipam` keys from the conflist, with the node's range.
+    ipam: Map<String, Value>,
+}
+
+impl<'a> Ipam<'a> {
+    /// The IPAM of `plane` (`network` in the state) for a node whose block of it is `block`.
+    pub fn new(
+        env: &'a Env,
+        conf: &'a NetConf,
+        plane: &'a PlaneConf,
+        network: &Network,
+        block: Ipv4Net,
+    ) -> Ipam<'a> {
+        let (start, end) = node_range(network, block);
+        let mut ipam = plane.ipam.clone();
+        ipam.insert(
+            "ranges".to_owned(),
+            json!([[{
+                "subnet": network.cidr.trunc().to_string(),
+                "rangeStart": start.to_string(),
+                "rangeEnd": end.to_string(),
+                "gateway": network.gateway.to_string(),
+            }]]),
+        );
+        Ipam {
+            env,
+            name: format!("{}-{}", conf.name, network.name),
+            plane: network.name.clone(),
+            plugin: plane.ipam_type(),
+            ipam,
+        }
+    }
 }
 
 /// What ADD got for the plane.
@@ -127,20 +160,9 @@ struct ErrorObject {
 }
 
 impl Ipam<'_> {
-    /// Allocates one address of `network` from `block` (the node's range).
-    pub fn add(&self, plane: &str, network: &Network, block: Ipv4Net) -> Result<Lease, IpamError> {
-        let (start, end) = node_range(network, block);
-        let mut ipam = self.ipam.clone();
-        ipam.insert(
-            "ranges".to_owned(),
-            json!([[{
-                "subnet": network.cidr.trunc().to_string(),
-                "rangeStart": start.to_string(),
-                "rangeEnd": end.to_string(),
-                "gateway": network.gateway.to_string(),
-            }]]),
-        );
-        let output = self.run("ADD", self.config(ipam, None))?;
+    /// Allocates one address on the plane from the node's block.
+    pub fn add(&self) -> Result<Lease, IpamError> {
+        let output = self.run("ADD", self.config(None))?;
         let result: IpamResult =
             serde_json::from_str(&output).map_err(|error| self.bad_output("ADD", error))?;
         let addresses: Vec<Ipv4Net> = result
@@ -155,7 +177,7 @@ impl Ipam<'_> {
             [address] => Ok(Lease { address }),
             _ => Err(IpamError::AddressCount {
                 plugin: self.plugin.to_owned(),
-                plane: plane.to_owned(),
+                plane: self.plane.clone(),
                 count: addresses.len(),
             }),
         }
@@ -163,8 +185,7 @@ impl Ipam<'_> {
 
     /// Releases whatever the container holds on the plane (nothing held is fine).
     pub fn del(&self) -> Result<(), IpamError> {
-        self.run("DEL", self.config(self.ipam.clone(), None))
-            .map(drop)
+        self.run("DEL", self.config(None)).map(drop)
     }
 
     /// Asks the plugin whether the container still holds `address` on the plane.
@@ -173,15 +194,14 @@ impl Ipam<'_> {
             "cniVersion": CNI_VERSION,
             "ips": [{ "address": address.to_string() }],
         });
-        self.run("CHECK", self.config(self.ipam.clone(), Some(prev)))
-            .map(drop)
+        self.run("CHECK", self.config(Some(prev))).map(drop)
     }
 
-    fn config(&self, ipam: Map<String, Value>, prev_result: Option<Value>) -> Value {
+    fn config(&self, prev_result: Option<Value>) -> Value {
         let mut config = json!({
             "cniVersion": CNI_VERSION,
             "name": self.name,
-            "ipam": ipam,
+            "ipam": self.ipam,
         });
         if let Some(prev) = prev_result {
             config["prevResult"] = prev;

@@ -11,7 +11,7 @@
 //! - [`names`]: host veth names, in-pod names, MACs and the pod's identity, all derived.
 //! - [`ipam`]: running the delegated IPAM plugin (host-local) as a runtime does.
 //! - [`veth`]: creating, deleting and reading back one plane's veth pair.
-//! - [`registry`]: the cluster-state store seam (etcd).
+//! - [`registry`]: the pod's registration in the cluster state in etcd.
 //! - [`plugin`]: ADD, DEL and CHECK, with the undo of a failed ADD.
 //! - [`result`]: the JSON printed: results, VERSION, error objects and their codes.
 //!
@@ -27,41 +27,37 @@ pub mod registry;
 pub mod result;
 pub mod veth;
 
-use config::{EtcdConf, NetConf};
+use config::NetConf;
 use env::{Command, Env};
 use plugin::PluginError;
-use registry::{Registry, RegistryError};
+use registry::Registry;
 use result::VersionResult;
-
-/// Opens the store a configuration names.
-pub type Connect<'a> = &'a dyn Fn(&EtcdConf) -> Result<Box<dyn Registry>, RegistryError>;
 
 /// Runs one invocation: the environment through `var`, the configuration in `stdin`. Returns
 /// what to print on stdout on success (nothing for DEL and CHECK).
 pub fn run(
     var: impl Fn(&str) -> Option<String>,
     stdin: &[u8],
-    connect: Connect<'_>,
 ) -> Result<Option<String>, PluginError> {
     let env = Env::read(var)?;
-    let open = || -> Result<(NetConf, Box<dyn Registry>), PluginError> {
+    let open = || -> Result<(NetConf, Registry), PluginError> {
         let conf = NetConf::parse(stdin)?;
-        let registry = connect(&conf.etcd)?;
+        let registry = Registry::connect(&conf.etcd)?;
         Ok((conf, registry))
     };
     match env.command {
         Command::Version => Ok(Some(json(&VersionResult::this_plugin()))),
         Command::Add => {
-            let (conf, registry) = open()?;
-            plugin::add(&env, &conf, registry.as_ref()).map(|result| Some(json(&result)))
+            let (conf, mut registry) = open()?;
+            plugin::add(&env, &conf, &mut registry).map(|result| Some(json(&result)))
         }
         Command::Del => {
-            let (conf, registry) = open()?;
-            plugin::del(&env, &conf, registry.as_ref()).map(|()| None)
+            let (conf, mut registry) = open()?;
+            plugin::del(&env, &conf, &mut registry).map(|()| None)
         }
         Command::Check => {
-            let (conf, registry) = open()?;
-            plugin::check(&env, &conf, registry.as_ref()).map(|()| None)
+            let (conf, mut registry) = open()?;
+            plugin::check(&env, &conf, &mut registry).map(|()| None)
         }
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut stdin = Vec::new();
     let outcome = match std::io::stdin().read_to_end(&mut stdin) {
-        Ok(_) => ctpath_cni::run(|name| std::env::var(name).ok(), &stdin, &connect),
+        Ok(_) => ctpath_cni::run(|name| std::env::var(name).ok(), &stdin),
         Err(error) => {
             Err(ctpath_cni::config::ConfigError::Decode(format!("reading stdin: {error}")).into())
         }
@@ -27,14 +27,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Until the etcd store is merged: no store.
-fn connect(
-    conf: &ctpath_cni::config::EtcdConf,
-) -> Result<Box<dyn ctpath_cni::registry::Registry>, ctpath_cni::registry::RegistryError> {
-    Err(ctpath_cni::registry::RegistryError::Unavailable(format!(
-        "no store client for {:?} yet",
-        conf.endpoints
-    )))
 }

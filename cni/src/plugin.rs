@@ -1,4 +1,4 @@
-//! The commands: ADD, DEL and CHECK over the [`Registry`], with the names of `names`, the
+//! The commands: ADD, DEL and CHECK against the [`Registry`], with the names of `names`, the
 //! delegated IPAM of `ipam` and the veths of `veth`.
 //!
 //! Owns: what each command does, in which order, and what is undone when ADD fails part way.
@@ -12,11 +12,12 @@
 //!   its interfaces. Whatever fails, what was done is undone in reverse ([`Undo`]): veths
 //!   deleted, leases released. Nothing is registered unless everything else is in place.
 //! - **DEL**: for every plane of the conflist deletes the host veth (missing is fine: a gone
-//!   namespace took it along), releases the plane's lease (host-local: nothing held is fine),
-//!   then unregisters the pod if its registered interfaces are this container's (their host
-//!   names derive from the container id), so a DEL of an older sandbox never removes a newer
-//!   one. Local cleanup happens even when the store is down; the error (try again later) then
-//!   makes the runtime repeat DEL.
+//!   namespace took it along); then, with the state read, releases the plane's lease
+//!   (host-local: nothing held is fine; it needs the plane's range, so a plane whose network or
+//!   block has left the state is skipped with a message) and unregisters the pod if its
+//!   registered interfaces are this container's (their host names derive from the container
+//!   id), so a DEL of an older sandbox never removes a newer one. The veths go even when the
+//!   store is down; the error (try again later) then makes the runtime repeat DEL.
 //! - **CHECK**: the registered pod's interfaces against the system (host veth up with the
 //!   plane's MTU, the pod's end up with its MAC, MTU and address, the primary's default
 //!   route), against `prevResult`, and each lease against IPAM.
@@ -79,13 +80,17 @@ impl PluginError {
             PluginError::Registry(RegistryError::Refused { .. }) | PluginError::Refused(_) => {
                 Code::Refused as u32
             }
+            PluginError::Registry(RegistryError::Unusable(_)) => Code::StoreUnusable as u32,
             PluginError::Check(_) => Code::CheckFailed as u32,
         };
-        let details = match self {
-            PluginError::Registry(RegistryError::Refused { violations, .. }) => violations.clone(),
-            _ => String::new(),
-        };
-        ErrorObject::new(code, self.to_string(), details)
+        // The causes (the store's own message: which rules the pod breaks, why etcd failed).
+        let mut details = Vec::new();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            details.push(cause.to_string());
+            source = cause.source();
+        }
+        ErrorObject::new(code, self.to_string(), details.join(": "))
     }
 }
 
@@ -93,20 +98,39 @@ impl PluginError {
 struct Plane<'a> {
     name: &'a str,
     network: &'a Network,
-    block: Ipv4Net,
     security_groups: Vec<String>,
     ipam: Ipam<'a>,
 }
 
-/// The IPAM of `plane` as the conflist configures it (`None`: not a plane of this node).
-fn ipam_of<'a>(env: &'a Env, conf: &'a NetConf, plane: &str) -> Option<Ipam<'a>> {
-    let plane_conf = conf.plane(plane)?;
-    Some(Ipam {
-        env,
-        name: format!("{}-{plane}", conf.name),
-        ipam: &plane_conf.ipam,
-        plugin: plane_conf.ipam_type(),
-    })
+/// The IPAM of `plane` on this node: the conflist must serve the plane, the state know its
+/// network and give the node a block of it.
+fn ipam_of<'a>(
+    env: &'a Env,
+    conf: &'a NetConf,
+    state: &'a ClusterState,
+    plane: &str,
+) -> Result<Ipam<'a>, PluginError> {
+    let refused = |message: String| PluginError::Refused(message);
+    let plane_conf = conf.plane(plane).ok_or_else(|| {
+        refused(format!(
+            "plane {plane} is not served on node {} (its conflist has: {})",
+            conf.node,
+            conf.planes.keys().cloned().collect::<Vec<_>>().join(",")
+        ))
+    })?;
+    let network = state
+        .network(plane)
+        .ok_or_else(|| refused(format!("no network {plane} in the cluster state")))?;
+    let node = state
+        .node(&conf.node)
+        .ok_or_else(|| refused(format!("node {} is not in the cluster state", conf.node)))?;
+    let block = *node.pod_ranges.get(plane).ok_or_else(|| {
+        refused(format!(
+            "node {} has no pod_ranges entry for network {plane}",
+            node.name
+        ))
+    })?;
+    Ok(Ipam::new(env, conf, plane_conf, network, block))
 }
 
 /// The MTU of `network`'s interfaces on `node`'s pods.
@@ -137,10 +161,6 @@ fn resolve<'a>(
     conf: &'a NetConf,
     state: &'a ClusterState,
 ) -> Result<Vec<Plane<'a>>, PluginError> {
-    let refused = |message: String| PluginError::Refused(message);
-    let node = state
-        .node(&conf.node)
-        .ok_or_else(|| refused(format!("node {} is not in the cluster state", conf.node)))?;
     let wanted = env.args.planes.as_ref().unwrap_or(&conf.default_planes);
     if let Some(plane) = env
         .args
@@ -148,7 +168,7 @@ fn resolve<'a>(
         .keys()
         .find(|plane| !wanted.contains(plane))
     {
-        return Err(refused(format!(
+        return Err(PluginError::Refused(format!(
             "CTPATH_SG_{plane} names a plane the pod does not get (planes: {})",
             wanted.join(",")
         )));
@@ -156,21 +176,9 @@ fn resolve<'a>(
     wanted
         .iter()
         .map(|name| {
-            let ipam = ipam_of(env, conf, name).ok_or_else(|| {
-                refused(format!(
-                    "plane {name} is not served on node {} (its conflist has: {})",
-                    conf.node,
-                    conf.planes.keys().cloned().collect::<Vec<_>>().join(",")
-                ))
-            })?;
-            let network = state
-                .network(name)
-                .ok_or_else(|| refused(format!("no network {name} in the cluster state")))?;
-            let block = *node.pod_ranges.get(name).ok_or_else(|| {
-                refused(format!(
-                    "node {} has no pod_ranges entry for network {name}",
-                    node.name
-                ))
+            let ipam = ipam_of(env, conf, state, name)?;
+            let network = state.network(name).ok_or_else(|| {
+                PluginError::Refused(format!("no network {name} in the cluster state"))
             })?;
             let security_groups = env
                 .args
@@ -182,7 +190,6 @@ fn resolve<'a>(
             Ok(Plane {
                 name,
                 network,
-                block,
                 security_groups,
                 ipam,
             })
@@ -222,7 +229,7 @@ impl Drop for Undo<'_> {
 }
 
 /// ADD (see the module docs).
-pub fn add(env: &Env, conf: &NetConf, registry: &dyn Registry) -> Result<AddResult, PluginError> {
+pub fn add(env: &Env, conf: &NetConf, registry: &mut Registry) -> Result<AddResult, PluginError> {
     let state = registry.state()?;
     let planes = resolve(env, conf, &state)?;
     let pod_names = names::pod_interfaces(&env.ifname, planes.len())?;
@@ -244,7 +251,7 @@ pub fn add(env: &Env, conf: &NetConf, registry: &dyn Registry) -> Result<AddResu
     for (index, (plane, pod_ifname)) in planes.iter().zip(&pod_names).enumerate() {
         let mtu = mtu_on(&state, &conf.node, plane.network)?;
         undo.leases.push(&plane.ipam);
-        let lease = plane.ipam.add(plane.name, plane.network, plane.block)?;
+        let lease = plane.ipam.add()?;
         let gateway = plane.network.gateway;
         let link = PlaneLink {
             host: names::host_interface(&env.container_id, plane.name),
@@ -323,11 +330,17 @@ fn made_by(pod: &Pod, container_id: &str) -> bool {
 }
 
 /// DEL (see the module docs).
-pub fn del(env: &Env, conf: &NetConf, registry: &dyn Registry) -> Result<(), PluginError> {
+pub fn del(env: &Env, conf: &NetConf, registry: &mut Registry) -> Result<(), PluginError> {
     for plane in conf.planes.keys() {
         veth::delete(&names::host_interface(&env.container_id, plane))?;
-        if let Some(ipam) = ipam_of(env, conf, plane) {
-            ipam.del()?;
+    }
+    let state = registry.state()?;
+    for plane in conf.planes.keys() {
+        match ipam_of(env, conf, &state, plane) {
+            Ok(ipam) => ipam.del()?,
+            // The plane or the node's block is gone from the state: host-local cannot be
+            // asked without the range.
+            Err(error) => eprintln!("ctpath-cni: DEL: no lease to release on {plane}: {error}"),
         }
     }
     let (namespace, name) = names::pod_identity(&env.args, &env.container_id);
@@ -336,7 +349,7 @@ pub fn del(env: &Env, conf: &NetConf, registry: &dyn Registry) -> Result<(), Plu
 }
 
 /// CHECK (see the module docs).
-pub fn check(env: &Env, conf: &NetConf, registry: &dyn Registry) -> Result<(), PluginError> {
+pub fn check(env: &Env, conf: &NetConf, registry: &mut Registry) -> Result<(), PluginError> {
     let prev: AddResult = conf
         .prev_result
         .clone()
@@ -405,9 +418,7 @@ pub fn check(env: &Env, conf: &NetConf, registry: &dyn Registry) -> Result<(), P
         if !prev.ips.iter().any(|ip| ip.address == address) {
             return fail(format!("prevResult does not list {address}"));
         }
-        if let Some(ipam) = ipam_of(env, conf, &interface.network) {
-            ipam.check(address)?;
-        }
+        ipam_of(env, conf, &state, &interface.network)?.check(address)?;
     }
     Ok(())
 }

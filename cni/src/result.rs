@@ -31,6 +31,8 @@ pub enum Code {
     Refused = 102,
     /// CHECK found the pod not as ADD left it.
     CheckFailed = 103,
+    /// What the store holds is not a valid cluster state.
+    StoreUnusable = 104,
 }
 
 /// The error object.

@@ -134,7 +134,7 @@ pub struct Node {
     /// Optional; a node without an entry for a network has no pods addressed by the plugin on
     /// it. Each block lies inside its network, holds neither its gateway nor another node's
     /// block of the same network.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_ranges: BTreeMap<String, Ipv4Net>,
 }
 
