@@ -59,7 +59,7 @@ pub fn cleanup(pin_dir: &Path, run_dir: &Path) -> Result<Cleaned, CleanupError> 
     if pin_dir.exists() {
         for (vtep, device) in pinned_neighbours(pin_dir) {
             match ip(&["neigh", "del", &vtep.to_string(), "dev", &device]) {
-                Ok(()) => cleaned.neighbours += 1,
+                Ok(_) => cleaned.neighbours += 1,
                 Err(message) => {
                     tracing::debug!(%vtep, device, message, "neighbour entry not deleted")
                 }

@@ -119,7 +119,7 @@ pub fn assign_xsk_slots(
 }
 
 /// The plane MTU: as configured, or the underlay's less the VXLAN overhead.
-fn plane_mtu(network: &state::Network, underlay_mtu: u32) -> u16 {
+pub fn plane_mtu(network: &state::Network, underlay_mtu: u32) -> u16 {
     network
         .mtu
         .unwrap_or_else(|| (underlay_mtu - VXLAN_ENCAP_LEN as u32).min(u16::MAX as u32) as u16)

@@ -1,9 +1,11 @@
 //! Facts about this node's network interfaces that the datapath needs (ifindex, MAC, MTU), read
 //! through `ioctl` on a socket: that answers for the caller's network namespace, whatever
 //! `/sys` shows, so the agent works under `ip netns exec`, `nsenter` or a plain `setns`. What
-//! only `ip` reports (routes, neighbours, veth peers, namespace ids) is read with [`ip_json`].
+//! only `ip` reports (routes, neighbours, veth peers, namespace ids) is read with [`ip_json`],
+//! changes are made with [`ip`], and [`in_netns`] runs code (and the `ip` it starts) inside
+//! another network namespace.
 
-use std::{ffi::CString, io, os::fd::AsRawFd, os::fd::FromRawFd, os::fd::OwnedFd};
+use std::{ffi::CString, fs::File, io, os::fd::AsRawFd, os::fd::FromRawFd, os::fd::OwnedFd};
 
 use thiserror::Error;
 
@@ -103,42 +105,29 @@ impl Links for KernelLinks {
     }
 }
 
-/// Runs `ip -j ARGS` and parses its JSON output (no output at all, as `ip -j netns list-id`
-/// prints when there is nothing to list, reads as an empty list).
-pub fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Result<T, String> {
+/// Runs `ip ARGS` and returns its stdout; a failure names the command and its stderr.
+pub fn ip(args: &[&str]) -> Result<String, String> {
     let output = std::process::Command::new("ip")
-        .arg("-j")
         .args(args)
         .output()
         .map_err(|error| format!("running ip: {error}"))?;
     if !output.status.success() {
         return Err(format!(
-            "ip -j {}: {}",
+            "ip {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let text = if text.trim().is_empty() { "[]" } else { &text };
-    serde_json::from_str(text).map_err(|error| format!("ip -j {}: {error}", args.join(" ")))
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Runs `ip ARGS` in the caller's namespace; the error says which command failed and what
-/// `ip` printed.
-pub fn ip(args: &[&str]) -> Result<(), String> {
-    let output = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|error| format!("running ip: {error}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+/// Runs `ip -j ARGS` and parses its JSON output (no output at all, as `ip -j netns list-id`
+/// prints when there is nothing to list, reads as an empty list).
+pub fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Result<T, String> {
+    let json_args: Vec<&str> = std::iter::once("-j").chain(args.iter().copied()).collect();
+    let text = ip(&json_args)?;
+    let text = if text.trim().is_empty() { "[]" } else { &text };
+    serde_json::from_str(text).map_err(|error| format!("ip -j {}: {error}", args.join(" ")))
 }
 
 /// The name of interface `ifindex` in the calling thread's network namespace.
@@ -152,6 +141,26 @@ pub fn interface_name(ifindex: u32) -> io::Result<String> {
     // SAFETY: if_indextoname succeeded, so `name` holds a NUL-terminated name.
     let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
     Ok(name.to_string_lossy().into_owned())
+}
+
+/// Runs `f` on a thread of its own that has entered the network namespace `netns` (an open
+/// `/run/netns/NAME` or `/proc/PID/ns/net`): what `f` opens, and the processes it starts, live
+/// in that namespace. The caller's thread stays where it is. A panic of `f` is re-raised here.
+pub fn in_netns<T: Send>(netns: &File, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(|| {
+            // SAFETY: `netns` is an open namespace file that outlives the call; setns changes
+            // only this thread's network namespace, and the thread ends after `f`.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(f())
+        });
+        match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 #[cfg(test)]

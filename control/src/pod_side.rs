@@ -30,7 +30,7 @@ use std::{fs::File, os::fd::AsRawFd};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::links::{interface_name, ip_json};
+use crate::links::{in_netns, interface_name, ip_json};
 
 /// Legacy ethtool commands (`linux/ethtool.h`), each with a `struct ethtool_value`.
 const ETHTOOL_GTXCSUM: u32 = 0x16;
@@ -156,32 +156,20 @@ pub fn prepare(host_interface: &str, hook: HostHook) -> Result<PodSide, PodSideE
             })?,
         )
     };
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| set_in(namespace.as_ref(), &netns, peer_ifindex, hook))
-            .join()
-            .expect("the pod-side thread does not panic")
-    })
+    match namespace {
+        None => set_in(&netns, peer_ifindex, hook),
+        Some(file) => in_netns(&file, || set_in(&netns, peer_ifindex, hook)).map_err(|source| {
+            PodSideError::Enter {
+                netns: netns.clone(),
+                source,
+            }
+        })?,
+    }
 }
 
-/// In a thread of its own (a thread's network namespace is its own): enters `namespace`,
-/// then sets the features `hook` needs of `ifindex` there.
-fn set_in(
-    namespace: Option<&File>,
-    netns: &str,
-    ifindex: u32,
-    hook: HostHook,
-) -> Result<PodSide, PodSideError> {
-    if let Some(file) = namespace {
-        // SAFETY: `file` is an open namespace file; setns only changes this thread's network
-        // namespace, and this thread ends after this function.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(PodSideError::Enter {
-                netns: netns.to_owned(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-    }
+/// Sets the features `hook` needs of `ifindex` in the caller's network namespace (`netns`
+/// names it).
+fn set_in(netns: &str, ifindex: u32, hook: HostHook) -> Result<PodSide, PodSideError> {
     let ethtool_error = |what, source| PodSideError::Ethtool {
         what,
         interface: format!("ifindex {ifindex}"),

@@ -98,15 +98,21 @@ pub struct Cluster {
 
 /// The `ctpath` binary the agents run.
 pub fn ctpath_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("CTPATH_BIN") {
+    built_binary("ctpath", "CTPATH_BIN")
+}
+
+/// A binary of the workspace built next to the test executable (`target/<profile>/NAME`), or
+/// the one the environment variable `override_var` names.
+pub fn built_binary(name: &str, override_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_var) {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("current_exe");
     // A binary in target/<profile>/ has it beside it; a test in target/<profile>/deps/ one up.
     let beside = exe.parent().expect("executable in a directory");
     let candidates = [
-        beside.join("ctpath"),
-        beside.parent().unwrap_or(beside).join("ctpath"),
+        beside.join(name),
+        beside.parent().unwrap_or(beside).join(name),
     ];
     candidates
         .iter()
@@ -114,7 +120,7 @@ pub fn ctpath_binary() -> PathBuf {
         .cloned()
         .unwrap_or_else(|| {
             panic!(
-                "{} not built: run `cargo build --bins` first (or set CTPATH_BIN)",
+                "{} not built: run `cargo build --bins` first (or set {override_var})",
                 candidates[1].display()
             )
         })

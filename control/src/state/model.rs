@@ -6,6 +6,7 @@
 //! setting. `Serialize` writes the same shape back (absent optional fields left out), for
 //! `ctpath state get` and the values stored in etcd (`crate::store`). Cross-references and value ranges are checked by `validate`, not here.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -128,6 +129,13 @@ pub struct Node {
     /// The interface, inside the node, that carries VXLAN traffic.
     pub underlay_interface: String,
     pub underlay_ip: Ipv4Addr,
+    /// Per network (by name): the block of the network's CIDR from which this node's pods get
+    /// their addresses (the CNI plugin `ctpath-cni` hands it to host-local as the node's range).
+    /// Optional; a node without an entry for a network has no pods addressed by the plugin on
+    /// it. Each block lies inside its network, holds neither its gateway nor another node's
+    /// block of the same network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_ranges: BTreeMap<String, Ipv4Net>,
 }
 
 /// A named set of allow rules; an interface with no group listed is not filtered.

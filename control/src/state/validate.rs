@@ -15,11 +15,18 @@
 //! - Interface names follow the kernel's `dev_valid_name`: 1 to 15 bytes (IFNAMSIZ less the NUL),
 //!   not `.` or `..`, no `/`, `:` or whitespace.
 //! - A network's `cidr` must be written as its network address (`10.244.0.0/16`, not
-//!   `10.244.1.0/16`), so that the written form and the meaning agree.
+//!   `10.244.1.0/16`), so that the written form and the meaning agree; so must a node's
+//!   `pod_ranges` entries.
+//! - `nodes[].pod_ranges` (per network, the node's block for the CNI plugin's host-local): each
+//!   block inside its network's CIDR, not holding the gateway, not overlapping another node's
+//!   block of the same network. Pods listed in the state with addresses are not checked against
+//!   the blocks: addresses given by hand may lie anywhere in the network.
 
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
 
 use super::model::{ClusterState, Datapath, Network, Node, Pod, PodInterface, Protocol};
 use super::values::MacAddr;
@@ -185,6 +192,57 @@ fn check_nodes(state: &ClusterState, report: &mut Report) {
                     node.underlay_ip, state.nodes[first].name
                 ),
             );
+        }
+    }
+    check_pod_ranges(state, report);
+}
+
+/// `nodes[].pod_ranges`: see the module docs.
+fn check_pod_ranges(state: &ClusterState, report: &mut Report) {
+    // Per network: the blocks seen so far, with their paths.
+    let mut seen: HashMap<&str, Vec<(Ipv4Net, String)>> = HashMap::new();
+    for (n, node) in state.nodes.iter().enumerate() {
+        for (name, &range) in &node.pod_ranges {
+            let path = format!("nodes[{n}].pod_ranges.{name}");
+            let Some(network) = state.network(name) else {
+                report.add(&path, format_args!("unknown network {name}"));
+                continue;
+            };
+            let cidr = network.cidr.trunc();
+            if range.addr() != range.network() {
+                report.add(
+                    &path,
+                    format_args!("{range} has host bits set; did you mean {}?", range.trunc()),
+                );
+                continue;
+            }
+            if !cidr.contains(&range) {
+                report.add(
+                    &path,
+                    format_args!("{range} is outside network {name} ({cidr})"),
+                );
+                continue;
+            }
+            if range.contains(&network.gateway) {
+                report.add(
+                    &path,
+                    format_args!(
+                        "{range} holds the gateway {} of network {name}",
+                        network.gateway
+                    ),
+                );
+            }
+            let blocks = seen.entry(name.as_str()).or_default();
+            if let Some((other, other_path)) = blocks
+                .iter()
+                .find(|(other, _)| other.contains(&range) || range.contains(other))
+            {
+                report.add(
+                    &path,
+                    format_args!("{range} overlaps {other_path} ({other})"),
+                );
+            }
+            blocks.push((range, path));
         }
     }
 }
@@ -766,6 +824,53 @@ pods:
             [
                 "nodes[1].underlay_interface: enp0s31f6-uplink is 16 bytes, longer than the 15 \
                  that IFNAMSIZ allows"
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_ranges_are_checked_per_network() {
+        let mut state = base();
+        let range = |text: &str| text.parse::<Ipv4Net>().unwrap();
+        state.nodes[0].pod_ranges = [
+            ("std".to_owned(), range("10.244.1.0/24")),
+            ("media".to_owned(), range("10.250.1.0/24")),
+        ]
+        .into();
+        state.nodes[1].pod_ranges = [
+            ("std".to_owned(), range("10.244.2.0/24")),
+            // The same block on another network is fine: planes are isolated.
+            ("media".to_owned(), range("10.250.2.0/24")),
+        ]
+        .into();
+        assert_eq!(problems(&state), Vec::<String>::new());
+
+        state.nodes[1].pod_ranges = [
+            ("std".to_owned(), range("10.244.0.0/20")),
+            ("media".to_owned(), range("10.251.0.0/24")),
+            ("control".to_owned(), range("10.252.0.0/24")),
+        ]
+        .into();
+        state.nodes[0].pod_ranges = [("std".to_owned(), range("10.244.1.1/24"))].into();
+        assert_eq!(
+            problems(&state),
+            [
+                "nodes[0].pod_ranges.std: 10.244.1.1/24 has host bits set; did you mean \
+                 10.244.1.0/24?",
+                "nodes[1].pod_ranges.control: unknown network control",
+                "nodes[1].pod_ranges.media: 10.251.0.0/24 is outside network media \
+                 (10.250.0.0/16)",
+                "nodes[1].pod_ranges.std: 10.244.0.0/20 holds the gateway 10.244.0.1 of network \
+                 std",
+            ]
+        );
+        state.nodes[0].pod_ranges = [("std".to_owned(), range("10.244.1.0/24"))].into();
+        state.nodes[1].pod_ranges = [("std".to_owned(), range("10.244.1.128/25"))].into();
+        assert_eq!(
+            problems(&state),
+            [
+                "nodes[1].pod_ranges.std: 10.244.1.128/25 overlaps nodes[0].pod_ranges.std \
+              (10.244.1.0/24)"
             ]
         );
     }
