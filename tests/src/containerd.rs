@@ -4,8 +4,8 @@
 //!
 //! Owns [`Containerd`], an RAII guard: the daemon with its root, state and sockets in a
 //! tempdir (CRI and the snapshotters that need other filesystems disabled), joined to the
-//! node's network namespace only, so that runc sees the host's cgroup filesystem and the
-//! containers' namespaces are made from the node's; [`Containerd::import_busybox`];
+//! node's network namespace only (under `ip netns exec` the remounted `/sys` has no cgroup
+//! filesystem, which runc needs); [`Containerd::import_busybox`];
 //! [`Containerd::run_with_cni`], `ctr run --rm --cni` of a container in the foreground;
 //! [`Containerd::exec`] of a command in a running container; [`Containerd::stop`].
 //!
@@ -177,7 +177,8 @@ impl Containerd {
         let config = add_blob(
             &blobs,
             format!(
-                r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+                r#"{{"architecture":"{}","os":"linux","config":{{"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+                oci_architecture(),
                 layer.0
             )
             .as_bytes(),
@@ -438,6 +439,16 @@ fn remove_empty_dirs(dir: &Path) -> std::io::Result<()> {
         }
     }
     std::fs::remove_dir(dir)
+}
+
+/// This machine's architecture as OCI images name it (Go's `GOARCH`; `riscv64`, `s390x` are
+/// the same in Rust).
+fn oci_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
 }
 
 /// Writes `bytes` as a blob; returns its digest (`sha256:...`) and size.
