@@ -1,10 +1,13 @@
 //! End to end under containerd: a two-node ctpath cluster with its state in etcd, a pod on
 //! node-b made by the testbed, and on node-a a busybox container started by `ctr run --rm
 //! --cni` of a containerd of the test's own, which calls `ctpath-cni` (with host-local) as its
-//! CNI plugin. The container gets its address from node-a's block, is registered in etcd, and
-//! the agents carry its ping and a TCP exchange (busybox `nc`) to the pod on node-b over the
-//! plane; once its task is killed, `ctr run` sends DEL and removes the container, and the
-//! registration, the host veth and the lease are gone.
+//! CNI plugin. The container gets an interface on each of the conflist's default planes, with
+//! an address from node-a's block of the plane, is registered in etcd, and the agents carry
+//! its pings and a TCP exchange (busybox `nc`; Debian's busybox `nc` has no UDP) to the pod on
+//! node-b over each plane; once its task is killed, `ctr run` sends DEL and removes the
+//! container: the registration and the leases are gone, and so are the host veths (which
+//! would go with the container's namespace even without DEL: `tests/tests/cni.rs` shows that
+//! DEL deletes them).
 //!
 //! `ctr run --cni` passes no `CNI_ARGS`, so the container gets the conflist's `defaultPlanes`
 //! and is registered as `default/default-<id>` (ctr's container id for CNI is
@@ -12,7 +15,7 @@
 
 use std::{
     net::Ipv4Addr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -24,19 +27,21 @@ use ctpath_testbed::{
     require_root,
     traffic::with_tcp_echo,
 };
+use ipnet::Ipv4Net;
 use serde_json::json;
 
-/// node-a serves the plane with a block for the CNI plugin; b1 on node-b is made by the
-/// testbed, outside node-a's block.
+/// node-a serves both planes with a block for the CNI plugin; b1 on node-b is made by the
+/// testbed, outside node-a's blocks.
 const STATE: &str = r#"
 version: 1
 networks:
   - { name: std, vni: 100, cidr: 10.244.0.0/16, gateway: 10.244.0.1, mtu: 1450 }
+  - { name: media, vni: 300, cidr: 10.250.0.0/16, gateway: 10.250.0.1, mtu: 1400 }
 nodes:
   - name: node-a
     underlay_interface: eth0
     underlay_ip: 192.168.77.1
-    pod_ranges: { std: 10.244.1.0/24 }
+    pod_ranges: { std: 10.244.1.0/24, media: 10.250.1.0/24 }
   - { name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }
 security_groups: []
 pods:
@@ -44,17 +49,25 @@ pods:
     node: node-b
     interfaces:
       - { network: std, host_interface: vb1s, ip: 10.244.2.2, mac: "02:00:0a:f4:02:02" }
+      - { network: media, host_interface: vb1m, ip: 10.250.2.2, mac: "02:00:0a:fa:02:02" }
 "#;
 
+/// The container's planes in order (the conflist's `defaultPlanes`): name, node-a's block,
+/// the interface in the container, the plane's prefix length.
+const PLANES: [(&str, &str, &str, u8); 2] = [
+    ("std", "10.244.1.0/24", "eth0", 16),
+    ("media", "10.250.1.0/24", "eth1", 16),
+];
 /// The container, and the id ctr gives CNI for it (the pod's name in the state).
 const CONTAINER: &str = "c1";
 const CNI_ID: &str = "default-c1";
 /// How long the agents may take to serve a newly registered pod.
 const SERVED_WITHIN: Duration = Duration::from_secs(20);
 
-/// The conflist for node-a: its etcd, its name, the plane with host-local keeping its leases in
-/// `ipam_dir`.
-fn conflist(etcd: &str, ipam_dir: &std::path::Path) -> String {
+/// The conflist for node-a: its etcd, its name, the planes with host-local keeping its leases
+/// in `ipam_dir`.
+fn conflist(etcd: &str, ipam_dir: &Path) -> String {
+    let ipam = json!({ "ipam": { "type": "host-local", "dataDir": ipam_dir } });
     json!({
         "cniVersion": "1.0.0",
         "name": "ctpath",
@@ -62,8 +75,8 @@ fn conflist(etcd: &str, ipam_dir: &std::path::Path) -> String {
             "type": "ctpath",
             "etcd": { "endpoints": [etcd] },
             "node": "node-a",
-            "defaultPlanes": ["std"],
-            "planes": { "std": { "ipam": { "type": "host-local", "dataDir": ipam_dir } } },
+            "defaultPlanes": PLANES.map(|(plane, ..)| plane),
+            "planes": { "std": ipam, "media": ipam },
         }],
     })
     .to_string()
@@ -77,9 +90,9 @@ fn registered(cluster: &Cluster) -> Option<Pod> {
         .find(|pod| pod.namespace == "default" && pod.name == CNI_ID)
 }
 
-/// host-local's leases on the plane (files named by address).
-fn leases(ipam_dir: &std::path::Path) -> Vec<Ipv4Addr> {
-    std::fs::read_dir(ipam_dir.join("ctpath-std"))
+/// host-local's leases on `plane` (files named by address).
+fn leases(ipam_dir: &Path, plane: &str) -> Vec<Ipv4Addr> {
+    std::fs::read_dir(ipam_dir.join(format!("ctpath-{plane}")))
         .map(|entries| {
             entries
                 .filter_map(|entry| entry.ok()?.file_name().into_string().ok()?.parse().ok())
@@ -128,72 +141,77 @@ fn ctr_run_cni_container_reaches_a_pod_on_another_node() {
         .expect("ctr run");
     containerd.task_pid(CONTAINER).expect("the container runs");
 
-    // The plugin made the veth and registered the container with an address of node-a's block.
+    // The plugin made the veths and registered the container with an address of node-a's
+    // block of each plane.
     let pod = registered(&cluster).unwrap_or_else(|| {
         panic!(
             "{CNI_ID} not registered; ctr run said:\n{}",
             containerd.output(CONTAINER)
         )
     });
-    let host = host_interface(CNI_ID, "std");
     assert_eq!(pod.node, "node-a");
-    assert_eq!(pod.interfaces.len(), 1, "{pod:?}");
-    let interface = &pod.interfaces[0];
     assert_eq!(
-        (
-            interface.network.as_str(),
-            interface.host_interface.as_str()
-        ),
-        ("std", host.as_str())
+        pod.interfaces
+            .iter()
+            .map(|interface| (interface.network.as_str(), interface.host_interface.clone()))
+            .collect::<Vec<_>>(),
+        PLANES.map(|(plane, ..)| (plane, host_interface(CNI_ID, plane)))
     );
-    let ip = interface.ip;
-    assert!(
-        "10.244.1.0/24"
-            .parse::<ipnet::Ipv4Net>()
-            .unwrap()
-            .contains(&ip),
-        "{ip}"
-    );
-    assert_eq!(leases(ipam.path()), [ip]);
-    node_a.link(&host).expect("the host end in node-a");
-    let in_container = containerd
-        .exec(
-            CONTAINER,
-            &["ip", "-o", "-4", "addr", "show", "dev", "eth0"],
-        )
-        .expect("ctr task exec");
-    let addresses = String::from_utf8_lossy(&in_container.stdout);
-    assert!(addresses.contains(&format!("inet {ip}/16")), "{addresses}");
-
-    // The container reaches b1 on node-b over the plane, once the agents serve it.
-    let b1 = pod_ip(&cluster.state, "b1", "std").to_string();
-    let deadline = Instant::now() + SERVED_WITHIN;
-    loop {
-        let ping = containerd
-            .exec(CONTAINER, &["ping", "-c", "1", "-W", "1", &b1])
-            .expect("ctr task exec");
-        if ping.status.success() {
-            break;
-        }
+    for ((plane, block, ifname, prefix), interface) in PLANES.iter().zip(&pod.interfaces) {
+        let ip = interface.ip;
         assert!(
-            Instant::now() < deadline,
-            "the container cannot ping b1 ({b1}): {}\nnode-a agent:\n{}\n{}",
-            String::from_utf8_lossy(&ping.stdout),
-            cluster.agent_log("node-a"),
-            cluster.report()
+            block.parse::<Ipv4Net>().unwrap().contains(&ip),
+            "{plane}: {ip}"
+        );
+        assert_eq!(leases(ipam.path(), plane), [ip], "{plane}");
+        node_a
+            .link(&interface.host_interface)
+            .expect("the host end in node-a");
+        let in_container = containerd
+            .exec(
+                CONTAINER,
+                &["ip", "-o", "-4", "addr", "show", "dev", ifname],
+            )
+            .expect("ctr task exec");
+        let addresses = String::from_utf8_lossy(&in_container.stdout);
+        assert!(
+            addresses.contains(&format!("inet {ip}/{prefix}")),
+            "{plane}: {addresses}"
         );
     }
-    let message = "ctpath over containerd";
-    let exchange = format!("echo '{message}' | nc -w 2 {b1} 7000");
-    let echoed = with_tcp_echo(cluster.pod("b1"), b1.parse().unwrap(), 7000, || {
-        containerd
-            .exec(CONTAINER, &["sh", "-c", &exchange])
-            .expect("ctr task exec")
-    });
-    assert!(echoed.status.success(), "nc: {echoed:?}");
-    assert_eq!(String::from_utf8_lossy(&echoed.stdout).trim(), message);
 
-    // Killing the task ends `ctr run --rm`, which sends DEL and removes the container.
+    // The container reaches b1 on node-b over each plane, once the agents serve it.
+    for (port, (plane, ..)) in (7000..).zip(PLANES) {
+        let b1 = pod_ip(&cluster.state, "b1", plane);
+        let deadline = Instant::now() + SERVED_WITHIN;
+        loop {
+            let ping = containerd
+                .exec(CONTAINER, &["ping", "-c", "1", "-W", "1", &b1.to_string()])
+                .expect("ctr task exec");
+            if ping.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the container cannot ping b1 on {plane} ({b1}): {}\nnode-a agent:\n{}\n{}",
+                String::from_utf8_lossy(&ping.stdout),
+                cluster.agent_log("node-a"),
+                cluster.report()
+            );
+        }
+        let message = format!("ctpath over containerd on {plane}");
+        let exchange = format!("echo '{message}' | nc -w 2 {b1} {port}");
+        let echoed = with_tcp_echo(cluster.pod("b1"), b1, port, || {
+            containerd
+                .exec(CONTAINER, &["sh", "-c", &exchange])
+                .expect("ctr task exec")
+        });
+        assert!(echoed.status.success(), "nc on {plane}: {echoed:?}");
+        assert_eq!(String::from_utf8_lossy(&echoed.stdout).trim(), message);
+    }
+
+    // Killing the task ends `ctr run --rm`, which sends DEL and removes the container. (The
+    // veths go with the container's namespace anyway.)
     let output = containerd.stop(CONTAINER).expect("stop the container");
     let containers = containerd
         .ctr(&["container", "ls", "-q"])
@@ -206,7 +224,10 @@ fn ctr_run_cni_container_reaches_a_pod_on_another_node() {
         String::from_utf8_lossy(&containers.stdout)
     );
     assert!(registered(&cluster).is_none(), "still registered");
-    assert!(node_a.link(&host).is_err(), "{host} still in node-a");
-    assert!(leases(ipam.path()).is_empty(), "{:?}", leases(ipam.path()));
+    for (plane, ..) in PLANES {
+        let host = host_interface(CNI_ID, plane);
+        assert!(node_a.link(&host).is_err(), "{host} still in node-a");
+        assert!(leases(ipam.path(), plane).is_empty(), "{plane}");
+    }
     eprintln!("containerd end to end: {:?}", started.elapsed());
 }
