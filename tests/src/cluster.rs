@@ -28,6 +28,7 @@ use std::{
 use ctpath_control::{
     state::{ClusterState, Network, Pod},
     status::{FastPathStatus, Snapshot},
+    store::{Store, DEFAULT_PREFIX},
 };
 use ipnet::Ipv4Net;
 
@@ -350,6 +351,24 @@ impl Cluster {
             .as_mut()
             .expect("the cluster keeps its state in etcd")
             .0
+    }
+
+    /// The cluster state in etcd now, with what others (a CNI plugin) registered there, read
+    /// from the first node, where etcd runs.
+    pub fn stored_state(&self) -> ClusterState {
+        let (etcd, _) = self
+            .etcd
+            .as_ref()
+            .expect("the cluster keeps its state in etcd");
+        let endpoint = etcd.endpoint();
+        let first = &self.state.nodes[0].name;
+        self.nodes[first]
+            .run_in(|| {
+                let mut store =
+                    Store::connect(&[endpoint], DEFAULT_PREFIX).expect("connect to etcd");
+                store.load().expect("load the state from etcd").state
+            })
+            .expect("enter the first node")
     }
 
     /// Writes `text` as the cluster state file without checking it (to see how agents take a
