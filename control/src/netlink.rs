@@ -1,6 +1,7 @@
 //! The agent's rtnetlink conversations with the kernel of its network namespace: the managed
-//! neighbour entries of the other nodes' VTEPs on the underlay (created, listed, deleted) and
-//! the route towards a VTEP (its gateway). One request at a time on a blocking socket; the
+//! neighbour entries of the other nodes' VTEPs on the underlay (created, listed, deleted), the
+//! route towards a VTEP (its gateway), and the id this namespace gives another one (a pod's,
+//! found through a process in it). One request at a time on a blocking socket; the
 //! kernel answers each with its messages and an acknowledgement or an error, which is returned
 //! as [`NetlinkError::Kernel`] with the errno.
 //!
@@ -9,7 +10,7 @@
 //! for it; ctpath marks its entries `NTF_EXT_LEARNED` too (`extern_learn`: the kernel's garbage
 //! collection leaves them alone), and recognises its own by both flags.
 
-use std::{io, net::Ipv4Addr};
+use std::{io, net::Ipv4Addr, os::fd::AsRawFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
@@ -20,6 +21,7 @@ use netlink_packet_route::{
         NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage,
         NeighbourState,
     },
+    nsid::{NsidAttribute, NsidMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage},
     AddressFamily, RouteNetlinkMessage,
 };
@@ -159,6 +161,30 @@ impl Rtnetlink {
                     .iter()
                     .find_map(|attribute| match attribute {
                         RouteAttribute::Gateway(RouteAddress::Inet(gateway)) => Some(*gateway),
+                        _ => None,
+                    })
+            }
+            _ => None,
+        }))
+    }
+
+    /// The id the caller's namespace has given the network namespace open as `netns` (as a
+    /// veth's `IFLA_LINK_NETNSID` names its peer's), if it has given it one.
+    pub fn nsid_of(&mut self, netns: &impl AsRawFd) -> Result<Option<i32>, NetlinkError> {
+        let mut query = NsidMessage::default();
+        query.attributes = vec![NsidAttribute::Fd(netns.as_raw_fd() as u32)];
+        let answers = self.request(
+            "asking the id of a network namespace",
+            RouteNetlinkMessage::GetNsId(query),
+            0,
+        )?;
+        Ok(answers.iter().find_map(|answer| match answer {
+            RouteNetlinkMessage::NewNsId(message) => {
+                message
+                    .attributes
+                    .iter()
+                    .find_map(|attribute| match attribute {
+                        NsidAttribute::Id(id) if *id >= 0 => Some(*id),
                         _ => None,
                     })
             }

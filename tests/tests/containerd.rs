@@ -31,12 +31,15 @@ use ipnet::Ipv4Net;
 use serde_json::json;
 
 /// node-a serves both planes with a block for the CNI plugin; b1 on node-b is made by the
-/// testbed, outside node-a's blocks.
+/// testbed, outside node-a's blocks. `media` runs XDP at the pod's veth: the container's TCP
+/// over it gets through only once the agent has turned TX checksum offload off at the
+/// container's end, which it reaches through the container's process (`ctr run` binds its
+/// namespace nowhere).
 const STATE: &str = r#"
 version: 1
 networks:
   - { name: std, vni: 100, cidr: 10.244.0.0/16, gateway: 10.244.0.1, mtu: 1450 }
-  - { name: media, vni: 300, cidr: 10.250.0.0/16, gateway: 10.250.0.1, mtu: 1400 }
+  - { name: media, vni: 300, cidr: 10.250.0.0/16, gateway: 10.250.0.1, mtu: 1400, datapath: xdp }
 nodes:
   - name: node-a
     underlay_interface: eth0
