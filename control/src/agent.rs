@@ -182,17 +182,50 @@ const FAST_PATH_EVERY: Duration = Duration::from_secs(1);
 /// Runs the agent until SIGTERM or SIGINT. `ready` is called once the datapath carries
 /// traffic. Each new state of the source is applied as a diff (make before break); an invalid
 /// one is logged and the last good state stays in force. The first state must be valid when it
-/// comes from a file; from etcd, the agent waits for a valid one.
+/// comes from a file; from etcd, the agent waits for a valid one that names its node and whose
+/// pod interfaces on the node exist.
 pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), AgentError> {
     // Signals are blocked from here on, so one arriving during set-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(AgentError::Signals)?;
     let links = KernelLinks::open().map_err(AgentError::Links)?;
     let mut follower = Follower::open(&options.source)?;
-    let Some(first) = follower.first(&mut signals)? else {
+    let Some(mut first) = follower.first(&mut signals)? else {
         tracing::info!("stopping before any cluster state arrived");
         return Ok(());
     };
-    let plan = compile::compile(&first.state?, &options.node, &links)?;
+    // From etcd, a node may be started before the state names it (or before the CNI has made
+    // the interfaces of pods registered for it): it waits for a state it can run.
+    let plan = loop {
+        let origin = first.origin.clone();
+        let error = match first
+            .state
+            .and_then(|state| Ok(compile::compile(&state, &options.node, &links)?))
+        {
+            Ok(plan) => break plan,
+            Err(error) => error,
+        };
+        let may_resolve = matches!(
+            error,
+            AgentError::Compile(
+                CompileError::UnknownNode(_) | CompileError::MissingInterfaces { .. }
+            )
+        );
+        if !(may_resolve && follower.is_etcd()) {
+            return Err(error);
+        }
+        tracing::warn!("{origin}: {error}; waiting for a state this node can run");
+        let retry_at = Instant::now() + RETRY_EVERY;
+        first = loop {
+            if signals.pending().any(|signal| signal != SIGHUP) {
+                tracing::info!("stopping before a state this node can run arrived");
+                return Ok(());
+            }
+            if let Some(offer) = follower.next(Instant::now() >= retry_at)? {
+                break offer;
+            }
+            std::thread::sleep(TICK);
+        };
+    };
     tracing::info!(
         origin = first.origin,
         node = %options.node,
@@ -292,6 +325,10 @@ impl Follower {
                 last_good: None,
             },
         })
+    }
+
+    fn is_etcd(&self) -> bool {
+        matches!(self, Follower::Etcd { .. })
     }
 
     /// The state to start with: the file's, or the first valid one from etcd (waited for,
