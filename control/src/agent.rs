@@ -38,10 +38,16 @@
 //!
 //! Runs in the caller's network namespace. The pin directory must be on a bpffs; when the
 //! default `/sys/fs/bpf` is not one (as inside `ip netns exec`, which mounts a fresh `/sys`),
-//! the agent mounts bpffs there. Such a mount is private to the agent's mount namespace: then
-//! `ctpath status` only finds the pins from the same mount namespace, and the pins (and with
-//! them the datapath) do not outlive that mount namespace, so an agent meant to survive a
-//! crash runs in the host's mount namespace.
+//! the agent mounts bpffs there. Such a mount is private to the agent's mount namespace, and
+//! the pins (and with them the datapath) do not outlive that mount namespace, so an agent
+//! meant to survive a crash runs in the host's mount namespace. `ctpath status` finds the pins
+//! from any mount namespace all the same: the agent writes its pid into its run directory
+//! (`agent.pid`, on the host's `/run`, which `ip netns exec` shares), and status looks through
+//! `/proc/PID/root` when the pins are not in its own ([`crate::pins`]).
+//!
+//! With `--metrics` ([`AgentOptions::metrics`]) the agent reports each attempt to apply a state
+//! (its etcd revision, how long it took, its outcome) to the `/metrics` exporter
+//! ([`crate::metrics`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -70,7 +76,9 @@ use crate::{
     datapath::{self, DatapathError, TcProgram, XdpProgram},
     fastpath::{self, FastPath, FastPathError},
     links::{ip, KernelLinks},
+    metrics::AgentReport,
     nexthop::NextHops,
+    pins::{PidFile, PinsError},
     pod_side::{self, HostHook},
     state::{ClusterState, StateError},
     store::{self, Observed, StoreError},
@@ -140,6 +148,8 @@ pub enum AgentError {
     Store(#[from] StoreError),
     #[error("the etcd watch stopped")]
     WatchEnded,
+    #[error(transparent)]
+    Pins(#[from] PinsError),
 }
 
 impl AgentError {
@@ -174,6 +184,8 @@ pub struct AgentOptions {
     pub xdp_mode: XdpMode,
     /// Cores of the AF_XDP forwarder's workers (one each), for the fast-path planes.
     pub fastpath_cores: Vec<usize>,
+    /// Where to report each attempt to apply a state (`--metrics`).
+    pub metrics: Option<AgentReport>,
 }
 
 /// How often the agent looks at signals and the state source.
@@ -193,12 +205,16 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     // Signals are blocked from here on, so one arriving during set-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(AgentError::Signals)?;
     let links = KernelLinks::open().map_err(AgentError::Links)?;
+    // Dropped last: `ctpath status` finds the pins through it while the agent runs.
+    let _pid_file = PidFile::write(&options.run_dir)?;
     let mut follower = Follower::open(&options.source)?;
     let Some(first) = follower.first(&mut signals)? else {
         tracing::info!("stopping before any cluster state arrived");
         return Ok(());
     };
-    let plan = compile::compile(&first.state?, &options.node, &links)?;
+    let started = Instant::now();
+    let first_state = first.state?;
+    let plan = compile::compile(&first_state, &options.node, &links)?;
     tracing::info!(
         origin = first.origin,
         node = %options.node,
@@ -212,6 +228,9 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     );
 
     let mut running = Running::start(options, plan)?;
+    if let Some(metrics) = &options.metrics {
+        metrics.applied(first.revision, started.elapsed(), Ok(&first_state));
+    }
     ready(&running.plan);
     let mut last_collect = Instant::now();
     let mut last_fast_path = Instant::now();
@@ -230,13 +249,16 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
         // A watch that stopped (its thread gone) ends the agent as a crash does: the datapath
         // stays pinned for the next agent.
         if let Some(offer) = follower.next(again)? {
-            let origin = offer.origin;
-            let applied = offer
-                .state
-                .and_then(|state| Ok(compile::compile(&state, &options.node, &links)?))
-                .and_then(|plan| running.update(plan, &origin));
+            let (origin, started) = (offer.origin, Instant::now());
+            let applied = offer.state.and_then(|state| {
+                running.update(compile::compile(&state, &options.node, &links)?, &origin)?;
+                Ok(state)
+            });
+            if let Some(metrics) = &options.metrics {
+                metrics.applied(offer.revision, started.elapsed(), applied.as_ref());
+            }
             retry_at = match applied {
-                Ok(()) => None,
+                Ok(_) => None,
                 Err(error) => {
                     tracing::error!(
                         "refused {origin}: {error}; not applied, the last good state stays in force"
@@ -266,9 +288,11 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     }
 }
 
-/// A cluster state for the agent, and where it came from (for logs).
+/// A cluster state for the agent, and where it came from (for logs; its etcd revision, none
+/// for a file, for the metrics).
 struct Offer {
     origin: String,
+    revision: Option<i64>,
     state: Result<ClusterState, AgentError>,
 }
 
@@ -318,6 +342,7 @@ impl Follower {
                     *last_good = Some((revision, state.clone()));
                     return Ok(Some(Offer {
                         origin: etcd_origin(revision),
+                        revision: Some(revision),
                         state: Ok(state),
                     }));
                 }
@@ -346,6 +371,7 @@ impl Follower {
                 *version = now;
                 Ok(Some(Offer {
                     origin: format!("state file {}", path.display()),
+                    revision: None,
                     state: ClusterState::from_path(path).map_err(AgentError::from),
                 }))
             }
@@ -368,12 +394,14 @@ impl Follower {
                         }
                         Offer {
                             origin: etcd_origin(revision),
+                            revision: Some(revision),
                             state: state.map_err(AgentError::from),
                         }
                     }
                     None => match last_good {
                         Some((revision, state)) if again => Offer {
                             origin: etcd_origin(*revision),
+                            revision: Some(*revision),
                             state: Ok(state.clone()),
                         },
                         _ => return Ok(None),

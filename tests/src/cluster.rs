@@ -27,7 +27,7 @@ use std::{
 
 use ctpath_control::{
     state::{ClusterState, Network, Pod},
-    status::{FastPathStatus, Snapshot},
+    status::{FastPathStatus, RuleHits, Snapshot},
 };
 use ipnet::Ipv4Net;
 
@@ -379,8 +379,8 @@ impl Cluster {
             .join("\n")
     }
 
-    /// Each security-group rule's hits on `node`, labelled.
-    pub fn rule_hits(&self, node: &str) -> Vec<(String, ctpath_common::Tally)> {
+    /// Each security-group rule's hits on `node`.
+    pub fn rule_hits(&self, node: &str) -> Vec<RuleHits> {
         let fast_path = self.fast_path(node);
         ctpath_control::status::rule_hits(&self.pin_dirs[node], &self.state, fast_path.as_ref())
             .expect("read the agent's rule hits")
