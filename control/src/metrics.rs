@@ -14,7 +14,9 @@
 //! - `forwarded_{packets,bytes}_total{kind}`, `dropped_{packets,bytes}_total{reason}`: the
 //!   XDP and tc programs' counters (the names of `ctpath status`).
 //! - `rule_{packets,bytes}_total{group,rule,description}`: per security-group rule (`rule` is
-//!   its index in its group), the programs' and the forwarder's counts together.
+//!   its index in its group), the programs' and the forwarder's counts together. The datapath
+//!   counts by a rule's position among all the state's rules and a new state does not reset
+//!   the counts: a rule moved to another position shows the count of the one there before.
 //! - `conntrack_entries{state="live"|"expired"}`, `conntrack_entries_limit`.
 //! - with a forwarder: `forwarder_report_age_seconds`, per worker
 //!   `forwarder_{received_packets,batches}_total`, `forwarder_free_frames`,
@@ -23,7 +25,11 @@
 //! - `state_revision`: the etcd revision of the state in force. A state file has no revision:
 //!   then the family has no sample (the applies below show when it was taken in).
 //! - `last_apply_duration_seconds`, `last_apply_result{result}` (1 for the last attempt's
-//!   result, 0 for the others) and `applies_total{result}`, results as [`ApplyResult`].
+//!   result, 0 for the others) and `applies_total{result}`, results as [`ApplyResult`]. The
+//!   etcd revisions an agent refuses while it waits for its first valid state are logged, not
+//!   counted.
+//!
+//! A scrape walks the conntrack table key by key, as `ctpath status --state` does.
 
 use std::{
     collections::BTreeMap,
@@ -314,32 +320,32 @@ type SocketStat = (&'static str, &'static str, fn(&SocketStats) -> u64);
 const SOCKET_STATS: [SocketStat; 6] = [
     (
         "forwarder_socket_rx_dropped",
-        "Frames the kernel dropped for an AF_XDP socket of the forwarder (XDP_STATISTICS rx_dropped)",
+        "Received frames the kernel dropped for an AF_XDP socket of the forwarder, for other reasons than the two below (XDP_STATISTICS rx_dropped)",
         |s| s.rx_dropped,
     ),
     (
         "forwarder_socket_rx_invalid_descs",
-        "Invalid descriptors on an AF_XDP socket's fill ring (XDP_STATISTICS rx_invalid_descs)",
+        "Received frames dropped for an invalid descriptor on an AF_XDP socket (XDP_STATISTICS rx_invalid_descs)",
         |s| s.rx_invalid_descs,
     ),
     (
         "forwarder_socket_tx_invalid_descs",
-        "Invalid descriptors on an AF_XDP socket's TX ring (XDP_STATISTICS tx_invalid_descs)",
+        "Frames to send dropped for an invalid descriptor on an AF_XDP socket (XDP_STATISTICS tx_invalid_descs)",
         |s| s.tx_invalid_descs,
     ),
     (
         "forwarder_socket_rx_ring_full",
-        "Frames dropped because an AF_XDP socket's RX ring was full (XDP_STATISTICS rx_ring_full)",
+        "Received frames dropped because an AF_XDP socket's RX ring was full (XDP_STATISTICS rx_ring_full)",
         |s| s.rx_ring_full,
     ),
     (
         "forwarder_socket_rx_fill_ring_empty_descs",
-        "Times an AF_XDP socket's fill ring was empty (XDP_STATISTICS rx_fill_ring_empty_descs)",
+        "Times the kernel found an AF_XDP socket's fill ring empty when it needed a frame (XDP_STATISTICS rx_fill_ring_empty_descs)",
         |s| s.rx_fill_ring_empty_descs,
     ),
     (
         "forwarder_socket_tx_ring_empty_descs",
-        "Times an AF_XDP socket's TX ring was empty (XDP_STATISTICS tx_ring_empty_descs)",
+        "Times the kernel found an AF_XDP socket's TX ring empty (XDP_STATISTICS tx_ring_empty_descs)",
         |s| s.tx_ring_empty_descs,
     ),
 ];

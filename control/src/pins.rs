@@ -182,7 +182,16 @@ mod tests {
             probe = Counter::MAP_NAME
         );
         let mut agent = std::process::Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            // A user namespace too, so that it runs without root as well.
+            .args([
+                "--map-root-user",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("unshare");
