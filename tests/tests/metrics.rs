@@ -4,7 +4,8 @@
 //! scrapes; the applies (a new state, an invalid one) and the etcd revision of the state in
 //! force show there too. Agents under `ip netns exec` (a bpffs of their own) are read by
 //! `ctpath status` from the host's mount namespace and from another one, and when the agent
-//! is gone the error says what was tried.
+//! is gone the error says what was tried. On a fast-path plane the AF_XDP forwarder's workers
+//! and sockets are exported, and its rule hits counted with the programs'.
 
 use std::{
     io::{Read, Write},
@@ -18,7 +19,7 @@ use ctpath_common::{Counter, DropReason};
 use ctpath_testbed::{
     cluster::{ctpath_binary, pod_ip, Cluster, ClusterOptions},
     require_root,
-    traffic::{ping, tcp_echo},
+    traffic::{ping, tcp_echo, udp_echo},
     Netns,
 };
 use serde_json::Value;
@@ -451,4 +452,83 @@ fn status_reads_an_agent_in_its_own_mount_namespace_from_any_other() {
         )) && stderr.contains("no agent's pid to look through"),
         "{stderr}"
     );
+}
+
+const FAST_STATE: &str = r#"
+version: 1
+networks:
+  - { name: media, vni: 300, cidr: 10.250.0.0/16, gateway: 10.250.0.1, mtu: 1450, fast_path: true }
+nodes:
+  - { name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }
+  - { name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }
+security_groups:
+  - name: upf
+    rules:
+      - { direction: ingress, protocol: udp, ports: "2152", remote_group: gnb }
+  - name: gnb
+    rules:
+      - { direction: egress, protocol: any }
+pods:
+  - name: upf-a
+    node: node-a
+    interfaces:
+      - { network: media, host_interface: vupfam, ip: 10.250.1.2, mac: "02:00:00:fa:01:02", security_groups: [upf] }
+  - name: gnb-b
+    node: node-b
+    interfaces:
+      - { network: media, host_interface: vgnbbm, ip: 10.250.2.2, mac: "02:00:00:fa:02:02", security_groups: [gnb] }
+"#;
+
+#[test]
+fn the_forwarders_workers_and_sockets_are_exported() {
+    require_root();
+    let cluster = Cluster::start("metrics-fast", FAST_STATE, metrics_options());
+    let state_file = tempfile::NamedTempFile::new().expect("state file");
+    std::fs::write(state_file.path(), FAST_STATE).expect("write the state");
+    let node_a = cluster.node("node-a").ns().clone();
+    let upf = pod_ip(&cluster.state, "upf-a", "media");
+    assert_eq!(
+        udp_echo(cluster.pod("gnb-b"), cluster.pod("upf-a"), upf, 2152, 20),
+        20,
+        "gnb-b -> upf-a:2152 over the fast path\n{}",
+        cluster.report()
+    );
+    let decapsulated =
+        "ctpath_forwarder_forwarded_packets_total{worker=\"0\",kind=\"underlay_decapsulated\"}";
+    // The figures come from the report the agent writes every second.
+    let first = wait_for_metrics(&node_a, "the forwarder's report of the echo", |text| {
+        sample(text, decapsulated).is_some_and(|n| n >= 20.0)
+    });
+    let json = json_status(&cluster, "node-a", state_file.path());
+    let second = metrics(&node_a);
+
+    let received = "ctpath_forwarder_received_packets_total{worker=\"0\"}";
+    let worker = &json["fast_path"]["workers"][0];
+    let status_received = worker["packets"].as_f64().expect("packets");
+    assert!(
+        sample(&first, received) <= Some(status_received)
+            && Some(status_received) <= sample(&second, received),
+        "{received}: {:?}, then status {status_received}, then {:?}",
+        sample(&first, received),
+        sample(&second, received)
+    );
+    assert_eq!(
+        sample(&first, "ctpath_forwarder_worker_failed{worker=\"0\"}"),
+        Some(0.0)
+    );
+    assert!(
+        sample(&first, "ctpath_forwarder_report_age_seconds").is_some_and(|age| age < 5.0),
+        "{first}"
+    );
+    for interface in [("eth0", "underlay"), ("vupfam", "pod")] {
+        let series = format!(
+            "ctpath_forwarder_socket_rx_ring_full_total{{worker=\"0\",interface=\"{}\",role=\"{}\",queue=\"0\"}}",
+            interface.0, interface.1
+        );
+        assert!(sample(&first, &series).is_some(), "{series} in\n{first}");
+    }
+    // The rule's hits include the forwarder's.
+    let rule = rule_packets(&second, "upf", 0, "ingress udp 2152 from group gnb");
+    assert!(rule >= 20, "{second}");
+    assert!(json["rules"][0]["packets"].as_u64() >= Some(20), "{json}");
 }
