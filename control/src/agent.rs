@@ -178,8 +178,8 @@ pub struct AgentOptions {
     pub source: StateSource,
     pub node: String,
     pub pin_dir: PathBuf,
-    /// Where the agent writes what `ctpath status` reads besides the pins (the forwarder's
-    /// report).
+    /// Where the agent writes what `ctpath status` reads besides the pins (its pid, the
+    /// forwarder's report).
     pub run_dir: PathBuf,
     pub xdp_mode: XdpMode,
     /// Cores of the AF_XDP forwarder's workers (one each), for the fast-path planes.

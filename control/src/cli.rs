@@ -93,8 +93,8 @@ pub enum Command {
         /// Where to pin the datapath's maps and links [default: /sys/fs/bpf/ctpath/NODE].
         #[arg(long)]
         pin_dir: Option<PathBuf>,
-        /// Where to write the AF_XDP forwarder's report for `ctpath status`
-        /// [default: /run/ctpath/NODE].
+        /// Where to write what `ctpath status` reads besides the pins: the agent's pid and the
+        /// AF_XDP forwarder's report [default: /run/ctpath/NODE].
         #[arg(long)]
         run_dir: Option<PathBuf>,
         /// XDP attach mode: `native` (in the driver; veth supports it) or `generic` (any device,
@@ -108,8 +108,8 @@ pub enum Command {
         fastpath_cores: Vec<usize>,
         /// Serve the node's counters for Prometheus at `http://ADDR/metrics` (text format
         /// 0.0.4; e.g. `127.0.0.1:9464`): forwarded and dropped packets and bytes, each
-        /// security-group rule's hits, conntrack occupancy, the AF_XDP forwarder's per worker
-        /// and per socket, the state's etcd revision, the last apply's duration and result and
+        /// security-group rule's hits, conntrack occupancy, the AF_XDP forwarder's counters
+        /// per worker and per socket, the state's etcd revision, the last apply's duration and result and
         /// the applies by result, all named `ctpath_*`. An address that cannot be listened on
         /// (in use) stops the agent at start (exit status 1).
         #[arg(long, value_name = "ADDR")]
