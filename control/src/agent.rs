@@ -48,10 +48,16 @@
 //!
 //! Runs in the caller's network namespace. The pin directory must be on a bpffs; when the
 //! default `/sys/fs/bpf` is not one (as inside `ip netns exec`, which mounts a fresh `/sys`),
-//! the agent mounts bpffs there. Such a mount is private to the agent's mount namespace: then
-//! `ctpath status` only finds the pins from the same mount namespace, and the pins (and with
-//! them the datapath) do not outlive that mount namespace, so an agent meant to survive a
-//! crash runs in the host's mount namespace.
+//! the agent mounts bpffs there. Such a mount is private to the agent's mount namespace, and
+//! the pins (and with them the datapath) do not outlive that mount namespace, so an agent
+//! meant to survive a crash runs in the host's mount namespace. `ctpath status` finds the pins
+//! from any mount namespace all the same: the agent writes its pid into its run directory
+//! (`agent.pid`, on the host's `/run`, which `ip netns exec` shares), and status looks through
+//! `/proc/PID/root` when the pins are not in its own ([`crate::pins`]).
+//!
+//! With `--metrics` ([`AgentOptions::metrics`]) the agent reports each attempt to apply a state
+//! (its etcd revision, how long it took, its outcome) to the `/metrics` exporter
+//! ([`crate::metrics`]).
 
 use std::{
     collections::BTreeMap,
@@ -81,7 +87,9 @@ use crate::{
     fastpath::{self, FastPath, FastPathError},
     host::{Bpffs, Forwarding, HostError, PinDir, VtepNeighbours},
     links::KernelLinks,
+    metrics::{AgentReport, ApplyResult},
     nexthop::NextHops,
+    pins::{PidFile, PinsError},
     pod_side::{self, HostHook},
     state::{ClusterState, StateError},
     store::{self, Observed, StoreError},
@@ -134,6 +142,8 @@ pub enum AgentError {
     Store(#[from] StoreError),
     #[error("the etcd watch stopped")]
     WatchEnded,
+    #[error(transparent)]
+    Pins(#[from] PinsError),
 }
 
 impl AgentError {
@@ -162,12 +172,14 @@ pub struct AgentOptions {
     pub source: StateSource,
     pub node: String,
     pub pin_dir: PathBuf,
-    /// Where the agent writes what `ctpath status` reads besides the pins (the forwarder's
-    /// report).
+    /// Where the agent writes what `ctpath status` reads besides the pins (its pid, the
+    /// forwarder's report).
     pub run_dir: PathBuf,
     pub xdp_mode: XdpMode,
     /// Cores of the AF_XDP forwarder's workers (one each), for the fast-path planes.
     pub fastpath_cores: Vec<usize>,
+    /// Where to report each attempt to apply a state (`--metrics`).
+    pub metrics: Option<AgentReport>,
 }
 
 /// How often the agent looks at signals and the state source.
@@ -188,6 +200,8 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     // Signals are blocked from here on, so one arriving during set-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(AgentError::Signals)?;
     let links = KernelLinks::open().map_err(AgentError::Links)?;
+    // Dropped last: `ctpath status` finds the pins through it while the agent runs.
+    let _pid_file = PidFile::write(&options.run_dir)?;
     let mut follower = Follower::open(&options.source)?;
     let Some(mut first) = follower.first(&mut signals)? else {
         tracing::info!("stopping before any cluster state arrived");
@@ -195,13 +209,15 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     };
     // From etcd, a node may be started before the state names it (or before the CNI has made
     // the interfaces of pods registered for it): it waits for a state it can run.
-    let plan = loop {
+    let started = Instant::now();
+    let (first_state, plan) = loop {
         let origin = first.origin.clone();
-        let error = match first
-            .state
-            .and_then(|state| Ok(compile::compile(&state, &options.node, &links)?))
-        {
-            Ok(plan) => break plan,
+        let compiled = first.state.and_then(|state| {
+            let plan = compile::compile(&state, &options.node, &links)?;
+            Ok((state, plan))
+        });
+        let error = match compiled {
+            Ok(compiled) => break compiled,
             Err(error) => error,
         };
         let may_resolve = matches!(
@@ -239,6 +255,14 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     );
 
     let mut running = Running::start(options, plan)?;
+    if let Some(metrics) = &options.metrics {
+        metrics.applied(
+            first.revision,
+            started.elapsed(),
+            ApplyResult::Applied,
+            Some(&first_state),
+        );
+    }
     ready(&running.plan);
     let mut last_collect = Instant::now();
     let mut last_fast_path = Instant::now();
@@ -257,14 +281,19 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
         // A watch that stopped (its thread gone) ends the agent as a crash does: the datapath
         // stays pinned for the next agent.
         if let Some(offer) = follower.next(again)? {
-            let reload = match offer
+            let started = Instant::now();
+            let (reload, state) = match offer
                 .state
-                .and_then(|state| Ok(compile::compile(&state, &options.node, &links)?))
+                .and_then(|state| Ok((compile::compile(&state, &options.node, &links)?, state)))
             {
-                Ok(plan) => running.update(plan),
-                Err(error) => Reload::Refused(error),
+                Ok((plan, state)) => (running.update(plan), Some(state)),
+                Err(error) => (Reload::Refused(error), None),
             };
             reload.log(&offer.origin, &running.plan);
+            if let Some(metrics) = &options.metrics {
+                let in_force = state.as_ref().filter(|_| reload.in_force());
+                metrics.applied(offer.revision, started.elapsed(), reload.result(), in_force);
+            }
             // Interfaces the CNI has not created yet may appear; a node left with parts of two
             // states (its rollback failed) is brought to one as soon as it can be. Anything
             // else waits for the next change of the state, or a SIGHUP.
@@ -293,9 +322,11 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     }
 }
 
-/// A cluster state for the agent, and where it came from (for logs).
+/// A cluster state for the agent, and where it came from (for logs; its etcd revision, none
+/// for a file, for the metrics).
 struct Offer {
     origin: String,
+    revision: Option<i64>,
     state: Result<ClusterState, AgentError>,
 }
 
@@ -349,6 +380,7 @@ impl Follower {
                     *last_good = Some((revision, state.clone()));
                     return Ok(Some(Offer {
                         origin: etcd_origin(revision),
+                        revision: Some(revision),
                         state: Ok(state),
                     }));
                 }
@@ -377,6 +409,7 @@ impl Follower {
                 *version = now;
                 Ok(Some(Offer {
                     origin: format!("state file {}", path.display()),
+                    revision: None,
                     state: ClusterState::from_path(path).map_err(AgentError::from),
                 }))
             }
@@ -399,12 +432,14 @@ impl Follower {
                         }
                         Offer {
                             origin: etcd_origin(revision),
+                            revision: Some(revision),
                             state: state.map_err(AgentError::from),
                         }
                     }
                     None => match last_good {
                         Some((revision, state)) if again => Offer {
                             origin: etcd_origin(*revision),
+                            revision: Some(*revision),
                             state: Ok(state.clone()),
                         },
                         _ => return Ok(None),
@@ -526,6 +561,26 @@ pub enum Reload {
 }
 
 impl Reload {
+    /// Whether the state is in force now.
+    fn in_force(&self) -> bool {
+        matches!(self, Reload::Applied { .. } | Reload::Unchanged)
+    }
+
+    /// What the metrics call it.
+    fn result(&self) -> ApplyResult {
+        match self {
+            Reload::Applied { .. } | Reload::Unchanged => ApplyResult::Applied,
+            Reload::Refused(AgentError::State(_) | AgentError::Store(_)) => ApplyResult::Invalid,
+            Reload::Refused(_) => ApplyResult::NotCompiled,
+            Reload::RolledBack {
+                rollback: Ok(_), ..
+            } => ApplyResult::RolledBack,
+            Reload::RolledBack {
+                rollback: Err(_), ..
+            } => ApplyResult::Failed,
+        }
+    }
+
     /// Logs what became of the state from `origin`.
     fn log(&self, origin: &str, plan: &NodePlan) {
         match self {

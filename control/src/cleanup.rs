@@ -5,7 +5,7 @@
 //! managed neighbour entries of the VTEPs in the pinned `VTEPS` map (on the underlay device
 //! the pinned `NODE` names), every link pin (which detaches its program: the pin is the last
 //! reference once no agent holds it), every map pin, the pin directory, and the run
-//! directory with the forwarder's report. IPv4 forwarding on the underlay stays as it is: the
+//! directory with the forwarder's report and the agent's pid file. IPv4 forwarding on the underlay stays as it is: the
 //! agent that turned it on knew the value before, the pins do not. Idempotent: a node with
 //! nothing pinned is clean already. Run it only while no agent runs for the node: an agent
 //! running keeps its links and maps alive through its own references, and would go on

@@ -14,7 +14,9 @@
 //! - [`fastpath`]: the AF_XDP forwarder of the fast-path planes, as the agent runs it.
 //! - [`pod_side`]: what XDP at a pod's veth needs at the pod's end, set by the agent.
 //! - [`agent`]: `ctpath agent`, the node agent.
-//! - [`status`]: `ctpath status`, a node's counters.
+//! - [`status`]: `ctpath status`, a node's counters (table and JSON).
+//! - [`pins`]: an agent's pins found from any mount namespace (its pid file).
+//! - [`metrics`]: `ctpath agent --metrics`, the node's counters for Prometheus.
 //! - [`cli`]: the command line.
 pub mod agent;
 pub mod cleanup;
@@ -25,8 +27,10 @@ pub mod datapath;
 pub mod fastpath;
 pub mod host;
 pub mod links;
+pub mod metrics;
 pub mod netlink;
 pub mod nexthop;
+pub mod pins;
 pub mod pod_side;
 pub mod policy;
 pub mod state;
