@@ -779,7 +779,8 @@ impl Running {
                 Some(&last_good),
                 &running.plan,
                 generation,
-            )
+            )?;
+            move_rule_hits(&mut running.ebpf, &last_good, &running.plan)
         });
         // The node entry holds the new generation once the maps step is done.
         if !matches!(&applied, Err(failure) if failure.step == Step::Maps) {
@@ -788,11 +789,15 @@ impl Running {
         let Err(failure) = applied else {
             return Reload::Applied { generation };
         };
-        self.plan = last_good;
+        let failed = std::mem::replace(&mut self.plan, last_good);
         let mut rolled_back_to = self.generation;
         let rollback = self
             .converge(|running| {
                 rolled_back_to = datapath::reconcile(&mut running.ebpf, &running.plan)?.generation;
+                // The counters moved with the maps step: back with the rules.
+                if failure.done.contains(&Step::Maps) {
+                    move_rule_hits(&mut running.ebpf, &failed, &running.plan)?;
+                }
                 Ok(())
             })
             .map(|()| rolled_back_to);
@@ -1062,6 +1067,17 @@ impl Running {
         }
         Ok(())
     }
+}
+
+/// The rule hit counters follow the rules from `from`'s ids to `to`'s.
+fn move_rule_hits(ebpf: &mut Ebpf, from: &NodePlan, to: &NodePlan) -> Result<(), DatapathError> {
+    if from.policy.rules == to.policy.rules {
+        return Ok(());
+    }
+    let moves = crate::policy::rule_moves(&from.policy.rules, &to.policy.rules);
+    let written = datapath::move_rule_hits(ebpf, &moves, from.policy.rules.len())?;
+    tracing::debug!(written, "rule hit counters moved with their rules");
+    Ok(())
 }
 
 /// A program of the datapath on an interface: which program, and with it which hook.

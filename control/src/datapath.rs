@@ -17,7 +17,7 @@ use std::{
 use aya::{
     maps::{
         lpm_trie::Key, Array, DevMapHash, HashMap, LpmTrie, Map, MapError, MapInfo, MapType,
-        PerCpuArray,
+        PerCpuArray, PerCpuValues,
     },
     programs::{ProgramError, SchedClassifier, Xdp},
     Ebpf, EbpfError, EbpfLoader, Pod,
@@ -30,7 +30,10 @@ use ctpath_dataplane::forwarder::tables::MapContents;
 use ipnet::Ipv4Net;
 use thiserror::Error;
 
-use crate::{compile::NodePlan, policy::policy_prefix_len};
+use crate::{
+    compile::NodePlan,
+    policy::{policy_prefix_len, RuleId},
+};
 
 /// The eBPF object with every ctpath program, built from `ebpf/programs` by `build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ctpath.bpf.o"));
@@ -122,6 +125,8 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+    #[error("counting the possible CPUs (for per-CPU counters): {0}")]
+    Cpus(std::io::Error),
 }
 
 /// Loads [`OBJECT`] into the kernel (maps created, programs not yet verified), with the
@@ -576,6 +581,44 @@ fn sync_devices(
         }
     }
     Ok(())
+}
+
+/// Moves the rule hit counters (`RULE_HITS`) with their rules from one plan's rule ids to the
+/// next's: id `i` of the new plan gets the counts of `moves[i]` in the old one
+/// ([`crate::policy::rule_moves`]), or zeros for a rule that is new; the ids the old plan had
+/// beyond the new one's (`old_rules`) are zeroed. Counts are read before any is written; a
+/// packet counted between the two is lost to the counters. Returns how many ids were written.
+pub fn move_rule_hits(
+    ebpf: &mut Ebpf,
+    moves: &[Option<RuleId>],
+    old_rules: usize,
+) -> Result<usize, DatapathError> {
+    let name = names::RULE_HITS;
+    let error = |source| DatapathError::Map { name, source };
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let mut hits = PerCpuArray::<_, Tally>::try_from(map).map_err(error)?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, source)| DatapathError::Cpus(source))?;
+    let zeros = || {
+        PerCpuValues::try_from(vec![Tally::default(); cpus]).expect("one value per possible CPU")
+    };
+    let changed: Vec<(RuleId, Option<RuleId>)> = moves
+        .iter()
+        .enumerate()
+        .map(|(id, from)| (id as RuleId, *from))
+        .filter(|(id, from)| *from != Some(*id))
+        .chain((moves.len()..old_rules).map(|id| (id as RuleId, None)))
+        .collect();
+    let mut values = Vec::with_capacity(changed.len());
+    for (_, from) in &changed {
+        values.push(match from {
+            Some(from) => hits.get(from, 0).map_err(error)?,
+            None => zeros(),
+        });
+    }
+    for ((id, _), value) in changed.iter().zip(values) {
+        hits.set(*id, value, 0).map_err(error)?;
+    }
+    Ok(changed.len())
 }
 
 /// Makes `NEXT_HOPS` hold exactly `next_hops` (see `crate::nexthop`): changed and new entries

@@ -34,7 +34,7 @@ use ctpath_dataplane::forwarder::{
 };
 use thiserror::Error;
 
-use crate::{compile::NodePlan, datapath, nexthop::NextHops};
+use crate::{compile::NodePlan, datapath, nexthop::NextHops, policy};
 
 /// Where the agents keep their run directories.
 pub const RUN_ROOT: &str = "/run/ctpath";
@@ -182,6 +182,10 @@ impl FastPath {
     /// The workers get `plan`'s tables and interfaces, with the agent's `next_hops`.
     pub fn update(&mut self, plan: &NodePlan, generation: u32, next_hops: &NextHops) {
         let ports_changed = ports(plan) != ports(&self.plan);
+        if plan.policy.rules != self.plan.policy.rules {
+            let moves = policy::rule_moves(&self.plan.policy.rules, &plan.policy.rules);
+            self.forwarder.move_rule_hits(moves.into());
+        }
         self.plan = plan.clone();
         self.generation = generation;
         self.next_hops = next_hops.hops().clone();

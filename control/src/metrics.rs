@@ -14,9 +14,9 @@
 //! - `forwarded_{packets,bytes}_total{kind}`, `dropped_{packets,bytes}_total{reason}`: the
 //!   XDP and tc programs' counters (the names of `ctpath status`).
 //! - `rule_{packets,bytes}_total{group,rule,description}`: per security-group rule (`rule` is
-//!   its index in its group), the programs' and the forwarder's counts together. The datapath
-//!   counts by a rule's position among all the state's rules and a new state does not reset
-//!   the counts: a rule moved to another position shows the count of the one there before.
+//!   its index in its group), the programs' and the forwarder's counts together. The counts
+//!   follow a rule that a new state moves to another position (`policy::rule_moves`); a new
+//!   rule starts at zero.
 //! - `conntrack_entries{state="live"|"expired"}`, `conntrack_entries_limit`.
 //! - with a forwarder: `forwarder_report_age_seconds`, per worker
 //!   `forwarder_{received_packets,batches}_total`, `forwarder_free_frames`,

@@ -26,8 +26,9 @@ enum Selector {
     Cidr(Ipv4Net),
 }
 
-/// A rule's stable id: its position among all rules of all groups, in the state's order. It
-/// indexes the rule hit counters.
+/// A rule's id: its position among all rules of all groups, in the state's order. It indexes
+/// the rule hit counters, which follow a rule to its new id when a new state moves it
+/// ([`rule_moves`]).
 pub type RuleId = u32;
 
 /// The compiled policy of one node.
@@ -39,6 +40,9 @@ pub struct CompiledPolicy {
     pub identities: BTreeMap<(u32, Ipv4Net), u32>,
     /// `POLICY` entries: (key, port prefix length) to the allowing rule.
     pub entries: BTreeMap<(PolicyRuleKey, u8), RuleId>,
+    /// What each rule id is (indexed by id; [`rule_identity`]), so that its counters can follow
+    /// it to another id in the next state.
+    pub rules: Vec<String>,
 }
 
 #[derive(Debug, Error)]
@@ -63,13 +67,66 @@ pub fn rule_ids(state: &ClusterState) -> impl Iterator<Item = (RuleId, &str, usi
         .map(|(id, (group, index, rule))| (id as RuleId, group, index, rule))
 }
 
+/// What a rule is, whatever its position: its group and what it allows
+/// (`server: ingress udp 5000 from group client`).
+pub fn rule_identity(group: &str, rule: &Rule) -> String {
+    format!("{group}: {}", describe(rule))
+}
+
+/// For each rule id of `new` (identities as [`CompiledPolicy::rules`]), the id the same rule
+/// has in `old`, if it is there: the n-th rule of an identity in `new` is the n-th of it in
+/// `old` (two equal rules of a group are told apart by their order only).
+pub fn rule_moves(old: &[String], new: &[String]) -> Vec<Option<RuleId>> {
+    let mut by_identity: BTreeMap<&str, std::collections::VecDeque<RuleId>> = BTreeMap::new();
+    for (id, identity) in old.iter().enumerate() {
+        by_identity
+            .entry(identity.as_str())
+            .or_default()
+            .push_back(id as RuleId);
+    }
+    new.iter()
+        .map(|identity| by_identity.get_mut(identity.as_str())?.pop_front())
+        .collect()
+}
+
+/// A rule in one line: `ingress udp 2152 from group smf`.
+pub fn describe(rule: &Rule) -> String {
+    let direction = match rule.direction {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    };
+    let ports = rule
+        .ports
+        .map(|ports| format!(" {ports}"))
+        .unwrap_or_default();
+    let preposition = if rule.direction == Direction::Ingress {
+        "from"
+    } else {
+        "to"
+    };
+    let remote = match (&rule.remote_group, &rule.remote_cidr) {
+        (Some(group), _) => format!("group {group}"),
+        (None, Some(cidr)) => cidr.to_string(),
+        (None, None) => "anywhere".to_owned(),
+    };
+    format!(
+        "{direction} {}{ports} {preposition} {remote}",
+        rule.protocol.as_str()
+    )
+}
+
 /// Compiles the policy of node `node`.
 pub fn compile(state: &ClusterState, node: &str) -> Result<CompiledPolicy, PolicyError> {
     let count = rule_ids(state).count();
     if count > MAX_RULES as usize {
         return Err(PolicyError::TooManyRules { count });
     }
-    let mut compiled = CompiledPolicy::default();
+    let mut compiled = CompiledPolicy {
+        rules: rule_ids(state)
+            .map(|(_, group, _, rule)| rule_identity(group, rule))
+            .collect(),
+        ..CompiledPolicy::default()
+    };
     for (_, interface) in state.interfaces_on_node(node) {
         if interface.port_security && !interface.security_groups.is_empty() {
             let groups: BTreeSet<String> = interface.security_groups.iter().cloned().collect();
@@ -230,6 +287,35 @@ mod tests {
 
     fn ports(text: &str) -> Vec<(u16, u8)> {
         port_prefixes(Some(text.parse().unwrap()))
+    }
+
+    #[test]
+    fn rule_moves_follow_identities_in_order() {
+        let ids = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let old = ids(&["a: x", "a: y", "b: x", "a: y"]);
+        // A rule inserted first, one removed, the two equal rules kept in their order.
+        let new = ids(&["a: z", "a: x", "a: y", "a: y", "b: w"]);
+        assert_eq!(
+            rule_moves(&old, &new),
+            vec![None, Some(0), Some(1), Some(3), None]
+        );
+        assert_eq!(
+            rule_moves(&old, &old),
+            vec![Some(0), Some(1), Some(2), Some(3)]
+        );
+        assert_eq!(rule_moves(&old, &[]), Vec::<Option<RuleId>>::new());
+    }
+
+    #[test]
+    fn compiled_rules_name_every_rule_by_group_and_content() {
+        let state = ClusterState::from_yaml_str(include_str!("../examples/two-node.yaml"))
+            .expect("example state");
+        let compiled = compile(&state, &state.nodes[0].name).unwrap();
+        let expected: Vec<String> = rule_ids(&state)
+            .map(|(_, group, _, rule)| format!("{group}: {}", describe(rule)))
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(compiled.rules, expected);
     }
 
     #[test]

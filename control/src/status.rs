@@ -32,7 +32,7 @@ use crate::{
     datapath::{self, DatapathError},
     fastpath::{self, FastPathError},
     policy,
-    state::{ClusterState, Direction, Rule},
+    state::ClusterState,
 };
 
 #[derive(Debug, Error)]
@@ -110,7 +110,7 @@ pub struct RuleHits {
     pub group: String,
     /// The rule's position in its group.
     pub index: usize,
-    /// The rule in one line ([`describe`]).
+    /// The rule in one line ([`crate::policy::describe`]).
     pub description: String,
     pub tally: Tally,
 }
@@ -156,37 +156,11 @@ pub fn rule_hits(
             Ok(RuleHits {
                 group: group.to_owned(),
                 index,
-                description: describe(rule),
+                description: policy::describe(rule),
                 tally,
             })
         })
         .collect()
-}
-
-/// A rule in one line: `ingress udp 2152 from group smf`.
-pub fn describe(rule: &Rule) -> String {
-    let direction = match rule.direction {
-        Direction::Ingress => "ingress",
-        Direction::Egress => "egress",
-    };
-    let ports = rule
-        .ports
-        .map(|ports| format!(" {ports}"))
-        .unwrap_or_default();
-    let preposition = if rule.direction == Direction::Ingress {
-        "from"
-    } else {
-        "to"
-    };
-    let remote = match (&rule.remote_group, &rule.remote_cidr) {
-        (Some(group), _) => format!("group {group}"),
-        (None, Some(cidr)) => cidr.to_string(),
-        (None, None) => "anywhere".to_owned(),
-    };
-    format!(
-        "{direction} {}{ports} {preposition} {remote}",
-        rule.protocol.as_str()
-    )
 }
 
 /// The conntrack table's occupancy.

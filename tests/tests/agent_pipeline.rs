@@ -6,7 +6,8 @@
 //! - a state whose programs cannot be attached (a pod interface on an XDP plane is a bridge,
 //!   which has no native XDP) is partly applied, then rolled back: the log says what was
 //!   applied, what failed and that the last good state is in force again; the maps are as
-//!   before it and traffic goes on; the next good state is applied.
+//!   before it and traffic goes on; the next good state is applied;
+//! - a rule's hit counters follow it when a new state moves it to another position.
 //!
 //! Also the netlink module itself against the kernel: an entry made, listed as managed, deleted
 //! once; the gateway of a route.
@@ -79,6 +80,16 @@ const POD_ON_A_DUMMY: &str = r#"
 
 fn state(nodes: &str, pods: &[&str]) -> String {
     format!("{NETWORKS_AND_GROUPS}{nodes}{}", pods.concat())
+}
+
+/// The state with a rule inserted first in group `open`: its other rules move by one.
+fn with_rule_inserted(state: &str) -> String {
+    let inserted = state.replace(
+        "    rules:\n      - { direction: ingress, protocol: any }",
+        "    rules:\n      - { direction: ingress, protocol: tcp, ports: \"22\" }\n      - { direction: ingress, protocol: any }",
+    );
+    assert_ne!(inserted, state);
+    inserted
 }
 
 /// The managed, externally learned neighbour entries on `ns`'s underlay, as `ip` shows them.
@@ -197,6 +208,37 @@ fn a_step_that_fails_is_rolled_back_and_the_last_good_state_stays() {
     cluster.wait_taken_in(&before, &good);
     assert_eq!(endpoints(cluster.pin_dir("node-a")), endpoints_before);
     assert_eq!(echo(&cluster, "cli-a", "srv-b"), 5, "{}", cluster.report());
+}
+
+#[test]
+fn rule_hits_follow_a_rule_that_a_new_state_moves() {
+    require_root();
+    let before = state(TWO_NODES, &[PODS_A_B]);
+    let mut cluster = Cluster::start("pipe-hits", &before, ClusterOptions::default());
+    assert_eq!(echo(&cluster, "cli-a", "srv-b"), 5, "{}", cluster.report());
+    let hits = |cluster: &Cluster| {
+        cluster
+            .rule_hits("node-b")
+            .into_iter()
+            .map(|hits| ((hits.index, hits.description), hits.tally))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let counted = hits(&cluster);
+    let any_in = counted[&(0, "ingress any from anywhere".to_owned())];
+    assert!(any_in.packets > 0, "{counted:?}");
+
+    cluster.update_state(&with_rule_inserted(&before));
+    let moved = hits(&cluster);
+    assert_eq!(
+        moved[&(1, "ingress any from anywhere".to_owned())],
+        any_in,
+        "{moved:?}"
+    );
+    assert_eq!(
+        moved[&(0, "ingress tcp 22 from anywhere".to_owned())].packets,
+        0,
+        "{moved:?}"
+    );
 }
 
 #[test]

@@ -189,6 +189,14 @@ impl Forwarder {
         }
     }
 
+    /// The rules of the next tables have other ids: each worker moves its counts with them
+    /// (`moves[i]`: the id that rule `i` had) before it takes the next command.
+    pub fn move_rule_hits(&self, moves: Arc<[Option<u32>]>) {
+        for worker in &self.workers {
+            let _ = worker.commands.send(Command::MoveRuleHits(moves.clone()));
+        }
+    }
+
     /// The interfaces to serve from now on.
     pub fn set_ports(&self, ports: Vec<PortSpec>) {
         for worker in &self.workers {

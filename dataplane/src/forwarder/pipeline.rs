@@ -165,6 +165,20 @@ impl<M: CtMirror> Pipeline<M> {
         &self.rule_hits
     }
 
+    /// The rules got other ids (a new state): id `i` takes the counts of id `moves[i]`, or
+    /// none for a rule that is new; ids beyond `moves` are zeroed.
+    pub fn move_rule_hits(&mut self, moves: &[Option<u32>]) {
+        let old = std::mem::replace(
+            &mut self.rule_hits,
+            vec![Tally::default(); MAX_RULES as usize],
+        );
+        for (hits, from) in self.rule_hits.iter_mut().zip(moves) {
+            if let Some(tally) = from.and_then(|from| old.get(from as usize)) {
+                *hits = *tally;
+            }
+        }
+    }
+
     /// Drops the conntrack entries expired at `now_ns` from the local table; returns how many.
     pub fn collect_expired(&mut self, now_ns: u64) -> usize {
         self.flows
@@ -504,5 +518,40 @@ fn check_source(
                 Err(DropReason::SpoofedMac)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ctpath_common::maps::NodeConfig;
+
+    use super::*;
+    use crate::forwarder::{flows::MemoryMirror, tables::MapContents};
+
+    #[test]
+    fn rule_hits_follow_their_rules_to_new_ids() {
+        let tables = Arc::new(Tables::new(
+            &MapContents::default(),
+            NodeConfig::default(),
+            Default::default(),
+        ));
+        let mut pipeline = Pipeline::new(tables, 16, MemoryMirror::new(16));
+        let tally = |packets| Tally {
+            packets,
+            bytes: packets * 100,
+        };
+        for (id, packets) in [(0, 5), (1, 7), (2, 9)] {
+            pipeline.rule_hits[id] = tally(packets);
+        }
+        // A rule inserted first: 0 and 1 become 1 and 2; the old 2 is gone.
+        pipeline.move_rule_hits(&[None, Some(0), Some(1)]);
+        assert_eq!(
+            &pipeline.rule_hits()[..4],
+            &[tally(0), tally(5), tally(7), tally(0)]
+        );
+        // Fewer rules: what is beyond them is zeroed.
+        pipeline.move_rule_hits(&[Some(2)]);
+        assert_eq!(&pipeline.rule_hits()[..3], &[tally(7), tally(0), tally(0)]);
+        assert_eq!(pipeline.rule_hits().len(), MAX_RULES as usize);
     }
 }

@@ -88,6 +88,8 @@ pub enum Command {
     Tables(Arc<Tables>),
     /// The interfaces to serve from now on (sockets of others are closed, new ones bound).
     Ports(Vec<PortSpec>),
+    /// The rules got other ids: the counts follow them ([`Pipeline::move_rule_hits`]).
+    MoveRuleHits(Arc<[Option<u32>]>),
 }
 
 /// Where a frame of the UMEM is.
@@ -295,6 +297,7 @@ impl<M: CtMirror> Worker<M> {
             match self.setup.commands.try_recv() {
                 Ok(Command::Tables(tables)) => self.setup.pipeline.set_tables(tables),
                 Ok(Command::Ports(ports)) => self.set_ports(ports),
+                Ok(Command::MoveRuleHits(moves)) => self.setup.pipeline.move_rule_hits(&moves),
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
