@@ -7,7 +7,7 @@
 //!
 //! Every scrape reads what `ctpath status` reads ([`NodeStatus::read`]: the pinned maps, the
 //! forwarder's report in the run directory, written every second, so its figures are up to a
-//! second old), with the state in force for the rules and conntrack; a scrape before the agent
+//! second old, its rule hits, which each worker samples about once a second, up to two), with the state in force for the rules and conntrack; a scrape before the agent
 //! pinned its maps, or one whose maps cannot be read, is answered 503 with the reason. The
 //! families, all prefixed `ctpath_`:
 //!

@@ -495,9 +495,11 @@ fn the_forwarders_workers_and_sockets_are_exported() {
     );
     let decapsulated =
         "ctpath_forwarder_forwarded_packets_total{worker=\"0\",kind=\"underlay_decapsulated\"}";
-    // The figures come from the report the agent writes every second.
+    // The figures come from the report the agent writes every second; a worker samples its
+    // rule hits about once a second too, so they may come a report after its packet counts.
     let first = wait_for_metrics(&node_a, "the forwarder's report of the echo", |text| {
         sample(text, decapsulated).is_some_and(|n| n >= 20.0)
+            && rule_packets(text, "upf", 0, "ingress udp 2152 from group gnb") >= 20
     });
     let json = json_status(&cluster, "node-a", state_file.path());
     let second = metrics(&node_a);
