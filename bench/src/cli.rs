@@ -110,6 +110,9 @@ pub struct ScaleArgs {
     /// Convergence samples (default 50, quick 5; at most 250).
     #[arg(long)]
     pub samples: Option<usize>,
+    /// Convergence samples once the large state is in force (default 20, quick 2).
+    #[arg(long)]
+    pub samples_large: Option<usize>,
     /// State updates under traffic (default 100, quick 6).
     #[arg(long)]
     pub updates: Option<usize>,

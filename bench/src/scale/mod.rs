@@ -23,6 +23,8 @@
 //!    logged instead).
 //! 4. **Memory**: each agent's VmRSS and VmHWM (`/proc/PID/status`) before and after the
 //!    large state.
+//! 5. **Convergence with the large state in force** (when every agent applied it): phase 1
+//!    again, `samples_large` times, each write now of the large state plus one pod.
 //!
 //! Writes `scale.json` (every sample, the machine, the configuration) and `scale.txt` (the
 //! summary with the issue's goals met or missed) into `--out`. Speeds are never asserted: the
@@ -63,7 +65,7 @@ use crate::{
     cli::ScaleArgs,
     machine::Machine,
     measure::quantile,
-    report::{verdict, ReportError},
+    report::{verdict, ReportError, Stats},
 };
 use probe::{Echo, FlowCount, ProbeError, Prober};
 use state::{Shape, StateError, ECHO_PORT, FLOW_PORT};
@@ -116,6 +118,8 @@ pub struct ScaleConfig {
     pub quick: bool,
     pub nodes: usize,
     pub samples: usize,
+    /// Convergence samples with the large state in force.
+    pub samples_large: usize,
     pub updates: usize,
     pub shape: Shape,
     pub probe_interval_ms: f64,
@@ -146,6 +150,7 @@ impl ScaleConfig {
             quick,
             nodes: args.nodes,
             samples: args.samples.unwrap_or(if quick { 5 } else { 50 }),
+            samples_large: args.samples_large.unwrap_or(if quick { 2 } else { 20 }),
             updates: args.updates.unwrap_or(if quick { 6 } else { 100 }),
             shape,
             probe_interval_ms: probe::PROBE_INTERVAL.as_secs_f64() * 1e3,
@@ -164,6 +169,9 @@ pub struct ConvergenceSample {
     pub revision: i64,
     pub reach_ms: Vec<Option<f64>>,
     pub agent_ms: Vec<Option<f64>>,
+    /// Per agent node, the probes' mean gap (ms): time probed / datagrams sent.
+    #[serde(default)]
+    pub probe_gap_ms: Vec<f64>,
 }
 
 /// What one agent did with the updates.
@@ -240,6 +248,9 @@ pub struct ScaleResults {
     pub nodes: Vec<String>,
     pub duration_seconds: f64,
     pub convergence: Vec<ConvergenceSample>,
+    /// The same with the large state in force (phase 5), when the agents applied it.
+    #[serde(default)]
+    pub convergence_large: Vec<ConvergenceSample>,
     pub updates: Option<UpdatePhase>,
     pub large: Option<LargePhase>,
     pub memory: Vec<Memory>,
@@ -374,13 +385,13 @@ fn convergence(
     writer: &Writer,
     nodes: &[String],
     state: &mut ClusterState,
-    samples: usize,
+    indices: std::ops::Range<usize>,
 ) -> Result<Vec<ConvergenceSample>, ScaleError> {
     let probers = (0..nodes.len())
         .map(|i| Prober::open(cluster.pod(&state::probe_name(i))))
         .collect::<Result<Vec<_>, _>>()?;
     let mut results = Vec::new();
-    for index in 0..samples {
+    for index in indices {
         let node = &nodes[index % nodes.len()];
         let pod = state::new_pod(index, node)?;
         cluster.create_pods(std::slice::from_ref(&pod), PodAddressing::HostRoute);
@@ -400,18 +411,24 @@ fn convergence(
                 })
                 .collect();
             let agents = wait_taken_in(cluster, nodes, written.revision, since, TAKE_IN_TIMEOUT);
-            let reach: Vec<Option<f64>> = probing
-                .into_iter()
-                .map(|p| p.join().ok().flatten().map(ms))
-                .collect();
-            (reach, agents)
+            let probed: Vec<Option<probe::Probed>> =
+                probing.into_iter().map(|p| p.join().ok()).collect();
+            (probed, agents)
         });
+        let gap = |p: &probe::Probed| {
+            let probed = p.answered.unwrap_or(REACH_TIMEOUT);
+            ms(probed) / f64::from(p.sent.max(1))
+        };
         results.push(ConvergenceSample {
             index,
             pod_node: node.clone(),
             revision: written.revision,
-            reach_ms: reach,
+            reach_ms: reach
+                .iter()
+                .map(|p| p.and_then(|p| p.answered).map(ms))
+                .collect(),
             agent_ms: agents.iter().map(|a| a.map(|(t, _)| t)).collect(),
+            probe_gap_ms: reach.iter().flatten().map(gap).collect(),
         });
     }
     Ok(results)
@@ -566,7 +583,7 @@ fn large(
     cluster: &mut Cluster,
     writer: &Writer,
     nodes: &[String],
-    state: &ClusterState,
+    state: &mut ClusterState,
     shape: Shape,
     timeout: Duration,
 ) -> Result<LargePhase, ScaleError> {
@@ -605,7 +622,7 @@ fn large(
         }
         Err(error) => (None, Some(error.to_string()), Vec::new()),
     };
-    Ok(LargePhase {
+    let phase = LargePhase {
         pods: large.pods.len(),
         nodes: large.nodes.len(),
         groups: large.security_groups.len(),
@@ -615,7 +632,9 @@ fn large(
         write_error,
         in_process,
         agents,
-    })
+    };
+    *state = large;
+    Ok(phase)
 }
 
 /// Runs the scale case as `args` say and writes `scale.json` and `scale.txt` into `args.out`.
@@ -676,12 +695,13 @@ pub fn run(args: &ScaleArgs) -> Result<ScaleResults, ScaleError> {
         nodes: nodes.clone(),
         duration_seconds: 0.0,
         convergence: Vec::new(),
+        convergence_large: Vec::new(),
         updates: None,
         large: None,
         memory: Vec::new(),
         failures: Vec::new(),
     };
-    match convergence(&mut cluster, &writer, &nodes, &mut state, config.samples) {
+    match convergence(&mut cluster, &writer, &nodes, &mut state, 0..config.samples) {
         Ok(samples) => results.convergence = samples,
         Err(e) => results.failures.push(format!("convergence: {e}")),
     }
@@ -693,11 +713,35 @@ pub fn run(args: &ScaleArgs) -> Result<ScaleResults, ScaleError> {
     eprintln!("updates: done");
     results.memory = memory(&cluster, &nodes, "base");
     let timeout = Duration::from_secs(if config.quick { 30 } else { 120 });
-    match large(&mut cluster, &writer, &nodes, &state, config.shape, timeout) {
+    match large(
+        &mut cluster,
+        &writer,
+        &nodes,
+        &mut state,
+        config.shape,
+        timeout,
+    ) {
         Ok(phase) => results.large = Some(phase),
         Err(e) => results.failures.push(format!("large state: {e}")),
     }
     results.memory.extend(memory(&cluster, &nodes, "large"));
+    let applied = results
+        .large
+        .as_ref()
+        .is_some_and(|l| !l.agents.is_empty() && l.agents.iter().all(|a| a.applied_ms.is_some()));
+    if applied {
+        let more = config.samples..config.samples + config.samples_large;
+        match convergence(&mut cluster, &writer, &nodes, &mut state, more) {
+            Ok(samples) => results.convergence_large = samples,
+            Err(e) => results
+                .failures
+                .push(format!("convergence with the large state: {e}")),
+        }
+        eprintln!(
+            "convergence with the large state: {} samples",
+            results.convergence_large.len()
+        );
+    }
     drop(writer);
     drop(cluster);
     results.duration_seconds = started.elapsed().as_secs_f64();
@@ -738,9 +782,9 @@ fn triple(values: &[f64]) -> String {
 }
 
 impl ScaleResults {
-    /// Every reach time of the convergence samples (ms), over all nodes.
-    fn reach_all(&self) -> Vec<f64> {
-        self.convergence
+    /// Every reach time of the samples (ms), over all nodes.
+    fn reach_all(samples: &[ConvergenceSample]) -> Vec<f64> {
+        samples
             .iter()
             .flat_map(|s| s.reach_ms.iter().flatten().copied())
             .collect()
@@ -757,7 +801,9 @@ impl ScaleResults {
     pub fn goals(&self) -> Vec<(String, Option<String>, &'static str, Option<bool>)> {
         let at_size = self.at_issue_size();
         let sized = |met: Option<bool>| met.filter(|_| at_size);
-        let reach_p99 = percentiles(&self.reach_all()).map(|(_, p99, _)| p99);
+        let p99 = |samples| percentiles(&Self::reach_all(samples)).map(|(_, p99, _)| p99);
+        let reach_p99 = p99(&self.convergence);
+        let reach_large_p99 = p99(&self.convergence_large);
         let large = self.large.as_ref();
         let in_process = large.and_then(|l| {
             l.in_process
@@ -803,6 +849,15 @@ impl ScaleResults {
                 reach_p99.map(|v| v <= 100.0),
             ),
             (
+                format!(
+                    "the same with the large state in force ({} samples)",
+                    self.convergence_large.len()
+                ),
+                reach_large_p99.map(|v| format!("{v:.1} ms")),
+                "<= 100 ms",
+                sized(reach_large_p99.map(|v| v <= 100.0)),
+            ),
+            (
                 "large state validated, compiled, applied in process (slowest node)".into(),
                 in_process.map(|v| format!("{:.0} ms", v)),
                 "<= 2 s",
@@ -843,7 +898,7 @@ impl ScaleResults {
                 c.samples
             ));
         }
-        for sample in &self.convergence {
+        for sample in self.convergence.iter().chain(&self.convergence_large) {
             for (node, reach) in self.nodes.iter().zip(&sample.reach_ms) {
                 if reach.is_none() {
                     problems.push(format!(
@@ -898,6 +953,62 @@ impl ScaleResults {
     }
 }
 
+/// One convergence table of the summary.
+fn convergence_table(
+    out: &mut String,
+    results: &ScaleResults,
+    samples: &[ConvergenceSample],
+    with: &str,
+) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Convergence with {with}: from the end of the etcd write of a new pod to its first UDP \
+         echo, per probing node (ms; {} samples, a probe every {} ms asked, a median gap of {} ms), \
+         and to the agent's log line",
+        samples.len(),
+        results.config.probe_interval_ms,
+        Stats::of(
+            &samples
+                .iter()
+                .flat_map(|s| s.probe_gap_ms.iter().copied())
+                .collect::<Vec<_>>()
+        )
+        .median
+        .map_or("-".into(), |gap| format!("{gap:.2}"))
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}",
+        "from", "p50", "p99", "max", "agent50", "agent99", "agentmax"
+    );
+    for (i, node) in results.nodes.iter().enumerate() {
+        let column = |f: fn(&ConvergenceSample) -> &Vec<Option<f64>>| -> Vec<f64> {
+            samples
+                .iter()
+                .filter_map(|s| f(s).get(i).copied().flatten())
+                .collect()
+        };
+        let _ = writeln!(
+            out,
+            "{node:<10} {}   {}",
+            triple(&column(|s| &s.reach_ms)),
+            triple(&column(|s| &s.agent_ms))
+        );
+    }
+    let all_agents: Vec<f64> = samples
+        .iter()
+        .flat_map(|s| s.agent_ms.iter().flatten().copied())
+        .collect();
+    let _ = writeln!(
+        out,
+        "{:<10} {}   {}",
+        "all",
+        triple(&ScaleResults::reach_all(samples)),
+        triple(&all_agents)
+    );
+}
+
 /// The readable summary (`scale.txt`).
 pub fn summary(results: &ScaleResults) -> String {
     let mut out = String::new();
@@ -916,46 +1027,7 @@ pub fn summary(results: &ScaleResults) -> String {
         m.loadavg,
         m.ctpath_commit
     );
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "Convergence: from the end of the etcd write of a new pod to its first UDP echo, per \
-         probing node (ms; {} samples, a probe every {} ms), and to the agent's log line",
-        results.convergence.len(),
-        c.probe_interval_ms
-    );
-    let _ = writeln!(
-        out,
-        "{:<10} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}",
-        "from", "p50", "p99", "max", "agent50", "agent99", "agentmax"
-    );
-    for (i, node) in results.nodes.iter().enumerate() {
-        let column = |f: fn(&ConvergenceSample) -> &Vec<Option<f64>>| -> Vec<f64> {
-            results
-                .convergence
-                .iter()
-                .filter_map(|s| f(s).get(i).copied().flatten())
-                .collect()
-        };
-        let _ = writeln!(
-            out,
-            "{node:<10} {}   {}",
-            triple(&column(|s| &s.reach_ms)),
-            triple(&column(|s| &s.agent_ms))
-        );
-    }
-    let all_agents: Vec<f64> = results
-        .convergence
-        .iter()
-        .flat_map(|s| s.agent_ms.iter().flatten().copied())
-        .collect();
-    let _ = writeln!(
-        out,
-        "{:<10} {}   {}",
-        "all",
-        triple(&results.reach_all()),
-        triple(&all_agents)
-    );
+    convergence_table(&mut out, results, &results.convergence, "the base state");
 
     if let Some(u) = &results.updates {
         let _ = writeln!(out);
@@ -1052,6 +1124,15 @@ pub fn summary(results: &ScaleResults) -> String {
                 ),
             };
         }
+    }
+
+    if !results.convergence_large.is_empty() {
+        convergence_table(
+            &mut out,
+            results,
+            &results.convergence_large,
+            "the large state in force (phase 5)",
+        );
     }
 
     if !results.memory.is_empty() {

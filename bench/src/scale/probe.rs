@@ -128,9 +128,18 @@ impl Echo {
     }
 }
 
-/// A socket in one pod, ready to probe another pod's [`Echo`].
+/// A non-blocking socket in one pod, ready to probe another pod's [`Echo`].
 pub struct Prober {
     socket: UdpSocket,
+}
+
+/// What one [`Prober::first_answer`] found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Probed {
+    /// When the first echo arrived, from the given instant.
+    pub answered: Option<Duration>,
+    /// Datagrams sent meanwhile.
+    pub sent: u32,
 }
 
 impl Prober {
@@ -140,42 +149,57 @@ impl Prober {
             SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
             PROBE_INTERVAL,
         )?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|source| ProbeError::Socket {
+                what: "non-blocking",
+                netns: netns.name().to_owned(),
+                source,
+            })?;
         Ok(Prober { socket })
     }
 
-    /// Sends a datagram to `target` every [`PROBE_INTERVAL`] until one is echoed, at most
-    /// until `timeout` after `since`; returns when the first echo arrived, from `since`.
-    /// Echoes of an earlier call's datagrams do not count (each call numbers its own).
+    /// Sends a datagram to `target` every [`PROBE_INTERVAL`] (paced against `since`) and
+    /// looks for an echo before each, until one came back or `timeout` after `since` passed.
+    /// Echoes of another `round`'s datagrams do not count.
     pub fn first_answer(
         &self,
         target: SocketAddrV4,
         since: Instant,
         timeout: Duration,
         round: u32,
-    ) -> Option<Duration> {
+    ) -> Probed {
         let mut buf = [0u8; 16];
-        let mut seq = 0u32;
+        let mut sent = 0u32;
         while since.elapsed() < timeout {
-            let mut message = [0u8; 8];
-            message[..4].copy_from_slice(&round.to_be_bytes());
-            message[4..].copy_from_slice(&seq.to_be_bytes());
-            seq += 1;
-            // Errors (no route yet, refused) are what an unreachable pod looks like: go on.
-            let _ = self.socket.send_to(&message, target);
-            let sent = Instant::now();
-            while sent.elapsed() < PROBE_INTERVAL {
+            loop {
                 match self.socket.recv(&mut buf) {
-                    Ok(8) if buf[..4] == round.to_be_bytes() => return Some(since.elapsed()),
-                    Ok(_) => {}
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        break
+                    Ok(8) if buf[..4] == round.to_be_bytes() => {
+                        return Probed {
+                            answered: Some(since.elapsed()),
+                            sent,
+                        }
                     }
-                    // ICMP errors of earlier sends (connection refused) come back here.
-                    Err(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    // Stale echoes, and ICMP errors of earlier sends (refused): go on.
+                    _ => {}
                 }
             }
+            let mut message = [0u8; 8];
+            message[..4].copy_from_slice(&round.to_be_bytes());
+            message[4..].copy_from_slice(&sent.to_be_bytes());
+            // Errors (no route yet) are what an unreachable pod looks like: go on.
+            let _ = self.socket.send_to(&message, target);
+            sent += 1;
+            let next = since + PROBE_INTERVAL * sent;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
         }
-        None
+        Probed {
+            answered: None,
+            sent,
+        }
     }
 }
 
