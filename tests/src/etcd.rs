@@ -41,6 +41,11 @@ impl EtcdServer {
         EtcdServer::launch(None, Ipv4Addr::LOCALHOST, &[])
     }
 
+    /// [`EtcdServer::start`] with `extra_args` after the fixture's own arguments.
+    pub fn start_with(extra_args: &[String]) -> EtcdServer {
+        EtcdServer::launch(None, Ipv4Addr::LOCALHOST, extra_args)
+    }
+
     /// Starts etcd inside `netns`, listening on `ip` (an address of that namespace, e.g. a
     /// node's underlay address, so the other nodes reach it).
     pub fn start_in(netns: &Netns, ip: Ipv4Addr) -> EtcdServer {
