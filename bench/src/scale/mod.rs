@@ -102,6 +102,8 @@ pub enum ScaleError {
     Write(String),
     #[error("the etcd writer thread is gone")]
     WriterGone,
+    #[error("the allowed flow from {from} to {to} never arrived ({sent} datagrams sent in 5 s)")]
+    FlowNeverArrived { from: String, to: String, sent: u64 },
     #[error("creating {path}: {source}")]
     OutDir {
         path: String,
@@ -192,7 +194,7 @@ pub struct UpdatePhase {
 }
 
 /// The large state compiled and loaded in this process inside one node's namespace (ms).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InProcess {
     pub node: String,
     pub validate_ms: f64,
@@ -453,13 +455,11 @@ fn updates(
         FLOW_INTERVAL,
     )?;
     if !flow.wait_flowing(Duration::from_secs(5)) {
-        let count = flow.finish(Duration::ZERO);
-        return Err(ScaleError::Write(format!(
-            "the allowed flow from {} to {} never arrived ({} sent)",
-            state::probe_name(0),
-            state::probe_name(1),
-            count.sent
-        )));
+        return Err(ScaleError::FlowNeverArrived {
+            from: state::probe_name(0),
+            to: state::probe_name(1),
+            sent: flow.finish(Duration::ZERO).sent,
+        });
     }
     std::thread::sleep(Duration::from_millis(300));
     let mut taken_in: BTreeMap<String, TakenIn> = nodes
@@ -505,15 +505,7 @@ fn in_process(cluster: &Cluster, node: &str, large: &ClusterState) -> InProcess 
     let measured = cluster.node(node).run_in(|| {
         let mut result = InProcess {
             node: node.to_owned(),
-            validate_ms: 0.0,
-            compile_ms: 0.0,
-            load_object_ms: 0.0,
-            apply_ms: 0.0,
-            endpoints: 0,
-            pod_ports: 0,
-            identities: 0,
-            policy_entries: 0,
-            error: None,
+            ..InProcess::default()
         };
         let outcome = (|| -> Result<(), String> {
             let links = KernelLinks::open().map_err(|e| format!("netlink: {e}"))?;
@@ -541,15 +533,8 @@ fn in_process(cluster: &Cluster, node: &str, large: &ClusterState) -> InProcess 
     });
     measured.unwrap_or_else(|error| InProcess {
         node: node.to_owned(),
-        validate_ms: 0.0,
-        compile_ms: 0.0,
-        load_object_ms: 0.0,
-        apply_ms: 0.0,
-        endpoints: 0,
-        pod_ports: 0,
-        identities: 0,
-        policy_entries: 0,
         error: Some(error.to_string()),
+        ..InProcess::default()
     })
 }
 
@@ -833,7 +818,7 @@ impl ScaleResults {
             .and_then(|v| v.into_iter().max())
             .filter(|_| applied_large);
         let updates = self.updates.as_ref();
-        let lost = updates.map(|u| u.flow.lost);
+        let lost = updates.map(|u| u.flow.lost + u.flow.send_errors);
         let all_applied = updates.map(|u| {
             u.taken_in.values().all(|t| t.not_taken_in == 0)
                 && u.update_ms.len() == self.config.updates
@@ -1039,8 +1024,9 @@ pub fn summary(results: &ScaleResults) -> String {
         );
         let _ = writeln!(
             out,
-            "  flow: {} sent, {} received, {} lost over {:.1} s",
-            u.flow.sent, u.flow.received, u.flow.lost, u.flow.seconds
+            "  flow: {} sent, {} received, {} lost over {:.1} s ({} sends refused by the \
+             sender's stack)",
+            u.flow.sent, u.flow.received, u.flow.lost, u.flow.seconds, u.flow.send_errors
         );
         for (node, t) in &u.taken_in {
             let _ = writeln!(

@@ -210,13 +210,16 @@ pub struct FlowCount {
     pub received: u64,
     /// Sent but never received.
     pub lost: u64,
+    /// Sends the sender's own stack refused (not on the wire, so not in `sent`).
+    #[serde(default)]
+    pub send_errors: u64,
     pub seconds: f64,
 }
 
 /// A steady UDP flow: numbered datagrams every `interval` from one pod to a receiver in
 /// another that counts the distinct numbers it got.
 pub struct Flow {
-    sender: Server<u64>,
+    sender: Server<(u64, u64)>,
     receiver: Server<HashSet<u64>>,
     received: Arc<AtomicU64>,
     started: Instant,
@@ -250,10 +253,11 @@ impl Flow {
         let target = SocketAddrV4::new(to_ip, port);
         let sender = Server::spawn(move |stop| {
             let start = Instant::now();
-            let (mut sent, mut attempts) = (0u64, 0u32);
+            let (mut sent, mut errors, mut attempts) = (0u64, 0u64, 0u32);
             while !stop.load(Ordering::Relaxed) {
-                if sending.send_to(&sent.to_be_bytes(), target).is_ok() {
-                    sent += 1;
+                match sending.send_to(&sent.to_be_bytes(), target) {
+                    Ok(_) => sent += 1,
+                    Err(_) => errors += 1,
                 }
                 attempts += 1;
                 // Paced against the start, so a late wake-up does not lower the rate.
@@ -262,7 +266,7 @@ impl Flow {
                     std::thread::sleep(wait);
                 }
             }
-            sent
+            (sent, errors)
         });
         Ok(Flow {
             sender,
@@ -287,7 +291,7 @@ impl Flow {
 
     /// Stops the sender, waits `grace` for what is in flight, and counts.
     pub fn finish(self, grace: Duration) -> FlowCount {
-        let sent = self.sender.finish().unwrap_or(0);
+        let (sent, send_errors) = self.sender.finish().unwrap_or((0, 0));
         let seconds = self.started.elapsed().as_secs_f64();
         std::thread::sleep(grace);
         let seen = self.receiver.finish().unwrap_or_default();
@@ -296,6 +300,7 @@ impl Flow {
             sent,
             received,
             lost: sent - received,
+            send_errors,
             seconds,
         }
     }

@@ -17,7 +17,8 @@
 //! /24, up to 10.100.249.x), probes 10.100.250.x, new pods 10.100.251.x, the spare pod
 //! 10.100.252.2; agent nodes 192.168.77.1..; state-only nodes 192.168.77.10..254.
 //!
-//! Panic contract: nothing here panics on any input; out-of-range sizes are [`StateError`]s.
+//! Panic contract: nothing here panics on any input: out-of-range sizes are [`StateError`]s,
+//! and the `expect`s are on prefixes and port ranges built here within their bounds.
 
 use std::net::Ipv4Addr;
 
