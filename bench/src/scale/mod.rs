@@ -1189,6 +1189,134 @@ mod tests {
         assert_eq!(last_complaint(log, log.len()), None);
     }
 
+    fn results(shape: Shape, reach: &[Option<f64>], applied_ms: Option<f64>) -> ScaleResults {
+        let nodes: Vec<String> = state::node_names(3).unwrap();
+        let sample = ConvergenceSample {
+            index: 0,
+            pod_node: nodes[0].clone(),
+            revision: 7,
+            reach_ms: reach.to_vec(),
+            agent_ms: vec![Some(10.0); 3],
+            probe_gap_ms: vec![1.0; 3],
+        };
+        ScaleResults {
+            tool: "test".into(),
+            machine: Machine::describe(),
+            config: ScaleConfig {
+                quick: false,
+                nodes: 3,
+                samples: 1,
+                samples_large: 0,
+                updates: 1,
+                shape,
+                probe_interval_ms: 1.0,
+                flow_pps: 5000.0,
+                etcd_args: Vec::new(),
+            },
+            nodes: nodes.clone(),
+            duration_seconds: 1.0,
+            convergence: vec![sample],
+            convergence_large: Vec::new(),
+            updates: Some(UpdatePhase {
+                flow: FlowCount {
+                    sent: 10,
+                    received: 10,
+                    lost: 0,
+                    send_errors: 0,
+                    seconds: 1.0,
+                },
+                taken_in: nodes
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.clone(),
+                            TakenIn {
+                                applied: 1,
+                                ..TakenIn::default()
+                            },
+                        )
+                    })
+                    .collect(),
+                update_ms: vec![20.0],
+            }),
+            large: Some(LargePhase {
+                pods: shape.pods,
+                nodes: 3,
+                groups: shape.groups,
+                rules: shape.rules,
+                json_bytes: 1,
+                write_ms: Some(1.0),
+                write_error: None,
+                in_process: Vec::new(),
+                agents: nodes
+                    .iter()
+                    .map(|n| AgentApply {
+                        node: n.clone(),
+                        applied_ms,
+                        error: applied_ms.is_none().then(|| "not applied".to_owned()),
+                    })
+                    .collect(),
+            }),
+            memory: nodes
+                .iter()
+                .map(|n| Memory {
+                    node: n.clone(),
+                    state: "large".into(),
+                    vm_rss_kb: Some(70 * 1024),
+                    vm_hwm_kb: Some(70 * 1024),
+                })
+                .collect(),
+            failures: Vec::new(),
+        }
+    }
+
+    fn verdicts(r: &ScaleResults) -> Vec<Option<bool>> {
+        r.goals().into_iter().map(|(_, _, _, met)| met).collect()
+    }
+
+    #[test]
+    fn goals_are_judged_at_the_issue_s_sizes_only() {
+        let at_size = results(
+            ISSUE_SHAPE,
+            &[Some(50.0), Some(99.0), Some(101.0)],
+            Some(1500.0),
+        );
+        assert!(at_size.problems().is_empty(), "{:?}", at_size.problems());
+        // Reach p99 101 ms: missed; no large-state samples; no in-process figures; applied in
+        // 1.5 s: met; 70 MiB: missed; nothing lost: met.
+        assert_eq!(
+            verdicts(&at_size),
+            [Some(false), None, None, Some(true), Some(false), Some(true)]
+        );
+        let small = results(
+            Shape {
+                pods: 10,
+                ..ISSUE_SHAPE
+            },
+            &[Some(5.0); 3],
+            Some(1500.0),
+        );
+        assert_eq!(
+            verdicts(&small),
+            [Some(true), None, None, None, None, Some(true)]
+        );
+        assert!(summary(&small).contains("not judged at this size"));
+    }
+
+    #[test]
+    fn what_kept_a_phase_from_its_figures_is_a_problem() {
+        let r = results(ISSUE_SHAPE, &[Some(5.0), None, Some(5.0)], None);
+        let problems = r.problems();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            problems[0].contains("not reachable from node-b"),
+            "{problems:?}"
+        );
+        // No memory figure is judged for an agent that never applied the large state.
+        assert_eq!(verdicts(&r)[4], None);
+        assert!(summary(&r).contains("PROBLEMS:"));
+    }
+
     #[test]
     fn percentiles_are_nearest_rank_with_the_max() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
