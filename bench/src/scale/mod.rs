@@ -1,6 +1,6 @@
 //! `ctpath-bench scale`: the control plane at scale (issue 10, item 6), on one cluster of
 //! three or more netns nodes whose agents follow one real etcd (the testbed's [`Cluster`] with
-//! the state in etcd, etcd in the first node), in four phases:
+//! the state in etcd, etcd in the first node), in five phases:
 //!
 //! 1. **Convergence**: `samples` times, a new pod is created on the next node (namespace and
 //!    veth, as the runtime and the CNI plugin create them, with a UDP echo server in it), the
@@ -33,7 +33,8 @@
 //!
 //! Owns [`ScaleError`], [`ScaleResults`]. Panic contract: [`Cluster::start`] and the
 //! testbed's pod creation panic when the testbed cannot be built (test code; the namespaces are
-//! removed while unwinding); everything else returns [`ScaleError`].
+//! removed while unwinding); everything else returns [`ScaleError`] (the few `expect`s are on
+//! invariants of this module).
 
 mod probe;
 pub mod state;
