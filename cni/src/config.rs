@@ -138,6 +138,9 @@ impl NetConf {
         if self.etcd.endpoints.is_empty() {
             return invalid("etcd.endpoints is empty".to_owned());
         }
+        if let Err(error) = ctpath_control::store::check_endpoints(&self.etcd.endpoints) {
+            return invalid(format!("etcd.endpoints: {error}"));
+        }
         if self.node.is_empty() {
             return invalid("node is empty".to_owned());
         }
@@ -238,5 +241,8 @@ mod tests {
             error("\"http://127.0.0.1:2379\"", "").to_string(),
             "etcd.endpoints is empty"
         );
+        assert!(error("\"http://127.0.0.1:2379\"", "\"127.0.0.1\"")
+            .to_string()
+            .starts_with("etcd.endpoints: etcd endpoint \"127.0.0.1\": no port"));
     }
 }

@@ -10,16 +10,25 @@
 //!
 //! The state source ([`StateSource`]) is a file, read again when it changes or on SIGHUP, or
 //! etcd, listed and then watched by [`store::watch`] (which reconnects, resumes and relists on
-//! its own). Either way each new state goes through the same steps: compile for this node,
-//! apply as a diff against the running plan; one that does not validate or compile is logged
-//! with where it came from (the file, or the etcd revision and the keys at fault) and the last
-//! good state stays in force. While etcd is unreachable nothing new arrives and the datapath
-//! stays as it is.
+//! its own). Either way each new state goes down the same pipeline: the source, then
+//! [`compile::compile`] (a pure function of the state and the node's interfaces), then
+//! `Running::update`, which applies the plan as a diff against the one running, in
+//! [`Step`]s: the maps (make before break), the VTEPs' neighbour entries, the next hops, the
+//! programs on the pod interfaces, the AF_XDP forwarder. What became of the state is one
+//! [`Reload`], and one line of the reload log: applied (with its generation), unchanged for
+//! this node, refused (it did not validate or compile: where it came from, the file or the etcd
+//! revision, and the keys and paths at fault; nothing changed), or partly applied (which steps
+//! ran, which failed and why, and that the last good state was applied again: the maps by a
+//! reconcile, as they may hold part of the new plan, the other steps as they converge). The
+//! last good state stays in force. While etcd is unreachable nothing new arrives and the
+//! datapath stays as it is.
 //!
 //! What the agent owns, all of it under its pin directory (`/sys/fs/bpf/ctpath/NODE` by
 //! default): every map of the datapath, pinned as `NAME` ([`datapath::PINNED_MAPS`]), and every
-//! attachment, a bpf_link pinned as `link_IFNAME` (XDP) or `tcx_IFNAME` (tcx); besides those
-//! the forwarding sysctl, the managed neighbour entries and the AF_XDP forwarder (`fastpath`).
+//! attachment, a bpf_link pinned as `link_IFNAME` (XDP) or `tcx_IFNAME` (tcx); besides those,
+//! as guards of [`crate::host`], the bpffs mount it made, IPv4 forwarding on the underlay and
+//! the VTEPs' managed neighbour entries (over rtnetlink: made for every other node of the
+//! state, deleted for a node that leaves it); and the AF_XDP forwarder (`fastpath`).
 //!
 //! What survives the agent: a crash, `kill -9`, or a failed start-up of an agent that had
 //! taken over, leaves the links and maps pinned, so the programs go on forwarding with the last
@@ -34,17 +43,24 @@
 //! all: the forwarder stops, the links are unpinned and detached, the map pins and the pin
 //! directory removed, the sysctl restored, the neighbour entries deleted. (An agent that took
 //! over finds forwarding on and cannot know what it was before the first agent: it leaves it
-//! on.)
+//! on.) The guards go in the reverse order of their making: the forwarder, the links, the
+//! neighbour entries, the sysctl, the map pins and the pin directory, the bpffs mount.
 //!
 //! Runs in the caller's network namespace. The pin directory must be on a bpffs; when the
 //! default `/sys/fs/bpf` is not one (as inside `ip netns exec`, which mounts a fresh `/sys`),
-//! the agent mounts bpffs there. Such a mount is private to the agent's mount namespace: then
-//! `ctpath status` only finds the pins from the same mount namespace, and the pins (and with
-//! them the datapath) do not outlive that mount namespace, so an agent meant to survive a
-//! crash runs in the host's mount namespace.
+//! the agent mounts bpffs there. Such a mount is private to the agent's mount namespace, and
+//! the pins (and with them the datapath) do not outlive that mount namespace, so an agent
+//! meant to survive a crash runs in the host's mount namespace. `ctpath status` finds the pins
+//! from any mount namespace all the same: the agent writes its pid into its run directory
+//! (`agent.pid`, on the host's `/run`, which `ip netns exec` shares), and status looks through
+//! `/proc/PID/root` when the pins are not in its own ([`crate::pins`]).
+//!
+//! With `--metrics` ([`AgentOptions::metrics`]) the agent reports each attempt to apply a state
+//! (its etcd revision, how long it took, its outcome) to the `/metrics` exporter
+//! ([`crate::metrics`]).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     io,
     path::{Path, PathBuf},
     sync::mpsc,
@@ -69,16 +85,17 @@ use crate::{
     conntrack,
     datapath::{self, DatapathError, TcProgram, XdpProgram},
     fastpath::{self, FastPath, FastPathError},
-    links::{ip, KernelLinks},
+    host::{Bpffs, Forwarding, HostError, PinDir, VtepNeighbours},
+    links::KernelLinks,
+    metrics::{AgentReport, ApplyResult},
     nexthop::NextHops,
+    pins::{PidFile, PinsError},
     pod_side::{self, HostHook},
     state::{ClusterState, StateError},
     store::{self, Observed, StoreError},
 };
 
-/// Where bpffs is mounted on a host.
-pub const BPFFS: &str = "/sys/fs/bpf";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+pub use crate::host::BPFFS;
 
 /// The default pin directory of a node's agent.
 pub fn default_pin_dir(node: &str) -> PathBuf {
@@ -102,14 +119,8 @@ pub enum AgentError {
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("pin directory {path}: {source}")]
-    PinDir {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("pin directory {0} is not on a bpffs, and is not under {BPFFS} where the agent could mount one")]
-    NotBpffs(PathBuf),
+    #[error(transparent)]
+    Host(#[from] HostError),
     #[error("pinning the link of {interface} at {path}: {source}")]
     PinLink {
         interface: String,
@@ -123,15 +134,6 @@ pub enum AgentError {
         #[source]
         source: aya::programs::links::LinkError,
     },
-    #[error("installing the neighbour entry of VTEP {vtep}: {message}")]
-    Neighbour { vtep: String, message: String },
-    #[error("turning on IPv4 forwarding on {interface} ({path}): {source}")]
-    Forwarding {
-        interface: String,
-        path: String,
-        #[source]
-        source: io::Error,
-    },
     #[error("installing signal handlers: {0}")]
     Signals(io::Error),
     #[error(transparent)]
@@ -140,6 +142,8 @@ pub enum AgentError {
     Store(#[from] StoreError),
     #[error("the etcd watch stopped")]
     WatchEnded,
+    #[error(transparent)]
+    Pins(#[from] PinsError),
 }
 
 impl AgentError {
@@ -168,12 +172,14 @@ pub struct AgentOptions {
     pub source: StateSource,
     pub node: String,
     pub pin_dir: PathBuf,
-    /// Where the agent writes what `ctpath status` reads besides the pins (the forwarder's
-    /// report).
+    /// Where the agent writes what `ctpath status` reads besides the pins (its pid, the
+    /// forwarder's report).
     pub run_dir: PathBuf,
     pub xdp_mode: XdpMode,
     /// Cores of the AF_XDP forwarder's workers (one each), for the fast-path planes.
     pub fastpath_cores: Vec<usize>,
+    /// Where to report each attempt to apply a state (`--metrics`).
+    pub metrics: Option<AgentReport>,
 }
 
 /// How often the agent looks at signals and the state source.
@@ -188,17 +194,54 @@ const FAST_PATH_EVERY: Duration = Duration::from_secs(1);
 /// Runs the agent until SIGTERM or SIGINT. `ready` is called once the datapath carries
 /// traffic. Each new state of the source is applied as a diff (make before break); an invalid
 /// one is logged and the last good state stays in force. The first state must be valid when it
-/// comes from a file; from etcd, the agent waits for a valid one.
+/// comes from a file; from etcd, the agent waits for a valid one that names its node and whose
+/// pod interfaces on the node exist.
 pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), AgentError> {
     // Signals are blocked from here on, so one arriving during set-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(AgentError::Signals)?;
     let links = KernelLinks::open().map_err(AgentError::Links)?;
+    // Dropped last: `ctpath status` finds the pins through it while the agent runs.
+    let _pid_file = PidFile::write(&options.run_dir)?;
     let mut follower = Follower::open(&options.source)?;
-    let Some(first) = follower.first(&mut signals)? else {
+    let Some(mut first) = follower.first(&mut signals)? else {
         tracing::info!("stopping before any cluster state arrived");
         return Ok(());
     };
-    let plan = compile::compile(&first.state?, &options.node, &links)?;
+    // From etcd, a node may be started before the state names it (or before the CNI has made
+    // the interfaces of pods registered for it): it waits for a state it can run.
+    let started = Instant::now();
+    let (first_state, plan) = loop {
+        let origin = first.origin.clone();
+        let compiled = first.state.and_then(|state| {
+            let plan = compile::compile(&state, &options.node, &links)?;
+            Ok((state, plan))
+        });
+        let error = match compiled {
+            Ok(compiled) => break compiled,
+            Err(error) => error,
+        };
+        let may_resolve = matches!(
+            error,
+            AgentError::Compile(
+                CompileError::UnknownNode(_) | CompileError::MissingInterfaces { .. }
+            )
+        );
+        if !(may_resolve && follower.is_etcd()) {
+            return Err(error);
+        }
+        tracing::warn!("{origin}: {error}; waiting for a state this node can run");
+        let retry_at = Instant::now() + RETRY_EVERY;
+        first = loop {
+            if signals.pending().any(|signal| signal != SIGHUP) {
+                tracing::info!("stopping before a state this node can run arrived");
+                return Ok(());
+            }
+            if let Some(offer) = follower.next(Instant::now() >= retry_at)? {
+                break offer;
+            }
+            std::thread::sleep(TICK);
+        };
+    };
     tracing::info!(
         origin = first.origin,
         node = %options.node,
@@ -212,6 +255,14 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     );
 
     let mut running = Running::start(options, plan)?;
+    if let Some(metrics) = &options.metrics {
+        metrics.applied(
+            first.revision,
+            started.elapsed(),
+            ApplyResult::Applied,
+            Some(&first_state),
+        );
+    }
     ready(&running.plan);
     let mut last_collect = Instant::now();
     let mut last_fast_path = Instant::now();
@@ -230,25 +281,30 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
         // A watch that stopped (its thread gone) ends the agent as a crash does: the datapath
         // stays pinned for the next agent.
         if let Some(offer) = follower.next(again)? {
-            let origin = offer.origin;
-            let applied = offer
+            let started = Instant::now();
+            let (reload, state) = match offer
                 .state
-                .and_then(|state| Ok(compile::compile(&state, &options.node, &links)?))
-                .and_then(|plan| running.update(plan, &origin));
-            retry_at = match applied {
-                Ok(()) => None,
-                Err(error) => {
-                    tracing::error!(
-                        "refused {origin}: {error}; not applied, the last good state stays in force"
-                    );
-                    // Interfaces the CNI has not created yet may appear; anything else waits
-                    // for the next change of the state.
-                    let may_resolve = matches!(
-                        error,
-                        AgentError::Compile(CompileError::MissingInterfaces { .. })
-                    );
-                    may_resolve.then(|| Instant::now() + RETRY_EVERY)
-                }
+                .and_then(|state| Ok((compile::compile(&state, &options.node, &links)?, state)))
+            {
+                Ok((plan, state)) => (running.update(plan), Some(state)),
+                Err(error) => (Reload::Refused(error), None),
+            };
+            reload.log(&offer.origin, &running.plan);
+            if let Some(metrics) = &options.metrics {
+                let in_force = state.as_ref().filter(|_| reload.in_force());
+                metrics.applied(offer.revision, started.elapsed(), reload.result(), in_force);
+            }
+            // Interfaces the CNI has not created yet may appear; a node left with parts of two
+            // states (its rollback failed) is brought to one as soon as it can be. Anything
+            // else waits for the next change of the state, or a SIGHUP.
+            retry_at = match &reload {
+                Reload::Refused(AgentError::Compile(CompileError::MissingInterfaces {
+                    ..
+                }))
+                | Reload::RolledBack {
+                    rollback: Err(_), ..
+                } => Some(Instant::now() + RETRY_EVERY),
+                _ => None,
             };
         }
         if last_collect.elapsed() >= COLLECT_EVERY {
@@ -266,9 +322,11 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     }
 }
 
-/// A cluster state for the agent, and where it came from (for logs).
+/// A cluster state for the agent, and where it came from (for logs; its etcd revision, none
+/// for a file, for the metrics).
 struct Offer {
     origin: String,
+    revision: Option<i64>,
     state: Result<ClusterState, AgentError>,
 }
 
@@ -300,6 +358,10 @@ impl Follower {
         })
     }
 
+    fn is_etcd(&self) -> bool {
+        matches!(self, Follower::Etcd { .. })
+    }
+
     /// The state to start with: the file's, or the first valid one from etcd (waited for,
     /// watching for signals: none when a stop signal came first).
     fn first(&mut self, signals: &mut Signals) -> Result<Option<Offer>, AgentError> {
@@ -318,6 +380,7 @@ impl Follower {
                     *last_good = Some((revision, state.clone()));
                     return Ok(Some(Offer {
                         origin: etcd_origin(revision),
+                        revision: Some(revision),
                         state: Ok(state),
                     }));
                 }
@@ -346,6 +409,7 @@ impl Follower {
                 *version = now;
                 Ok(Some(Offer {
                     origin: format!("state file {}", path.display()),
+                    revision: None,
                     state: ClusterState::from_path(path).map_err(AgentError::from),
                 }))
             }
@@ -368,12 +432,14 @@ impl Follower {
                         }
                         Offer {
                             origin: etcd_origin(revision),
+                            revision: Some(revision),
                             state: state.map_err(AgentError::from),
                         }
                     }
                     None => match last_good {
                         Some((revision, state)) if again => Offer {
                             origin: etcd_origin(*revision),
+                            revision: Some(*revision),
                             state: Ok(state.clone()),
                         },
                         _ => return Ok(None),
@@ -401,34 +467,170 @@ fn modified(path: &Path) -> Option<SystemTime> {
         .ok()
 }
 
-/// A started datapath. [`Running::stop`] takes it down: the forwarder first, then the
-/// programs are detached and the pins removed. Dropped any other way (an error at start-up
-/// after it took over a running datapath, a panic) it leaves the programs attached and the
-/// maps pinned, as a `kill -9` does, for the next agent to adopt.
+/// A started datapath. [`Running::stop`] takes it down: its fields are dropped in order, each
+/// undoing what it holds: the forwarder first, then the links (their programs detach), the
+/// VTEPs' neighbour entries, the forwarding sysctl, the map pins and the pin directory, the
+/// bpffs mount (the reverse of the order they were made in). Dropped any other way (an error
+/// at start-up after it took over a running datapath, a panic) it keeps them all: the programs
+/// stay attached and the maps pinned, as a `kill -9` leaves them, for the next agent to adopt.
 struct Running {
     /// First field: dropped first, so its sockets close while the programs still run.
     fast_path: Option<FastPath>,
+    /// The pinned links (XDP and tcx) by pin name (`link_IFNAME`, `tcx_IFNAME`).
+    links: BTreeMap<String, PinnedProgram>,
+    neighbours: VtepNeighbours,
+    forwarding: Forwarding,
+    pin_dir: PinDir,
     fastpath_cores: Vec<usize>,
     run_dir: PathBuf,
     ebpf: Ebpf,
     plan: NodePlan,
     generation: u32,
     mode: XdpMode,
-    /// The pinned links (XDP and tcx) by pin name (`link_IFNAME`, `tcx_IFNAME`).
-    links: BTreeMap<String, PinnedProgram>,
-    /// The map pins (removed by a clean stop).
-    pins: Vec<PathBuf>,
-    pin_dir: PathBuf,
+    pin_path: PathBuf,
     /// Whether dropping takes the datapath down (see the type's doc).
     teardown: bool,
-    neighbours: BTreeSet<(String, String)>,
-    /// The underlay's forwarding sysctl and the value to restore on stop.
-    forwarding: Option<(PathBuf, String)>,
     /// The remote VTEPs' next hops, as written into `NEXT_HOPS`.
     next_hops: NextHops,
     /// Pod interfaces (host-side ifindex) whose pod end is set for their hook
     /// ([`prepare_pod_sides`]).
     pod_sides: BTreeMap<u32, HostHook>,
+    /// Last: unmounted (if this agent mounted it and it is empty) after everything else went.
+    bpffs: Bpffs,
+}
+
+/// One step of applying a plan, in the order they run: each makes one part of the node match
+/// the running plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The configuration maps, as a diff against the plan before (make before break).
+    Maps,
+    /// The managed neighbour entries of the remote VTEPs (created, and deleted for nodes gone).
+    Neighbours,
+    /// The underlay next hops in `NEXT_HOPS` and the forwarder's tables.
+    NextHops,
+    /// `from_pod` / `from_pod_tc` on every pod interface, and only there.
+    PodLinks,
+    /// The AF_XDP forwarder: started, handed the plan, or stopped.
+    FastPath,
+}
+
+impl Step {
+    const ALL: [Step; 5] = [
+        Step::Maps,
+        Step::Neighbours,
+        Step::NextHops,
+        Step::PodLinks,
+        Step::FastPath,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Maps => "maps",
+            Step::Neighbours => "VTEP neighbours",
+            Step::NextHops => "next hops",
+            Step::PodLinks => "pod interface programs",
+            Step::FastPath => "AF_XDP forwarder",
+        }
+    }
+}
+
+/// A step that failed, after the steps before it had run.
+#[derive(Debug)]
+pub struct StepFailure {
+    pub done: Vec<Step>,
+    pub step: Step,
+    pub error: Box<AgentError>,
+}
+
+/// What became of one state from the source: the reload log says it.
+#[derive(Debug)]
+pub enum Reload {
+    /// Applied whole: the datapath runs it.
+    Applied { generation: u32 },
+    /// Valid, and nothing in it for this node changed.
+    Unchanged,
+    /// Did not validate or compile: nothing was changed, the last good state stays in force.
+    Refused(AgentError),
+    /// A step failed after the ones before it had changed the node: they were undone by
+    /// applying the last good state again (`rollback`: how that went).
+    RolledBack {
+        failure: StepFailure,
+        rollback: Result<u32, StepFailure>,
+    },
+}
+
+impl Reload {
+    /// Whether the state is in force now.
+    fn in_force(&self) -> bool {
+        matches!(self, Reload::Applied { .. } | Reload::Unchanged)
+    }
+
+    /// What the metrics call it.
+    fn result(&self) -> ApplyResult {
+        match self {
+            Reload::Applied { .. } | Reload::Unchanged => ApplyResult::Applied,
+            Reload::Refused(AgentError::State(_) | AgentError::Store(_)) => ApplyResult::Invalid,
+            Reload::Refused(_) => ApplyResult::NotCompiled,
+            Reload::RolledBack {
+                rollback: Ok(_), ..
+            } => ApplyResult::RolledBack,
+            Reload::RolledBack {
+                rollback: Err(_), ..
+            } => ApplyResult::Failed,
+        }
+    }
+
+    /// Logs what became of the state from `origin`.
+    fn log(&self, origin: &str, plan: &NodePlan) {
+        match self {
+            Reload::Applied { generation } => tracing::info!(
+                generation,
+                pod_interfaces = plan.pod_ports.len(),
+                endpoints = plan.endpoints.len(),
+                remote_vteps = plan.remote_vteps.len(),
+                policy_entries = plan.policy.entries.len(),
+                "applied the new cluster state ({origin})"
+            ),
+            Reload::Unchanged => {
+                tracing::info!("cluster state changed, nothing for this node ({origin})")
+            }
+            Reload::Refused(error) => tracing::error!(
+                "refused {origin}: {error}; not applied, the last good state stays in force"
+            ),
+            Reload::RolledBack { failure, rollback } => {
+                let done = names_of(&failure.done);
+                let step = failure.step.name();
+                let error = crate::error_chain(&failure.error);
+                match rollback {
+                    Ok(generation) => tracing::error!(
+                        generation,
+                        "partly applied {origin}: {done} applied, then {step} failed: {error}; \
+                         rolled back: the last good state is in force again"
+                    ),
+                    Err(undo) => tracing::error!(
+                        "partly applied {origin}: {done} applied, then {step} failed: {error}; \
+                         the rollback to the last good state failed too ({} done, {} failed: \
+                         {}): the node runs parts of both, tried again with the next state",
+                        names_of(&undo.done),
+                        undo.step.name(),
+                        crate::error_chain(&undo.error)
+                    ),
+                }
+            }
+        }
+    }
+}
+
+fn names_of(steps: &[Step]) -> String {
+    if steps.is_empty() {
+        return "nothing".to_owned();
+    }
+    steps
+        .iter()
+        .map(|step| step.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Running {
@@ -436,7 +638,14 @@ impl Running {
         compile::assign_xsk_slots(&mut plan, None)?;
         let mut pod_sides = BTreeMap::new();
         prepare_pod_sides(&mut pod_sides, &mut plan);
-        prepare_pin_dir(&options.pin_dir)?;
+        // A bpffs this agent mounts has nothing of an earlier agent in it.
+        let bpffs = Bpffs::ensure(&options.pin_dir)?;
+        let pins = datapath::PINNED_MAPS
+            .iter()
+            .map(|name| options.pin_dir.join(name))
+            .collect();
+        // Kept until it is known whose datapath the pins hold.
+        let mut pin_dir = PinDir::create(&options.pin_dir, pins, true)?;
         let pinned = datapath::load_pinned(&options.pin_dir, plan.conntrack_entries)?;
         let mut ebpf = pinned.ebpf;
         let reconciled = datapath::reconcile(&mut ebpf, &plan)?;
@@ -450,32 +659,36 @@ impl Running {
                  counters) kept, the state written over them"
             );
         }
+        // On an error below, a datapath taken over keeps running (as after a `kill -9`); what
+        // this agent created is undone. (Forwarding is on already under an earlier agent.)
+        pin_dir.keep(reconciled.resumed);
+        let forwarding = Forwarding::enable(&plan.underlay_interface)?;
+        let neighbours = VtepNeighbours::adopt(
+            &plan.underlay_interface,
+            plan.node.underlay_ifindex,
+            reconciled.resumed,
+        )?;
         let mut running = Running {
             fast_path: None,
+            links: BTreeMap::new(),
+            neighbours,
+            forwarding,
+            pin_dir,
+            bpffs,
             fastpath_cores: options.fastpath_cores.clone(),
             run_dir: options.run_dir.clone(),
             ebpf,
             plan,
             generation: reconciled.generation,
             mode: options.xdp_mode,
-            links: BTreeMap::new(),
-            pins: datapath::PINNED_MAPS
-                .iter()
-                .map(|name| options.pin_dir.join(name))
-                .collect(),
-            pin_dir: options.pin_dir.clone(),
-            // On an error below, what this agent created is undone; a datapath it took over
-            // keeps running.
+            pin_path: options.pin_dir.clone(),
             teardown: !reconciled.resumed,
-            neighbours: BTreeSet::new(),
-            forwarding: None,
             next_hops: NextHops::default(),
             pod_sides,
         };
-        let underlay = running.plan.underlay_interface.clone();
-        running.enable_forwarding(&underlay)?;
-        running.resolve_vteps()?;
+        running.sync_neighbours()?;
         running.refresh_next_hops(true)?;
+        let underlay = running.plan.underlay_interface.clone();
         let underlay_ifindex = running.plan.node.underlay_ifindex;
         running.attach(
             Program::Xdp(XdpProgram::FromUnderlay),
@@ -539,13 +752,17 @@ impl Running {
         }
     }
 
-    /// Applies `plan` (of the state from `origin`) in place of the running one.
-    fn update(&mut self, mut plan: NodePlan, origin: &str) -> Result<(), AgentError> {
-        compile::assign_xsk_slots(&mut plan, Some(&self.plan))?;
+    /// Applies `plan` in place of the running one, step by step; when a step fails, the
+    /// running plan is applied again, the maps by a reconcile (they may hold part of the new
+    /// plan: every entry is written again and what the plan lacks deleted), the other steps
+    /// as they converge on any plan.
+    fn update(&mut self, mut plan: NodePlan) -> Reload {
+        if let Err(error) = compile::assign_xsk_slots(&mut plan, Some(&self.plan)) {
+            return Reload::Refused(error.into());
+        }
         prepare_pod_sides(&mut self.pod_sides, &mut plan);
         if plan == self.plan {
-            tracing::info!("cluster state changed, nothing for this node ({origin})");
-            return Ok(());
+            return Reload::Unchanged;
         }
         if plan.underlay_interface != self.plan.underlay_interface
             || plan.conntrack_entries != self.plan.conntrack_entries
@@ -554,21 +771,60 @@ impl Running {
                 "a new underlay interface takes effect when the agent restarts, a new conntrack size after a clean stop (the pinned table is kept across restarts)"
             );
         }
+        let last_good = std::mem::replace(&mut self.plan, plan);
         let generation = self.generation + 1;
-        datapath::apply_plan(&mut self.ebpf, Some(&self.plan), &plan, generation)?;
-        self.generation = generation;
-        self.plan = plan;
-        self.resolve_vteps()?;
-        self.refresh_next_hops(true)?;
-        self.sync_pod_links()?;
-        self.sync_fast_path()?;
-        tracing::info!(
-            generation,
-            pod_interfaces = self.plan.pod_ports.len(),
-            endpoints = self.plan.endpoints.len(),
-            policy_entries = self.plan.policy.entries.len(),
-            "applied the new cluster state ({origin})"
-        );
+        let applied = self.converge(|running| {
+            datapath::apply_plan(
+                &mut running.ebpf,
+                Some(&last_good),
+                &running.plan,
+                generation,
+            )
+        });
+        // The node entry holds the new generation once the maps step is done.
+        if !matches!(&applied, Err(failure) if failure.step == Step::Maps) {
+            self.generation = generation;
+        }
+        let Err(failure) = applied else {
+            return Reload::Applied { generation };
+        };
+        self.plan = last_good;
+        let mut rolled_back_to = self.generation;
+        let rollback = self
+            .converge(|running| {
+                rolled_back_to = datapath::reconcile(&mut running.ebpf, &running.plan)?.generation;
+                Ok(())
+            })
+            .map(|()| rolled_back_to);
+        self.generation = rolled_back_to;
+        Reload::RolledBack { failure, rollback }
+    }
+
+    /// Runs every step for the running plan, the maps by `write_maps`.
+    fn converge(
+        &mut self,
+        write_maps: impl FnOnce(&mut Running) -> Result<(), DatapathError>,
+    ) -> Result<(), StepFailure> {
+        let mut write_maps = Some(write_maps);
+        let mut done = Vec::new();
+        for step in Step::ALL {
+            let result = match step {
+                Step::Maps => (write_maps.take().expect("maps are written once"))(self)
+                    .map_err(AgentError::from),
+                Step::Neighbours => self.sync_neighbours(),
+                Step::NextHops => self.refresh_next_hops(true),
+                Step::PodLinks => self.sync_pod_links(),
+                Step::FastPath => self.sync_fast_path(),
+            };
+            if let Err(error) = result {
+                return Err(StepFailure {
+                    done,
+                    step,
+                    error: Box::new(error),
+                });
+            }
+            done.push(step);
+        }
         Ok(())
     }
 
@@ -584,7 +840,7 @@ impl Running {
         ifindex: u32,
     ) -> Result<(), AgentError> {
         let pin_name = program.pin_name(interface);
-        let pin = self.pin_dir.join(&pin_name);
+        let pin = self.pin_path.join(&pin_name);
         let earlier = pinned_link(&pin, interface, ifindex);
         let attach_error = |source| AgentError::Attach {
             program: program.symbol(),
@@ -666,7 +922,8 @@ impl Running {
             interface: interface.to_owned(),
             pin,
             ifindex,
-            link,
+            _link: link,
+            keep: false,
         };
         self.links.insert(pin_name, attached);
         Ok(())
@@ -676,7 +933,7 @@ impl Running {
     fn detach(&mut self, pin_name: &str) {
         if let Some(attached) = self.links.remove(pin_name) {
             let (program, interface) = (attached.program.symbol(), attached.interface.clone());
-            attached.detach();
+            drop(attached);
             tracing::info!(program, interface, "detached");
         }
     }
@@ -729,7 +986,7 @@ impl Running {
     /// agent for interfaces that are no longer in the plan, or for another hook than the
     /// interface's plane now has. Their programs detach.
     fn remove_stale_link_pins(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.pin_dir) else {
+        let Ok(entries) = std::fs::read_dir(&self.pin_path) else {
             return;
         };
         for entry in entries.flatten() {
@@ -765,39 +1022,15 @@ impl Running {
         }
     }
 
-    /// `bpf_fib_lookup` refuses to work on a device without IPv4 forwarding, even for an
-    /// egress lookup; the underlay needs it on (the node forwards nothing in the kernel still:
-    /// it has no routes to forward along).
-    fn enable_forwarding(&mut self, interface: &str) -> Result<(), AgentError> {
-        let path = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{interface}/forwarding"));
-        let error = |source| AgentError::Forwarding {
-            interface: interface.to_owned(),
-            path: path.display().to_string(),
-            source,
-        };
-        let previous = std::fs::read_to_string(&path)
-            .map_err(error)?
-            .trim()
-            .to_owned();
-        if previous != "1" {
-            std::fs::write(&path, "1").map_err(error)?;
-            tracing::info!(
-                interface,
-                "turned on IPv4 forwarding on the underlay (bpf_fib_lookup needs it)"
-            );
-            self.forwarding = Some((path, previous));
-        }
-        Ok(())
-    }
-
     /// Resolves the remote VTEPs' next hops again (`plan_changed`: the plan's VTEPs may have
     /// changed too) and, when they changed, writes them into `NEXT_HOPS` and hands them to the
     /// forwarder (see `crate::nexthop`).
     fn refresh_next_hops(&mut self, plan_changed: bool) -> Result<(), AgentError> {
+        let netlink = self.neighbours.netlink();
         let changed = if plan_changed {
-            self.next_hops.update(&self.plan)
+            self.next_hops.update(netlink, &self.plan)
         } else {
-            self.next_hops.refresh(&self.plan)
+            self.next_hops.refresh(netlink, &self.plan)
         };
         if changed || plan_changed {
             let entries = self.next_hops.entries(&self.plan);
@@ -816,29 +1049,16 @@ impl Running {
         Ok(())
     }
 
-    /// Managed neighbour entries: the kernel resolves them and keeps them fresh, so
-    /// `bpf_fib_lookup` finds the next hop towards every other node's VTEP.
-    fn resolve_vteps(&mut self) -> Result<(), AgentError> {
-        let device = self.plan.underlay_interface.clone();
-        for vtep in &self.plan.remote_vteps {
-            let vtep = std::net::Ipv4Addr::from(*vtep).to_string();
-            if self.neighbours.contains(&(vtep.clone(), device.clone())) {
-                continue;
-            }
-            ip(&[
-                "neigh",
-                "replace",
-                &vtep,
-                "dev",
-                &device,
-                "managed",
-                "extern_learn",
-            ])
-            .map_err(|message| AgentError::Neighbour {
-                vtep: vtep.clone(),
-                message,
-            })?;
-            self.neighbours.insert((vtep, device.clone()));
+    /// Makes the VTEPs' neighbour entries those of the plan (see [`VtepNeighbours`]).
+    fn sync_neighbours(&mut self) -> Result<(), AgentError> {
+        let changes = self.neighbours.sync(&self.plan.remote_vteps)?;
+        if !changes.added.is_empty() || !changes.removed.is_empty() {
+            tracing::info!(
+                added = ?changes.added,
+                removed = ?changes.removed,
+                device = self.plan.underlay_interface,
+                "VTEP neighbour entries (managed: the kernel keeps them resolved)"
+            );
         }
         Ok(())
     }
@@ -900,22 +1120,27 @@ impl Program {
 /// An attachment (XDP or tcx) held as a bpf_link pinned at `pin` (`PIN_DIR/link_IFNAME` or
 /// `PIN_DIR/tcx_IFNAME`): it outlives the agent's process, so the program keeps running when
 /// the agent dies, and goes only when both the pin and every fd of the link (`link`) are gone.
+/// Dropped, it removes the pin and closes the link, which detaches the program, unless told to
+/// [`keep`](PinnedProgram::keep) it.
 struct PinnedProgram {
     program: Program,
     interface: String,
     pin: PathBuf,
     /// The interface the link was made for.
     ifindex: u32,
-    link: FdLink,
+    /// Held for its fd: the link lives while this or the pin does.
+    _link: FdLink,
+    keep: bool,
 }
 
-impl PinnedProgram {
-    /// Removes the pin and closes the link: the program is detached.
-    fn detach(self) {
+impl Drop for PinnedProgram {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         if let Err(error) = std::fs::remove_file(&self.pin) {
             tracing::warn!(pin = %self.pin.display(), %error, "could not remove the link pin");
         }
-        drop(self.link);
     }
 }
 
@@ -971,40 +1196,24 @@ fn link_ifindex(link: &FdLink) -> Option<u32> {
 }
 
 impl Drop for Running {
+    /// Keeps everything when the stop is not a clean one; otherwise the fields undo what they
+    /// hold as they are dropped, in their order (see the type's doc).
     fn drop(&mut self) {
-        if !self.teardown {
+        let keep = !self.teardown;
+        if keep {
             tracing::warn!(
-                pin_dir = %self.pin_dir.display(),
+                pin_dir = %self.pin_path.display(),
                 "agent stopping without SIGTERM/SIGINT: the programs stay attached and the maps \
                  pinned, for the next agent to adopt"
             );
-            return;
         }
-        // The forwarder first: its sockets close while the programs still run.
-        drop(self.fast_path.take());
-        for (_, attached) in std::mem::take(&mut self.links) {
-            attached.detach();
+        for attached in self.links.values_mut() {
+            attached.keep = keep;
         }
-        for pin in &self.pins {
-            match std::fs::remove_file(pin) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(pin = %pin.display(), %error, "could not remove pin"),
-            }
-        }
-        if let Err(error) = std::fs::remove_dir(&self.pin_dir) {
-            tracing::warn!(pin_dir = %self.pin_dir.display(), %error, "could not remove the pin directory");
-        }
-        if let Some((path, previous)) = &self.forwarding {
-            if let Err(error) = std::fs::write(path, previous) {
-                tracing::warn!(path = %path.display(), %error, "could not restore the forwarding setting");
-            }
-        }
-        for (vtep, device) in &self.neighbours {
-            if let Err(message) = ip(&["neigh", "del", vtep, "dev", device]) {
-                tracing::warn!(vtep, message, "could not remove neighbour entry");
-            }
-        }
+        self.neighbours.keep(keep);
+        self.forwarding.keep(keep);
+        self.pin_dir.keep(keep);
+        self.bpffs.keep(keep);
     }
 }
 
@@ -1061,64 +1270,4 @@ fn prepare_pod_sides(done: &mut BTreeMap<u32, HostHook>, plan: &mut NodePlan) {
         }
     }
     compile::mark_pod_napi(plan, |ifindex| done.contains_key(&ifindex));
-}
-
-/// Makes sure the pin directory exists, on a bpffs.
-fn prepare_pin_dir(pin_dir: &Path) -> Result<(), AgentError> {
-    ensure_bpffs(pin_dir)?;
-    std::fs::create_dir_all(pin_dir).map_err(|source| AgentError::PinDir {
-        path: pin_dir.to_owned(),
-        source,
-    })
-}
-
-/// Runs `ip ARGS`, returning its stderr as the error.
-/// Makes sure `pin_dir` is on a bpffs, mounting one at [`BPFFS`] if that is where it belongs.
-fn ensure_bpffs(pin_dir: &Path) -> Result<(), AgentError> {
-    let existing = pin_dir
-        .ancestors()
-        .find(|dir| dir.exists())
-        .unwrap_or(Path::new("/"));
-    if fs_type(existing).map_err(|source| AgentError::PinDir {
-        path: existing.to_owned(),
-        source,
-    })? == BPF_FS_MAGIC
-    {
-        return Ok(());
-    }
-    if !pin_dir.starts_with(BPFFS) {
-        return Err(AgentError::NotBpffs(pin_dir.to_owned()));
-    }
-    tracing::info!(mount_point = BPFFS, "bpffs not mounted here: mounting it");
-    let target = std::ffi::CString::new(BPFFS).expect("no NUL");
-    // SAFETY: all pointers are to NUL-terminated strings that outlive the call; `data` may be
-    // null for bpffs.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(AgentError::PinDir {
-            path: BPFFS.into(),
-            source: io::Error::last_os_error(),
-        });
-    }
-    Ok(())
-}
-
-fn fs_type(path: &Path) -> io::Result<i64> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with NUL"))?;
-    // SAFETY: `statfs` is a plain C struct for which all zeros is valid.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is NUL-terminated and `stat` a valid, writable `statfs`.
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(stat.f_type as i64)
 }

@@ -5,7 +5,7 @@
 //! managed neighbour entries of the VTEPs in the pinned `VTEPS` map (on the underlay device
 //! the pinned `NODE` names), every link pin (which detaches its program: the pin is the last
 //! reference once no agent holds it), every map pin, the pin directory, and the run
-//! directory with the forwarder's report. IPv4 forwarding on the underlay stays as it is: the
+//! directory with the forwarder's report and the agent's pid file. IPv4 forwarding on the underlay stays as it is: the
 //! agent that turned it on knew the value before, the pins do not. Idempotent: a node with
 //! nothing pinned is clean already. Run it only while no agent runs for the node: an agent
 //! running keeps its links and maps alive through its own references, and would go on
@@ -21,7 +21,10 @@ use aya::maps::{Array, HashMap, Map, MapData};
 use ctpath_common::maps::{names, NodeConfig, Vtep};
 use thiserror::Error;
 
-use crate::links::{interface_name, ip};
+use crate::{
+    links::interface_name,
+    netlink::{NetlinkError, Rtnetlink},
+};
 
 #[derive(Debug, Error)]
 pub enum CleanupError {
@@ -31,6 +34,8 @@ pub enum CleanupError {
         #[source]
         source: io::Error,
     },
+    #[error("the VTEPs' neighbour entries: {0}")]
+    Neighbours(NetlinkError),
     #[error("removing {path}: {source}")]
     Remove {
         path: PathBuf,
@@ -57,11 +62,16 @@ pub struct Cleaned {
 pub fn cleanup(pin_dir: &Path, run_dir: &Path) -> Result<Cleaned, CleanupError> {
     let mut cleaned = Cleaned::default();
     if pin_dir.exists() {
-        for (vtep, device) in pinned_neighbours(pin_dir) {
-            match ip(&["neigh", "del", &vtep.to_string(), "dev", &device]) {
-                Ok(_) => cleaned.neighbours += 1,
-                Err(message) => {
-                    tracing::debug!(%vtep, device, message, "neighbour entry not deleted")
+        let neighbours = pinned_neighbours(pin_dir);
+        if !neighbours.is_empty() {
+            let mut netlink = Rtnetlink::open().map_err(CleanupError::Neighbours)?;
+            for (vtep, ifindex) in neighbours {
+                match netlink.delete_neighbour(ifindex, vtep) {
+                    Ok(true) => cleaned.neighbours += 1,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::debug!(%vtep, ifindex, %error, "neighbour entry not deleted")
+                    }
                 }
             }
         }
@@ -111,9 +121,9 @@ fn is_link_pin(path: &Path) -> bool {
         .is_some_and(crate::agent::is_link_pin_name)
 }
 
-/// The VTEPs the pins know and the underlay device their neighbour entries are on; none when
-/// the maps are missing or the device is gone (its entries went with it).
-fn pinned_neighbours(pin_dir: &Path) -> Vec<(Ipv4Addr, String)> {
+/// The VTEPs the pins know and the underlay device (ifindex) their neighbour entries are on;
+/// none when the maps are missing or the device is gone (its entries went with it).
+fn pinned_neighbours(pin_dir: &Path) -> Vec<(Ipv4Addr, u32)> {
     let open = |name: &str| {
         MapData::from_pin(pin_dir.join(name))
             .ok()
@@ -122,7 +132,8 @@ fn pinned_neighbours(pin_dir: &Path) -> Vec<(Ipv4Addr, String)> {
     let device = open(names::NODE)
         .and_then(|map| Array::<_, NodeConfig>::try_from(map).ok())
         .and_then(|node| node.get(&0, 0).ok())
-        .and_then(|node| interface_name(node.underlay_ifindex).ok());
+        .map(|node| node.underlay_ifindex)
+        .filter(|&ifindex| interface_name(ifindex).is_ok());
     let (Some(device), Some(vteps)) = (
         device,
         open(names::VTEPS).and_then(|map| HashMap::<_, [u8; 4], Vtep>::try_from(map).ok()),
@@ -132,6 +143,6 @@ fn pinned_neighbours(pin_dir: &Path) -> Vec<(Ipv4Addr, String)> {
     vteps
         .keys()
         .filter_map(Result::ok)
-        .map(|vtep| (Ipv4Addr::from(vtep), device.clone()))
+        .map(|vtep| (Ipv4Addr::from(vtep), device))
         .collect()
 }

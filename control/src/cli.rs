@@ -6,6 +6,7 @@
 //! commands that act on the system.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,8 +16,10 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use crate::{
     agent::{self, AgentOptions, StateSource},
     cleanup, fastpath,
+    metrics::Exporter,
+    pins,
     state::{ClusterState, StateError},
-    status::{self, Snapshot},
+    status::NodeStatus,
     store::{self, Store, StoreError},
 };
 
@@ -90,8 +93,8 @@ pub enum Command {
         /// Where to pin the datapath's maps and links [default: /sys/fs/bpf/ctpath/NODE].
         #[arg(long)]
         pin_dir: Option<PathBuf>,
-        /// Where to write the AF_XDP forwarder's report for `ctpath status`
-        /// [default: /run/ctpath/NODE].
+        /// Where to write what `ctpath status` reads besides the pins: the agent's pid and the
+        /// AF_XDP forwarder's report [default: /run/ctpath/NODE].
         #[arg(long)]
         run_dir: Option<PathBuf>,
         /// XDP attach mode: `native` (in the driver; veth supports it) or `generic` (any device,
@@ -103,11 +106,32 @@ pub enum Command {
         /// (comma-separated, e.g. `2,3`). Unused when the state has no fast-path plane.
         #[arg(long, value_delimiter = ',', default_value = "0")]
         fastpath_cores: Vec<usize>,
+        /// Serve the node's counters for Prometheus at `http://ADDR/metrics` (text format
+        /// 0.0.4; e.g. `127.0.0.1:9464`): forwarded and dropped packets and bytes, each
+        /// security-group rule's hits, conntrack occupancy, the AF_XDP forwarder's counters
+        /// per worker and per socket, the state's etcd revision, the last apply's duration and result and
+        /// the applies by result, all named `ctpath_*`. An address that cannot be listened on
+        /// (in use) stops the agent at start (exit status 1).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Print a node's datapath counters: what was forwarded, what was dropped and why; on a node
     /// with fast-path planes, also the AF_XDP forwarder's (per worker and per socket).
+    ///
+    /// Works from any mount namespace of the node: when the pins are not found in this one
+    /// (the agent runs under `ip netns exec`, which gives it a bpffs of its own), they are
+    /// opened through the mount namespace of the agent whose pid is in its run directory
+    /// (`/proc/PID/root`); the error says what was tried.
+    ///
+    /// With `--json`, one JSON object instead of the table: `node`, `pin_dir` (the path the
+    /// pins were opened at), `forwarded` and `dropped` (every counter name, zero ones too, to
+    /// `{packets, bytes}`), `rules` (`[{group, index, description, packets, bytes}]`) and
+    /// `conntrack` (`{entries, expired, capacity}`; `entries` counts the expired ones), both
+    /// `null` without `--state`, and `fast_path` (`null`, or the forwarder's report: `pid`,
+    /// `written_ns`, `planes`, `huge_pages`, `workers` with their counters, drops, rule hits
+    /// and sockets, and `running`, `age_seconds`).
     Status {
-        /// The node whose agent pinned the counters (in this mount namespace).
+        /// The node whose agent pinned the counters.
         #[arg(long)]
         node: String,
         /// The agent's pin directory [default: /sys/fs/bpf/ctpath/NODE].
@@ -123,6 +147,9 @@ pub enum Command {
         /// conntrack table's occupancy.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Print one JSON object instead of the table (fields above).
+        #[arg(long, conflicts_with = "all")]
+        json: bool,
     },
 }
 
@@ -182,6 +209,7 @@ pub fn run(cli: Cli) -> ExitCode {
             run_dir,
             xdp_mode,
             fastpath_cores,
+            metrics,
         } => {
             let pin_dir = pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node));
             let run_dir = run_dir.unwrap_or_else(|| fastpath::default_run_dir(&node));
@@ -200,6 +228,17 @@ pub fn run(cli: Cli) -> ExitCode {
                     prefix,
                 },
             };
+            // Listening first: a bad address stops the agent before it touches the datapath.
+            let exporter = match metrics
+                .map(|addr| Exporter::start(addr, &pin_dir, &run_dir))
+                .transpose()
+            {
+                Ok(exporter) => exporter,
+                Err(error) => {
+                    eprintln!("ctpath agent: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
             run_agent(&AgentOptions {
                 source,
                 node,
@@ -207,6 +246,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 run_dir,
                 xdp_mode,
                 fastpath_cores,
+                metrics: exporter.as_ref().map(Exporter::report),
             })
         }
         Command::Status {
@@ -215,10 +255,18 @@ pub fn run(cli: Cli) -> ExitCode {
             run_dir,
             all,
             state,
+            json,
         } => {
             let pin_dir = pin_dir.unwrap_or_else(|| agent::default_pin_dir(&node));
             let run_dir = run_dir.unwrap_or_else(|| fastpath::default_run_dir(&node));
-            status(&pin_dir, &run_dir, &node, all, state.as_deref())
+            let format = if json {
+                StatusFormat::Json
+            } else if all {
+                StatusFormat::AllRows
+            } else {
+                StatusFormat::Table
+            };
+            status(&pin_dir, &run_dir, &node, format, state.as_deref())
         }
     }
 }
@@ -281,62 +329,69 @@ fn run_agent(options: &AgentOptions) -> ExitCode {
     }
 }
 
-fn status(pin_dir: &Path, run_dir: &Path, node: &str, all: bool, state: Option<&Path>) -> ExitCode {
-    let snapshot = match Snapshot::read(pin_dir) {
-        Ok(snapshot) => snapshot,
-        Err(error) => {
-            eprintln!("ctpath status: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("node {node} ({})", pin_dir.display());
-    if all {
-        print!("{snapshot:#}");
-    } else {
-        print!("{snapshot}");
-    }
-    let fast_path = match status::fast_path(run_dir) {
-        Ok(fast_path) => fast_path,
-        Err(error) => {
-            eprintln!("ctpath status: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(fast_path) = &fast_path {
-        print!("{fast_path}");
-    }
-    let Some(path) = state else {
-        return ExitCode::SUCCESS;
-    };
-    let state = match ClusterState::from_path(path) {
+/// How `ctpath status` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatusFormat {
+    /// The table, rows that are zero left out.
+    Table,
+    /// The table with every row.
+    AllRows,
+    Json,
+}
+
+fn status(
+    pin_dir: &Path,
+    run_dir: &Path,
+    node: &str,
+    format: StatusFormat,
+    state: Option<&Path>,
+) -> ExitCode {
+    let state = match state.map(ClusterState::from_path).transpose() {
         Ok(state) => state,
         Err(error) => {
             eprintln!("ctpath status: {error}");
             return ExitCode::from(EXIT_INVALID_INPUT);
         }
     };
-    let result = status::rule_hits(pin_dir, &state, fast_path.as_ref()).and_then(|hits| {
-        println!(
-            "{:<60} {:>14} {:>16}",
-            "security-group rules", "packets", "bytes"
-        );
-        for (label, tally) in hits.iter().filter(|(_, tally)| all || tally.packets != 0) {
-            println!("  {label:<58} {:>14} {:>16}", tally.packets, tally.bytes);
-        }
-        let table = status::conntrack_summary(pin_dir, &state.conntrack.timeouts())?;
-        println!(
-            "conntrack: {} entries ({} expired, awaiting collection) of {}",
-            table.entries, table.expired, state.conntrack.max_entries
-        );
-        Ok(())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let read = pins::locate(pin_dir, run_dir)
+        .map_err(|error| error.to_string())
+        .and_then(|pins| {
+            NodeStatus::read(&pins.path, run_dir, state.as_ref())
+                .map(|status| (pins, status))
+                .map_err(|error| error.to_string())
+        });
+    let (pins, status) = match read {
+        Ok(read) => read,
         Err(error) => {
             eprintln!("ctpath status: {error}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    match format {
+        StatusFormat::Json => {
+            let mut json = status.to_json();
+            if let Some(object) = json.as_object_mut() {
+                object.insert("node".into(), node.into());
+                object.insert("pin_dir".into(), pins.path.display().to_string().into());
+            }
+            println!("{json}");
+        }
+        StatusFormat::Table | StatusFormat::AllRows => {
+            match pins.through_pid {
+                Some(pid) => println!(
+                    "node {node} ({}, through the mount namespace of agent pid {pid})",
+                    pin_dir.display()
+                ),
+                None => println!("node {node} ({})", pin_dir.display()),
+            }
+            if format == StatusFormat::AllRows {
+                print!("{status:#}");
+            } else {
+                print!("{status}");
+            }
         }
     }
+    ExitCode::SUCCESS
 }
 
 fn run_state(command: StateCommand) -> ExitCode {

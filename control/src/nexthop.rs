@@ -3,17 +3,17 @@
 //! XDP programs' `NEXT_HOPS` cache (`datapath::write_next_hops`, from the agent).
 //!
 //! Owns [`NextHops`] (one per agent, whose changes reach both): which neighbour each VTEP is
-//! reached through (asked once per VTEP with
-//! `ip -j route get VTEP oif UNDERLAY`: the route's gateway, or the VTEP itself), and the MAC of
-//! each, read from `ip -j neigh show dev UNDERLAY` on every [`NextHops::refresh`] (the agent
-//! polls once a second). A VTEP whose neighbour has no MAC yet, or a failed one, has no next
-//! hop: the forwarder drops its frames as `no_neighbor`, the XDP programs fall back to
-//! `bpf_fib_lookup`.
+//! reached through (asked once per VTEP, as `ip route get VTEP oif UNDERLAY` asks it, over
+//! rtnetlink: the route's gateway, or the VTEP itself), and the MAC of each, read from the
+//! underlay's neighbour table on every [`NextHops::refresh`] (the agent polls once a second).
+//! A VTEP whose neighbour has no MAC yet, or a failed one, has no next hop: the forwarder drops
+//! its frames as `no_neighbor`, the XDP programs fall back to `bpf_fib_lookup`.
 //!
 //! Routes are asked again only when the set of VTEPs changes: a changed route (another
 //! gateway) is seen on the next plan with other VTEPs or the next agent start.
 //!
-//! Panic contract: nothing here panics; a failing `ip` is logged and reads as no neighbours.
+//! Panic contract: nothing here panics; a failing request is logged and reads as no route
+//! (the VTEP itself is taken as its neighbour) or no neighbours.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -22,9 +22,8 @@ use std::{
 
 use ctpath_common::maps::NextHopEntry;
 use ctpath_dataplane::forwarder::tables::NextHop;
-use serde::Deserialize;
 
-use crate::compile::NodePlan;
+use crate::{compile::NodePlan, netlink::Rtnetlink};
 
 /// The resolved next hops of a plan's remote VTEPs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,26 +36,26 @@ pub struct NextHops {
 
 impl NextHops {
     /// Resolves the next hops of `plan`'s remote VTEPs.
-    pub fn resolve(plan: &NodePlan) -> NextHops {
+    pub fn resolve(netlink: &mut Rtnetlink, plan: &NodePlan) -> NextHops {
         let mut next_hops = NextHops::default();
-        next_hops.update(plan);
+        next_hops.update(netlink, plan);
         next_hops
     }
 
     /// Follows a new plan: routes asked again if its VTEPs changed, neighbours read again.
     /// Returns whether the next hops changed.
-    pub fn update(&mut self, plan: &NodePlan) -> bool {
+    pub fn update(&mut self, netlink: &mut Rtnetlink, plan: &NodePlan) -> bool {
         if plan.remote_vteps != self.vteps || self.neighbours.is_empty() {
             self.vteps = plan.remote_vteps.clone();
-            self.neighbours = route_neighbours(plan);
+            self.neighbours = route_neighbours(netlink, plan);
         }
-        self.refresh(plan)
+        self.refresh(netlink, plan)
     }
 
     /// Reads the neighbour table again; returns whether a next hop changed (appeared, went, or
     /// got another MAC).
-    pub fn refresh(&mut self, plan: &NodePlan) -> bool {
-        let hops = read_next_hops(plan, &self.neighbours);
+    pub fn refresh(&mut self, netlink: &mut Rtnetlink, plan: &NodePlan) -> bool {
+        let hops = read_next_hops(netlink, plan, &self.neighbours);
         let changed = hops != self.hops;
         self.hops = hops;
         changed
@@ -86,36 +85,18 @@ impl NextHops {
     }
 }
 
-#[derive(Deserialize)]
-struct RouteJson {
-    gateway: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NeighJson {
-    dst: String,
-    lladdr: Option<String>,
-    #[serde(default)]
-    state: Vec<String>,
-}
-
 /// The neighbour each remote VTEP is reached through on the underlay: its gateway if the route
 /// has one, else the VTEP itself.
-fn route_neighbours(plan: &NodePlan) -> BTreeMap<[u8; 4], Ipv4Addr> {
+fn route_neighbours(netlink: &mut Rtnetlink, plan: &NodePlan) -> BTreeMap<[u8; 4], Ipv4Addr> {
     plan.remote_vteps
         .iter()
         .map(|vtep| {
             let ip = Ipv4Addr::from(*vtep);
-            let gateway = ip_json::<Vec<RouteJson>>(&[
-                "route",
-                "get",
-                &ip.to_string(),
-                "oif",
-                &plan.underlay_interface,
-            ])
-            .and_then(|routes| routes.into_iter().next())
-            .and_then(|route| route.gateway)
-            .and_then(|gateway| gateway.parse().ok());
+            let gateway = netlink
+                .route_gateway(ip, plan.node.underlay_ifindex)
+                .map_err(|error| tracing::debug!(%error, "route to a VTEP not read"))
+                .ok()
+                .flatten();
             (*vtep, gateway.unwrap_or(ip))
         })
         .collect()
@@ -123,25 +104,18 @@ fn route_neighbours(plan: &NodePlan) -> BTreeMap<[u8; 4], Ipv4Addr> {
 
 /// The resolved next hop of every remote VTEP whose neighbour has a MAC.
 fn read_next_hops(
+    netlink: &mut Rtnetlink,
     plan: &NodePlan,
     neighbours: &BTreeMap<[u8; 4], Ipv4Addr>,
 ) -> BTreeMap<[u8; 4], NextHop> {
-    let table = ip_json::<Vec<NeighJson>>(&["neigh", "show", "dev", &plan.underlay_interface])
+    let table = netlink
+        .neighbours(plan.node.underlay_ifindex)
+        .map_err(|error| tracing::debug!(%error, "next hops not read"))
         .unwrap_or_default();
     let resolved: BTreeMap<Ipv4Addr, [u8; 6]> = table
         .into_iter()
-        .filter(|entry| {
-            !entry
-                .state
-                .iter()
-                .any(|s| s == "FAILED" || s == "INCOMPLETE")
-        })
-        .filter_map(|entry| {
-            Some((
-                entry.dst.parse().ok()?,
-                parse_mac(entry.lladdr.as_deref()?)?,
-            ))
-        })
+        .filter(|entry| entry.resolved)
+        .filter_map(|entry| Some((entry.ip, entry.mac?)))
         .collect();
     neighbours
         .iter()
@@ -158,37 +132,4 @@ fn read_next_hops(
             })
         })
         .collect()
-}
-
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
-/// `ip -j ARGS`, parsed; `None` (logged) if it fails: an unreachable VTEP is asked again on
-/// the next poll.
-fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> Option<T> {
-    crate::links::ip_json(args)
-        .map_err(|error| tracing::debug!(%error, "next hop not read"))
-        .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn macs_parse_as_ip_prints_them() {
-        assert_eq!(
-            parse_mac("52:54:00:0a:ff:01"),
-            Some([0x52, 0x54, 0, 0x0a, 0xff, 1])
-        );
-        assert_eq!(parse_mac("52:54:00:0a:ff"), None);
-        assert_eq!(parse_mac("52:54:00:0a:ff:01:02"), None);
-        assert_eq!(parse_mac("zz:54:00:0a:ff:01"), None);
-    }
 }

@@ -17,13 +17,15 @@
 //!   program works on the skb).
 //!
 //! The agent reaches the pod's end through the host end: its peer's ifindex and the peer's
-//! namespace id (`IFLA_LINK_NETNSID`, from `ip -j -d link show`), the namespace named under
+//! namespace id (`IFLA_LINK_NETNSID`, from `ip -j -d link show`), the namespace of that id,
+//! and the features set there with the ethtool ioctls (`SIOCETHTOOL`: `ETHTOOL_STXCSUM`,
+//! `ETHTOOL_SGRO`) from a thread that enters it. The namespace is the one named under
 //! `/run/netns` for that id (`ip -j netns list-id`: namespaces made by `ip netns`, and by
-//! container runtimes for CNI, which bind them there), and the features set there with the
-//! ethtool ioctls (`SIOCETHTOOL`: `ETHTOOL_STXCSUM`, `ETHTOOL_SGRO`) from a thread that enters
-//! it. A pod whose namespace is not bound under `/run/netns` cannot be reached this way:
-//! [`PodSideError`] says so, and the agent logs it. Settings are not reverted when a plane
-//! changes its datapath (tc works with them as well).
+//! Kubernetes' runtimes for CNI, which bind them there), else that of a process in it
+//! (`/proc/PID/ns/net` whose id, asked over rtnetlink, is the peer's: a container that
+//! `ctr run --cni` made, whose namespace is bound nowhere). A pod with no such process either
+//! cannot be reached: [`PodSideError`] says so, and the agent logs it. Settings are not
+//! reverted when a plane changes its datapath (tc works with them as well).
 
 use std::{fs::File, os::fd::AsRawFd};
 
@@ -45,8 +47,8 @@ pub enum PodSideError {
     #[error("{interface} is not a veth")]
     NotVeth { interface: String },
     #[error(
-        "the namespace of {interface}'s peer (nsid {nsid}) is not bound under /run/netns, so its \
-         offloads cannot be set from here"
+        "the namespace of {interface}'s peer (nsid {nsid}) is not bound under /run/netns and no \
+         process runs in it, so its offloads cannot be set from here"
     )]
     NamespaceNotFound { interface: String, nsid: i32 },
     #[error("entering {netns}: {source}")]
@@ -133,28 +135,33 @@ pub fn prepare(host_interface: &str, hook: HostHook) -> Result<PodSide, PodSideE
         .ok_or(PodSideError::NotVeth {
             interface: host_interface.to_owned(),
         })?;
-    let netns = match link.link_netnsid {
-        None => String::new(),
+    let (netns, namespace) = match link.link_netnsid {
+        None => (String::new(), None),
         Some(nsid) => {
             let ids: Vec<NsidJson> = ip_json(&["netns", "list-id"]).map_err(ip_error)?;
-            ids.into_iter()
+            let named = ids
+                .into_iter()
                 .find(|id| id.nsid == nsid)
                 .and_then(|id| id.name)
-                .ok_or(PodSideError::NamespaceNotFound {
-                    interface: host_interface.to_owned(),
-                    nsid,
-                })?
+                .map(|name| {
+                    let path = format!("/run/netns/{name}");
+                    File::open(&path)
+                        .map(|file| (name, file))
+                        .map_err(|source| PodSideError::Enter {
+                            netns: path,
+                            source,
+                        })
+                })
+                .transpose()?;
+            let (name, file) =
+                named
+                    .or_else(|| process_in(nsid))
+                    .ok_or(PodSideError::NamespaceNotFound {
+                        interface: host_interface.to_owned(),
+                        nsid,
+                    })?;
+            (name, Some(file))
         }
-    };
-    let namespace = if netns.is_empty() {
-        None
-    } else {
-        Some(
-            File::open(format!("/run/netns/{netns}")).map_err(|source| PodSideError::Enter {
-                netns: netns.clone(),
-                source,
-            })?,
-        )
     };
     match namespace {
         None => set_in(&netns, peer_ifindex, hook),
@@ -165,6 +172,34 @@ pub fn prepare(host_interface: &str, hook: HostHook) -> Result<PodSide, PodSideE
             }
         })?,
     }
+}
+
+/// The network namespace whose id here is `nsid`, through a process that runs in it: its name
+/// for logs (`/proc/PID/ns/net`) and the namespace, open. Each namespace is asked once.
+fn process_in(nsid: i32) -> Option<(String, File)> {
+    let mut netlink = crate::netlink::Rtnetlink::open().ok()?;
+    let mut asked = std::collections::BTreeSet::new();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .find_map(|entry| {
+            let path = entry.path().join("ns/net");
+            let file = File::open(&path).ok()?;
+            let meta = file.metadata().ok()?;
+            if !asked.insert((
+                std::os::unix::fs::MetadataExt::dev(&meta),
+                std::os::unix::fs::MetadataExt::ino(&meta),
+            )) {
+                return None;
+            }
+            (netlink.nsid_of(&file).ok()?? == nsid).then(|| (path.display().to_string(), file))
+        })
 }
 
 /// Sets the features `hook` needs of `ifindex` in the caller's network namespace (`netns`

@@ -82,6 +82,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub enum StoreError {
     #[error("starting the etcd client's runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// An endpoint that is not `[http://|https://]HOST:PORT`.
+    #[error(
+        "etcd endpoint {endpoint:?}: {reason} (expected http://HOST:PORT or https://HOST:PORT)"
+    )]
+    Endpoint {
+        endpoint: String,
+        reason: &'static str,
+    },
     /// etcd could not be reached, or refused a request.
     #[error("etcd at {endpoints}: {source}")]
     Etcd {
@@ -112,7 +120,10 @@ impl StoreError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            StoreError::Corrupt(_) | StoreError::Invalid(_) | StoreError::KeyName { .. }
+            StoreError::Corrupt(_)
+                | StoreError::Invalid(_)
+                | StoreError::KeyName { .. }
+                | StoreError::Endpoint { .. }
         )
     }
 }
@@ -437,6 +448,7 @@ impl Store {
     /// Connects to the etcd cluster at `endpoints` (URLs such as `http://127.0.0.1:2379`), for
     /// the state under `prefix`.
     pub fn connect(endpoints: &[String], prefix: &str) -> Result<Store, StoreError> {
+        check_endpoints(endpoints)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -596,6 +608,7 @@ pub struct Observed {
 /// compacted away it lists again. It logs each of these. The thread ends when the receiver is
 /// dropped (noticed at its next send).
 pub fn watch(endpoints: &[String], prefix: &str) -> Result<mpsc::Receiver<Observed>, StoreError> {
+    check_endpoints(endpoints)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -613,6 +626,40 @@ pub fn watch(endpoints: &[String], prefix: &str) -> Result<mpsc::Receiver<Observ
         .spawn(move || runtime.block_on(follower.run()))
         .map_err(StoreError::Runtime)?;
     Ok(receiver)
+}
+
+/// Refuses endpoints that can never be reached (rather than retrying them for ever): each must
+/// be `HOST:PORT`, with `http://` or `https://` before it or nothing (etcd-client's default is
+/// http), and nothing after it; at least one is needed.
+pub fn check_endpoints(endpoints: &[String]) -> Result<(), StoreError> {
+    let refuse = |endpoint: &str, reason| StoreError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    if endpoints.is_empty() {
+        return Err(refuse("", "no endpoint given"));
+    }
+    for endpoint in endpoints {
+        let authority = match endpoint.split_once("://") {
+            Some(("http" | "https", rest)) => rest,
+            Some(_) => return Err(refuse(endpoint, "the scheme is neither http nor https")),
+            None => endpoint.as_str(),
+        };
+        let authority = authority.strip_suffix('/').unwrap_or(authority);
+        if authority.contains('/') {
+            return Err(refuse(endpoint, "an endpoint has no path"));
+        }
+        let Some((host, port)) = authority.rsplit_once(':') else {
+            return Err(refuse(endpoint, "no port"));
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(refuse(endpoint, "no host"));
+        }
+        if port.parse::<u16>().map_or(true, |port| port == 0) {
+            return Err(refuse(endpoint, "the port is not a number from 1 to 65535"));
+        }
+    }
+    Ok(())
 }
 
 /// The watch's own copy of the keys, and where it is.
@@ -780,6 +827,38 @@ fn jittered(delay: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_that_cannot_be_reached_are_refused() {
+        let check = |endpoints: &[&str]| {
+            check_endpoints(&endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+                .map_err(|error| error.to_string())
+        };
+        for good in [
+            &["http://127.0.0.1:2379"][..],
+            &["https://etcd-0.example:2379/", "10.0.0.2:2379"],
+            &["http://[::1]:2379"],
+        ] {
+            assert_eq!(check(good), Ok(()), "{good:?}");
+        }
+        for (bad, reason) in [
+            (&[][..], "no endpoint given"),
+            (&["127.0.0.1"], "no port"),
+            (&["ftp://127.0.0.1:2379"], "the scheme"),
+            (&["http://127.0.0.1:2379/v3"], "no path"),
+            (&["http://:2379"], "no host"),
+            (&["http://127.0.0.1:99999"], "the port"),
+            (&["http://127.0.0.1:2379", "etcd"], "\"etcd\": no port"),
+        ] {
+            let error = check(bad).unwrap_err();
+            assert!(error.contains(reason), "{bad:?}: {error}");
+        }
+        assert!(StoreError::Endpoint {
+            endpoint: String::new(),
+            reason: "no port"
+        }
+        .is_invalid_input());
+    }
 
     const STATE: &str = "\
 version: 1

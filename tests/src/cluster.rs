@@ -13,7 +13,9 @@
 //! The agents run the `ctpath` binary built next to the test executable (`target/<profile>/`),
 //! or the one named by `CTPATH_BIN`, joined to the node's network namespace only
 //! ([`Netns::spawn_sharing_mounts`]), so their pins land on the host's bpffs where the test
-//! reads them.
+//! reads them; or, with [`ClusterOptions::own_mounts`], under `ip netns exec`, each with a
+//! mount namespace and a bpffs of its own, whose pins the test reads as `ctpath status` does,
+//! through the agent's pid ([`ctpath_control::pins`]).
 
 use std::{
     collections::BTreeMap,
@@ -27,7 +29,8 @@ use std::{
 
 use ctpath_control::{
     state::{ClusterState, Network, Pod},
-    status::{FastPathStatus, Snapshot},
+    status::{FastPathStatus, RuleHits, Snapshot},
+    store::{Store, DEFAULT_PREFIX},
 };
 use ipnet::Ipv4Net;
 
@@ -81,6 +84,9 @@ pub struct ClusterOptions {
     pub state_in_etcd: bool,
     /// Extra arguments for that etcd server (e.g. `--max-request-bytes`).
     pub etcd_args: Vec<String>,
+    /// Agents under `ip netns exec` (a mount namespace of their own, where they mount bpffs
+    /// themselves), as an agent started by hand in a node's namespace runs.
+    pub own_mounts: bool,
 }
 
 pub struct Cluster {
@@ -91,6 +97,7 @@ pub struct Cluster {
     pin_dirs: BTreeMap<String, PathBuf>,
     run_dirs: BTreeMap<String, PathBuf>,
     agent_args: Vec<String>,
+    own_mounts: bool,
     workdir: tempfile::TempDir,
     /// The etcd server holding the state, and the endpoint the agents were given.
     etcd: Option<(EtcdServer, String)>,
@@ -184,6 +191,7 @@ impl Cluster {
             pin_dirs: BTreeMap::new(),
             run_dirs: BTreeMap::new(),
             agent_args: options.agent_args.clone(),
+            own_mounts: options.own_mounts,
             workdir,
             etcd: None,
             testbed,
@@ -373,6 +381,24 @@ impl Cluster {
             .0
     }
 
+    /// The cluster state in etcd now, with what others (a CNI plugin) registered there, read
+    /// from the first node, where etcd runs.
+    pub fn stored_state(&self) -> ClusterState {
+        let (etcd, _) = self
+            .etcd
+            .as_ref()
+            .expect("the cluster keeps its state in etcd");
+        let endpoint = etcd.endpoint();
+        let first = &self.state.nodes[0].name;
+        self.nodes[first]
+            .run_in(|| {
+                let mut store =
+                    Store::connect(&[endpoint], DEFAULT_PREFIX).expect("connect to etcd");
+                store.load().expect("load the state from etcd").state
+            })
+            .expect("enter the first node")
+    }
+
     /// Writes `text` as the cluster state file without checking it (to see how agents take a
     /// bad one; agents that follow etcd do not read the file); the state the test knows stays
     /// the last valid one.
@@ -400,11 +426,19 @@ impl Cluster {
             .join("\n")
     }
 
-    /// Each security-group rule's hits on `node`, labelled.
-    pub fn rule_hits(&self, node: &str) -> Vec<(String, ctpath_common::Tally)> {
+    /// Each security-group rule's hits on `node`.
+    pub fn rule_hits(&self, node: &str) -> Vec<RuleHits> {
         let fast_path = self.fast_path(node);
-        ctpath_control::status::rule_hits(&self.pin_dirs[node], &self.state, fast_path.as_ref())
+        ctpath_control::status::rule_hits(&self.pins(node), &self.state, fast_path.as_ref())
             .expect("read the agent's rule hits")
+    }
+
+    /// The pin directory of `node`'s agent as this process opens it (through the agent's
+    /// mount namespace with [`ClusterOptions::own_mounts`]).
+    pub fn pins(&self, node: &str) -> PathBuf {
+        ctpath_control::pins::locate(&self.pin_dirs[node], &self.run_dirs[node])
+            .expect("the agent's pins")
+            .path
     }
 
     /// The AF_XDP forwarder of `node`'s agent, as it last reported (none: the state has no
@@ -415,7 +449,7 @@ impl Cluster {
 
     /// The counters of the agent of `node`.
     pub fn status(&self, node: &str) -> Snapshot {
-        Snapshot::read(&self.pin_dirs[node]).expect("read the agent's pinned counters")
+        Snapshot::read(&self.pins(node)).expect("read the agent's pinned counters")
     }
 
     /// The agent's log so far (its stderr).
@@ -469,9 +503,13 @@ impl Cluster {
             own_core = (index % cores).to_string();
             argv.extend(["--fastpath-cores", own_core.as_str()]);
         }
-        let mut agent = self.nodes[node]
-            .spawn_sharing_mounts(&argv, Stdio::piped(), Stdio::from(log))
-            .expect("spawn agent");
+        let node_ns = &self.nodes[node];
+        let mut agent = if self.own_mounts {
+            node_ns.spawn_with(&argv, Stdio::piped(), Stdio::from(log))
+        } else {
+            node_ns.spawn_sharing_mounts(&argv, Stdio::piped(), Stdio::from(log))
+        }
+        .expect("spawn agent");
         let stdout = agent.take_stdout().expect("piped stdout");
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -648,9 +686,16 @@ impl Drop for Cluster {
         }
         // Pins left by an agent the test killed (or one that did not stop cleanly) would keep
         // its programs and maps in the kernel.
-        for pin_dir in self.pin_dirs.values().filter(|dir| dir.exists()) {
-            if let Err(error) = std::fs::remove_dir_all(pin_dir) {
-                eprintln!("cannot remove the pins in {}: {error}", pin_dir.display());
+        // (Pins in an agent's own mount namespace went with it.) Their run directories too
+        // (the pid file, the forwarder's report).
+        for dir in self
+            .pin_dirs
+            .values()
+            .chain(self.run_dirs.values())
+            .filter(|dir| dir.exists())
+        {
+            if let Err(error) = std::fs::remove_dir_all(dir) {
+                eprintln!("cannot remove {}: {error}", dir.display());
             }
         }
     }

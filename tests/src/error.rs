@@ -166,6 +166,15 @@ pub enum TestbedError {
         reason: &'static str,
     },
 
+    /// A file or directory the testbed prepares could not be written or read.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being prepared (`containerd config.toml`, `busybox image`, ...).
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+
     /// A raw-socket system call failed.
     #[error("raw socket on ifindex {ifindex}: {op} failed: {source}")]
     RawSocket {

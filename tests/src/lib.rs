@@ -16,6 +16,7 @@
 //! - [`traffic`]: ping, UDP and TCP echo exchanges between pods.
 //! - [`etcd`]: a real etcd server per test, on loopback or in a namespace.
 //! - [`cluster`]: a ctpath cluster built from a cluster state, with real agents per node.
+//! - [`containerd`]: a containerd of the test's own in a node, a busybox image, `ctr run --cni`.
 //! - [`fixture`]: table-driven XDP fixtures run through `BPF_PROG_TEST_RUN`, reused by the bench.
 //! - [`model_of`]: a cluster state as the reference model's topology, and the frames it sends.
 //!
@@ -52,6 +53,7 @@
 //! [`Netns::run_in`] closure.
 
 pub mod cluster;
+pub mod containerd;
 mod error;
 pub mod etcd;
 pub mod fixture;

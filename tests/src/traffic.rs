@@ -1,6 +1,7 @@
 //! Traffic between pods for end-to-end tests and the demo: ping, and UDP and TCP request/echo
 //! exchanges written with std sockets inside the pods' namespaces, so a test learns exactly which
-//! messages arrived. Bounded in count and time; every call stops by itself.
+//! messages arrived, and a TCP echo server to run any client against (`with_tcp_echo`: a
+//! container's `nc`). Bounded in count and time; every call stops by itself.
 
 use std::{
     io::{Read, Write},
@@ -84,27 +85,7 @@ pub fn tcp_echo(
     port: u16,
     bytes: usize,
 ) -> bool {
-    let (bound_tx, bound_rx) = mpsc::channel();
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            server
-                .run_in(|| {
-                    let listener = TcpListener::bind(SocketAddrV4::new(server_ip, port))
-                        .expect("bind TCP echo");
-                    bound_tx.send(()).expect("main thread waits");
-                    if let Some(mut stream) = accept_within(&listener, WAIT) {
-                        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(len @ 1..) = stream.read(&mut buf) {
-                            if stream.write_all(&buf[..len]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                })
-                .expect("enter server namespace");
-        });
-        bound_rx.recv_timeout(WAIT).expect("TCP echo server bound");
+    with_tcp_echo(server, server_ip, port, || {
         client
             .run_in(|| {
                 let Ok(mut stream) =
@@ -127,6 +108,40 @@ pub fn tcp_echo(
                 sender.join().unwrap_or(false) && received == expected
             })
             .expect("enter client namespace")
+    })
+}
+
+/// Runs `client` while `server` listens on `server_ip:port` (TCP) and echoes what the first
+/// connection accepted within a few seconds sends, until it half-closes; returns what
+/// `client` returned.
+pub fn with_tcp_echo<T>(
+    server: &Netns,
+    server_ip: Ipv4Addr,
+    port: u16,
+    client: impl FnOnce() -> T,
+) -> T {
+    let (bound_tx, bound_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            server
+                .run_in(|| {
+                    let listener = TcpListener::bind(SocketAddrV4::new(server_ip, port))
+                        .expect("bind TCP echo");
+                    bound_tx.send(()).expect("main thread waits");
+                    if let Some(mut stream) = accept_within(&listener, WAIT) {
+                        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(len @ 1..) = stream.read(&mut buf) {
+                            if stream.write_all(&buf[..len]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                })
+                .expect("enter server namespace");
+        });
+        bound_rx.recv_timeout(WAIT).expect("TCP echo server bound");
+        client()
     })
 }
 

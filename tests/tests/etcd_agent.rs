@@ -3,7 +3,8 @@
 //! listed it, a pod added in etcd becomes reachable, a value that breaks the state is refused
 //! (named by revision and key) while traffic goes on, etcd killed and started again leaves the
 //! datapath forwarding and the agents pick up what was written after the restart, and a
-//! compaction of the revisions they missed makes them list again.
+//! compaction of the revisions they missed makes them list again; an agent started before the
+//! state names its node waits for it.
 
 use std::{
     net::Ipv4Addr,
@@ -182,4 +183,50 @@ fn agents_ride_out_an_etcd_restart_and_relist_after_compaction() {
         "b2 is no longer in the state, yet reachable\n{}",
         cluster.report()
     );
+}
+
+#[test]
+fn an_agent_started_before_its_node_is_in_etcd_waits_for_it() {
+    require_root();
+    let mut cluster = cluster_in_etcd("etcdwait", STATE);
+    assert!(cluster.stop_agent("node-b").success());
+    // node-b leaves the state: its node and its pod.
+    let keys = ["/ctpath/v1/nodes/node-b", "/ctpath/v1/pods/default/b1"];
+    let values: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            cluster
+                .etcd()
+                .etcdctl(&["get", "--print-value-only", key])
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    for key in keys {
+        cluster.etcd().etcdctl(&["del", key]);
+    }
+    // It comes back (as an operator registers a node) while its agent is starting.
+    let (node_a, endpoint) = (
+        cluster.node("node-a").ns().clone(),
+        cluster.etcd().endpoint(),
+    );
+    let register = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        for (key, value) in keys.iter().zip(&values) {
+            let endpoints = format!("--endpoints={endpoint}");
+            node_a
+                .exec(&["etcdctl", &endpoints, "put", key, value])
+                .expect("etcdctl put");
+        }
+    });
+    // Ready only once the state names it (within the fixture's start timeout).
+    cluster.restart_agent("node-b");
+    register.join().unwrap();
+    let log = cluster.agent_log("node-b");
+    assert!(
+        log.contains("node \"node-b\" is not in the cluster state")
+            && log.contains("waiting for a state this node can run"),
+        "{log}"
+    );
+    assert_traffic(&cluster, "a1", "b1");
 }

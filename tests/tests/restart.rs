@@ -339,6 +339,11 @@ fn a_clean_stop_leaves_nothing_behind_even_after_an_adoption() {
             assert_has_xdp(&node_a(cluster), interface, false);
             assert_has_tcx(&node_a(cluster), interface, false);
         }
+        assert_eq!(
+            vtep_neighbours(&node_a(cluster)),
+            0,
+            "{when}: managed VTEP entries left"
+        );
     };
 
     // A fresh agent, stopped.
@@ -367,13 +372,6 @@ fn cleanup_removes_what_a_killed_agent_left() {
     let _serial = serial();
     let mut cluster = Cluster::start("restart-cleanup", STATE, ClusterOptions::default());
     let node_a = cluster.node("node-a").ns().clone();
-    let vtep_neighbours = |ns: &Netns| {
-        let out = ns.exec(&["ip", "neigh", "show", "dev", "eth0"]).unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|line| line.contains("extern_learn"))
-            .count()
-    };
     cluster.kill_agent("node-a");
     assert_has_xdp(&node_a, "eth0", true);
     assert!(
@@ -672,6 +670,15 @@ fn large_receive_buffer(socket: &UdpSocket) {
 }
 
 /// Asserts whether `interface` in `ns` has an XDP program attached (`ip -d link show`).
+/// The managed VTEP entries (extern_learn) on `ns`'s underlay.
+fn vtep_neighbours(ns: &Netns) -> usize {
+    let out = ns.exec(&["ip", "neigh", "show", "dev", "eth0"]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.contains("extern_learn"))
+        .count()
+}
+
 fn assert_has_xdp(ns: &Netns, interface: &str, expected: bool) {
     let output = ns
         .exec(&["ip", "-d", "link", "show", "dev", interface])

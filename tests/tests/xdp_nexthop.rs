@@ -18,6 +18,7 @@ use ctpath_common::{
 use ctpath_control::{
     compile::NodePlan,
     datapath::{self, XdpProgram},
+    netlink::Rtnetlink,
     nexthop::NextHops,
     state::ClusterState,
 };
@@ -316,7 +317,8 @@ fn the_agents_resolution_fills_the_cache_and_the_devices() {
     let (vcli, eth0) = (node.ifindex["vcli"], node.ifindex["eth0"]);
     node.ns
         .run_in(|| {
-            let next_hops = NextHops::resolve(&plan);
+            let mut netlink = Rtnetlink::open().unwrap();
+            let next_hops = NextHops::resolve(&mut netlink, &plan);
             assert_eq!(next_hops.entries(&plan), cache(eth0, NODE_B.0));
             let mut runner = FixtureRunner::new_on(XdpProgram::FromPod, Hook::Xdp);
             datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();

@@ -214,12 +214,12 @@ fn main() -> ExitCode {
             None => println!("fast path: no AF_XDP forwarder on {node} (no fast-path plane)"),
         }
         println!("security-group rules that allowed traffic on {node}");
-        for (rule, tally) in cluster
+        for rule in cluster
             .rule_hits(node)
             .iter()
-            .filter(|(_, tally)| tally.packets > 0)
+            .filter(|rule| rule.tally.packets > 0)
         {
-            println!("  {rule:<60} {:>8} packets", tally.packets);
+            println!("  {:<60} {:>8} packets", rule.label(), rule.tally.packets);
         }
     }
     if failed.is_empty() {
