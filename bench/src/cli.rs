@@ -50,6 +50,11 @@ pub enum Command {
         #[arg(long)]
         no_sink: bool,
     },
+    /// The control plane at scale on three or more nodes following one etcd: time from the
+    /// etcd write of a new pod to its reachability from every node, packets lost on an
+    /// allowed flow during consecutive updates, compile and load of a large state (10,000
+    /// pods, 2,000 groups, 50,000 rules), agent memory. Writes scale.json and scale.txt.
+    Scale(ScaleArgs),
     /// Internal: the AF_XDP flood, run by the harness inside the source pod's namespace.
     #[command(hide = true)]
     Generate(GenerateCli),
@@ -88,6 +93,42 @@ pub struct RunArgs {
     /// changes: the figures would belong to no commit). Quick runs always write.
     #[arg(long)]
     pub allow_dirty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Smoke run: 5 samples, 6 updates, a large state of 300 pods / 60 groups / 1,500
+    /// rules. Checks that every phase produced its figures; never a speed.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output directory (created).
+    #[arg(long, default_value = "ctpath-bench-scale")]
+    pub out: PathBuf,
+    /// Agent nodes (3 to 9).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Convergence samples (default 50, quick 5; at most 250).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Convergence samples once the large state is in force (default 20, quick 2).
+    #[arg(long)]
+    pub samples_large: Option<usize>,
+    /// State updates under traffic (default 100, quick 6).
+    #[arg(long)]
+    pub updates: Option<usize>,
+    /// Pods of the large state (default 10,000).
+    #[arg(long)]
+    pub pods: Option<usize>,
+    /// Security groups of the large state (default 2,000).
+    #[arg(long)]
+    pub groups: Option<usize>,
+    /// Rules of the large state's groups, all told (default 50,000).
+    #[arg(long)]
+    pub rules: Option<usize>,
+    /// Large-state pods on each agent node (default 20, quick 2; the rest are on nodes that
+    /// exist only in the state).
+    #[arg(long)]
+    pub local: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,8 @@
 //! - `machine`: the machine's description.
 //! - `report`: the JSON record, summary, table, headline ratios, sanity checks.
 //! - `plot`: the PNG plots.
+//! - `scale`: `ctpath-bench scale`, the control plane at scale (convergence, updates under
+//!   traffic, compile and load of a large state, agent memory).
 
 mod cli;
 mod cpus;
@@ -26,6 +28,7 @@ mod measure;
 mod plot;
 mod report;
 mod run;
+mod scale;
 mod topology;
 
 use std::process::ExitCode;
@@ -60,6 +63,24 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ctpath-bench hold: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Scale(args)) => match scale::run(&args) {
+            Ok(results) => {
+                print!("{}", scale::summary(&results));
+                println!("written to {}", args.out.display());
+                let problems = results.problems();
+                if problems.is_empty() {
+                    println!("every phase produced its figures");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("ctpath-bench scale: {} problem(s)", problems.len());
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("ctpath-bench scale: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -624,15 +624,11 @@ pub fn table(results: &Results) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "Headline ratios (medians; {})", results.placement.mode);
     for (what, value, goal, met) in results.compute_headline().rows() {
-        let verdict = match met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "not measured in this run",
-        };
         let _ = writeln!(
             out,
-            "  {what:<40} {:>8}   goal {goal:<9} {verdict}",
-            times(value)
+            "  {what:<40} {:>8}   goal {goal:<9} {}",
+            times(value),
+            verdict(met)
         );
     }
     let t = results.headline_traffic();
@@ -719,6 +715,15 @@ pub fn table(results: &Results) -> String {
         }
     }
     out
+}
+
+/// How a goal's line ends: met, MISSED, or not measured.
+pub fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "not measured in this run",
+    }
 }
 
 /// The topology's name without `ctpath-`, for narrow column heads.

@@ -26,7 +26,8 @@
 //! [`ATTEMPTS`] times. Only keys whose value changes are written. etcd caps the compares and
 //! the operations of one transaction (`--max-txn-ops`, 128 by default): a state written whole
 //! with more objects than that, or with that many networks, nodes and security groups, needs
-//! the cap raised.
+//! the cap raised; so does a transaction larger than `--max-request-bytes` (1.5 MiB by
+//! default). Responses up to [`MAX_RESPONSE_BYTES`] are read (gRPC's default is 4 MiB).
 //!
 //! The client is async (etcd-client on tokio); [`Store`] wraps it in a current-thread runtime
 //! of its own and is blocking, for the CLI and the agent (and writers such as a CNI plugin),
@@ -66,6 +67,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--grpc-keepalive-min-time` (5 s by default).
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest response the client takes (a list of the whole prefix, a watch response with
+/// every key a transaction wrote). gRPC's default, 4 MiB, is a state of a few thousand pods
+/// with their security groups: a state of 10,000 pods and 50,000 rules lists as about 7 MB
+/// (measured by `ctpath-bench scale`).
+pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// Reconnection backoff of the watch: from the first delay, doubling, up to the last (each
 /// with up to half of it again as jitter).
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -412,6 +418,8 @@ fn connect_options() -> ConnectOptions {
 /// The keys under the prefix, with their values and mod revisions.
 async fn list(client: &mut Client, layout: &Layout) -> Result<Listing, etcd_client::Error> {
     let response = client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
         .get(layout.dir(), Some(GetOptions::new().with_prefix()))
         .await?;
     let revision = response.header().map_or(0, |header| header.revision());
@@ -747,6 +755,8 @@ impl Follower {
             .with_prefix()
             .with_start_revision(revision + 1);
         let (_watcher, mut stream) = client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .watch(self.layout.dir(), Some(options))
             .await
             .map_err(|error| error.to_string())?;

@@ -82,6 +82,8 @@ pub struct ClusterOptions {
     pub underlay: Option<Offloads>,
     /// The state in etcd (`ctpath agent --etcd`) instead of a file.
     pub state_in_etcd: bool,
+    /// Extra arguments for that etcd server (e.g. `--max-request-bytes`).
+    pub etcd_args: Vec<String>,
     /// Agents under `ip netns exec` (a mount namespace of their own, where they mount bpffs
     /// themselves), as an agent started by hand in a node's namespace runs.
     pub own_mounts: bool,
@@ -196,7 +198,11 @@ impl Cluster {
         };
         if options.state_in_etcd {
             let first = &cluster.state.nodes[0];
-            let etcd = EtcdServer::start_in(&cluster.nodes[&first.name], first.underlay_ip);
+            let etcd = EtcdServer::start_in_with(
+                &cluster.nodes[&first.name],
+                first.underlay_ip,
+                &options.etcd_args,
+            );
             let endpoint = etcd.endpoint();
             cluster.etcd = Some((etcd, endpoint));
             cluster.write_state(state_yaml);
@@ -328,6 +334,21 @@ impl Cluster {
                     .sum()
             })
             .collect()
+    }
+
+    /// Whether `node`'s agent has taken in the state of etcd revision `revision`: `Some(true)`
+    /// applied, `Some(false)` found nothing in it for its node, `None` not (yet).
+    pub fn took_in_revision(&self, node: &str, revision: i64) -> Option<bool> {
+        let origin = format!("(etcd revision {revision})");
+        self.agent_log(node)
+            .lines()
+            .filter(|line| line.contains(&origin))
+            .find_map(|line| {
+                STATE_TAKEN_IN
+                    .iter()
+                    .position(|taken| line.contains(taken))
+                    .map(|which| which == 0)
+            })
     }
 
     /// Waits until every running agent has taken in a state since `before`
@@ -560,12 +581,30 @@ impl Cluster {
     /// agents take it in).
     pub fn add_pods(&mut self, state_yaml: &str) {
         let state = ClusterState::from_yaml_str(state_yaml).expect("test cluster state is valid");
-        for pod in &state.pods {
+        self.create_pods(&state.pods, PodAddressing::OnLink);
+        self.update_state(state_yaml);
+    }
+
+    /// Creates those of `pods` the cluster does not have yet in their nodes' namespaces, as a
+    /// runtime and the CNI plugin would before the pods are written into the state; the
+    /// state and the agents are left alone.
+    pub fn create_pods(&mut self, pods: &[Pod], addressing: PodAddressing) {
+        for pod in pods {
             if !self.pods.contains_key(&pod.name) {
-                self.create_pod(pod, PodAddressing::OnLink);
+                self.create_pod(pod, addressing);
             }
         }
-        self.update_state(state_yaml);
+    }
+
+    /// The process id of `node`'s running agent.
+    pub fn agent_pid(&self, node: &str) -> Option<u32> {
+        self.agents.get(node).map(ChildGuard::pid)
+    }
+
+    /// The client URL of the etcd server of a cluster started with
+    /// [`ClusterOptions::state_in_etcd`].
+    pub fn etcd_endpoint(&self) -> Option<&str> {
+        self.etcd.as_ref().map(|(_, endpoint)| endpoint.as_str())
     }
 
     /// The node's overlay as flannel and Rancher build it with the kernel: per plane a vxlan

@@ -26,6 +26,8 @@ pub struct EtcdServer {
     netns: Option<Netns>,
     /// The address it listens on for clients (and its peer port, for its one member).
     ip: Ipv4Addr,
+    /// Arguments beyond the fixture's own (limits such as `--max-txn-ops`).
+    extra_args: Vec<String>,
     client_port: u16,
     peer_port: u16,
     child: Option<ChildGuard>,
@@ -36,16 +38,27 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts etcd on 127.0.0.1 in the caller's network namespace.
     pub fn start() -> EtcdServer {
-        EtcdServer::launch(None, Ipv4Addr::LOCALHOST)
+        EtcdServer::launch(None, Ipv4Addr::LOCALHOST, &[])
+    }
+
+    /// [`EtcdServer::start`] with `extra_args` after the fixture's own arguments.
+    pub fn start_with(extra_args: &[String]) -> EtcdServer {
+        EtcdServer::launch(None, Ipv4Addr::LOCALHOST, extra_args)
     }
 
     /// Starts etcd inside `netns`, listening on `ip` (an address of that namespace, e.g. a
     /// node's underlay address, so the other nodes reach it).
     pub fn start_in(netns: &Netns, ip: Ipv4Addr) -> EtcdServer {
-        EtcdServer::launch(Some(netns.clone()), ip)
+        EtcdServer::launch(Some(netns.clone()), ip, &[])
     }
 
-    fn launch(netns: Option<Netns>, ip: Ipv4Addr) -> EtcdServer {
+    /// [`EtcdServer::start_in`] with `extra_args` after the fixture's own arguments (e.g.
+    /// `--max-request-bytes`, `--max-txn-ops` for states larger than etcd's defaults allow).
+    pub fn start_in_with(netns: &Netns, ip: Ipv4Addr, extra_args: &[String]) -> EtcdServer {
+        EtcdServer::launch(Some(netns.clone()), ip, extra_args)
+    }
+
+    fn launch(netns: Option<Netns>, ip: Ipv4Addr, extra_args: &[String]) -> EtcdServer {
         let free_port = || {
             let bind = || {
                 TcpListener::bind((ip, 0))
@@ -60,6 +73,7 @@ impl EtcdServer {
         };
         let mut server = EtcdServer {
             ip,
+            extra_args: extra_args.to_vec(),
             client_port: free_port(),
             peer_port: free_port(),
             child: None,
@@ -96,7 +110,8 @@ impl EtcdServer {
             .append(true)
             .open(self.data_dir.path().join("etcd.log"))
             .expect("etcd log");
-        let argv = [
+        let initial_cluster = format!("test={peer_url}");
+        let mut argv = vec![
             "etcd",
             "--name",
             "test",
@@ -111,12 +126,13 @@ impl EtcdServer {
             "--initial-advertise-peer-urls",
             &peer_url,
             "--initial-cluster",
-            &format!("test={peer_url}"),
+            &initial_cluster,
             "--logger",
             "zap",
             "--log-level",
             "warn",
         ];
+        argv.extend(self.extra_args.iter().map(String::as_str));
         let child = match &self.netns {
             Some(netns) => netns.spawn_with(&argv, Stdio::null(), Stdio::from(log)),
             None => {

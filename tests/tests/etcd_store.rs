@@ -1,13 +1,14 @@
 //! The cluster state in etcd against a real etcd server on loopback: `ctpath state apply` and
 //! `state get` (round trip, an invalid file refused with nothing written, keys of objects no
-//! longer in the file deleted), the store's read-modify-write retried on a conflict, and
-//! content of etcd that is not a valid state reported at its key.
+//! longer in the file deleted), the store's read-modify-write retried on a conflict,
+//! content of etcd that is not a valid state reported at its key, and a state larger than
+//! gRPC's default message size listed and watched.
 
 use std::{collections::BTreeSet, path::Path, process::Output};
 
 use ctpath_control::{
-    state::{ClusterState, Pod},
-    store::{Store, StoreError, ATTEMPTS, DEFAULT_PREFIX},
+    state::{ClusterState, Direction, Pod, Protocol, Rule},
+    store::{self, Store, StoreError, ATTEMPTS, DEFAULT_PREFIX},
 };
 use ctpath_testbed::{cluster::ctpath_binary, etcd::EtcdServer};
 
@@ -344,4 +345,37 @@ fn a_deletion_the_result_depends_on_is_a_conflict() {
         "{error}"
     );
     assert!(!keys(&etcd).contains("/ctpath/v1/pods/default/on-extra"));
+}
+
+#[test]
+fn a_state_larger_than_grpc_s_default_message_is_listed_and_watched() {
+    // etcd's own cap on one request (1.5 MiB) raised, as for any state this large.
+    let etcd = EtcdServer::start_with(&["--max-request-bytes".into(), "33554432".into()]);
+    let mut state = ClusterState::from_path(Path::new(TWO_NODE)).unwrap();
+    // About 5 MB of rules in one group: more than gRPC's default of 4 MiB per response.
+    state.security_groups[0].rules = (0..60_000u32)
+        .map(|i| Rule {
+            direction: Direction::Ingress,
+            protocol: Protocol::Tcp,
+            ports: Some(format!("{}", 1 + i % 60_000).parse().unwrap()),
+            remote_group: None,
+            remote_cidr: Some(
+                format!("10.{}.{}.0/24", i / 256 % 256, i % 256)
+                    .parse()
+                    .unwrap(),
+            ),
+        })
+        .collect();
+    let json = serde_json::to_vec(&state.security_groups[0]).unwrap();
+    assert!(json.len() > 4 << 20, "{} bytes", json.len());
+    store(&etcd).replace(&state).expect("write the large state");
+    assert_eq!(
+        store(&etcd).load().expect("list it").state,
+        sorted(state.clone())
+    );
+    let watched = store::watch(&[etcd.endpoint()], DEFAULT_PREFIX).expect("watch");
+    let first = watched
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the watch lists the state");
+    assert_eq!(first.state.expect("a valid state"), sorted(state));
 }
