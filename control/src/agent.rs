@@ -182,7 +182,8 @@ pub struct AgentOptions {
     pub metrics: Option<AgentReport>,
 }
 
-/// How often the agent looks at signals and the state source.
+/// How often the agent looks at signals and a state file (a state from etcd is taken in as it
+/// comes).
 const TICK: Duration = Duration::from_millis(250);
 /// How often expired conntrack entries are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(10);
@@ -239,7 +240,7 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
             if let Some(offer) = follower.next(Instant::now() >= retry_at)? {
                 break offer;
             }
-            std::thread::sleep(TICK);
+            follower.wait(TICK);
         };
     };
     tracing::info!(
@@ -318,7 +319,7 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
             }
             running.fast_path_tick();
         }
-        std::thread::sleep(TICK);
+        follower.wait(TICK);
     }
 }
 
@@ -339,6 +340,8 @@ enum Follower {
     },
     Etcd {
         updates: mpsc::Receiver<Observed>,
+        /// A state received while waiting ([`Follower::wait`]), not offered yet.
+        arrived: Option<Box<Observed>>,
         /// The last valid state seen, with its revision, to offer again.
         last_good: Option<(i64, ClusterState)>,
     },
@@ -353,6 +356,7 @@ impl Follower {
             },
             StateSource::Etcd { endpoints, prefix } => Follower::Etcd {
                 updates: store::watch(endpoints, prefix)?,
+                arrived: None,
                 last_good: None,
             },
         })
@@ -362,10 +366,29 @@ impl Follower {
         matches!(self, Follower::Etcd { .. })
     }
 
+    /// Waits up to `timeout`, less when etcd sends a state: a new revision is taken in as it
+    /// comes, not at the next tick. (A file is looked at once per tick.)
+    fn wait(&mut self, timeout: Duration) {
+        match self {
+            Follower::File { .. } => std::thread::sleep(timeout),
+            Follower::Etcd {
+                updates, arrived, ..
+            } => {
+                if arrived.is_none() {
+                    // Disconnected: `next` reports it.
+                    *arrived = updates.recv_timeout(timeout).ok().map(Box::new);
+                }
+            }
+        }
+    }
+
     /// The state to start with: the file's, or the first valid one from etcd (waited for,
     /// watching for signals: none when a stop signal came first).
     fn first(&mut self, signals: &mut Signals) -> Result<Option<Offer>, AgentError> {
-        let Follower::Etcd { updates, last_good } = self else {
+        let Follower::Etcd {
+            updates, last_good, ..
+        } = self
+        else {
             return self.next(true);
         };
         loop {
@@ -413,9 +436,13 @@ impl Follower {
                     state: ClusterState::from_path(path).map_err(AgentError::from),
                 }))
             }
-            Follower::Etcd { updates, last_good } => {
+            Follower::Etcd {
+                updates,
+                arrived,
+                last_good,
+            } => {
                 // Only the newest matters: the ones before it are superseded.
-                let mut newest = None;
+                let mut newest = arrived.take().map(|observed| *observed);
                 loop {
                     match updates.try_recv() {
                         Ok(observed) => newest = Some(observed),
@@ -503,6 +530,8 @@ struct Running {
 /// the running plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// Programs on the pod interfaces that have none yet ([`Running::attach_new_pod_links`]).
+    NewPodLinks,
     /// The configuration maps, as a diff against the plan before (make before break).
     Maps,
     /// The managed neighbour entries of the remote VTEPs (created, and deleted for nodes gone).
@@ -516,7 +545,8 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 5] = [
+    const ALL: [Step; 6] = [
+        Step::NewPodLinks,
         Step::Maps,
         Step::Neighbours,
         Step::NextHops,
@@ -526,6 +556,7 @@ impl Step {
 
     pub fn name(self) -> &'static str {
         match self {
+            Step::NewPodLinks => "programs on new pod interfaces",
             Step::Maps => "maps",
             Step::Neighbours => "VTEP neighbours",
             Step::NextHops => "next hops",
@@ -688,6 +719,10 @@ impl Running {
         };
         running.sync_neighbours()?;
         running.refresh_next_hops(true)?;
+        // The pods' programs before the underlay's: nothing reaches a pod over VXLAN before
+        // the datapath carries its answers. (Link pins of an earlier agent that no interface
+        // wants are removed once the underlay's have been adopted, below.)
+        running.attach_new_pod_links()?;
         let underlay = running.plan.underlay_interface.clone();
         let underlay_ifindex = running.plan.node.underlay_ifindex;
         running.attach(
@@ -783,7 +818,10 @@ impl Running {
             move_rule_hits(&mut running.ebpf, &last_good, &running.plan)
         });
         // The node entry holds the new generation once the maps step is done.
-        if !matches!(&applied, Err(failure) if failure.step == Step::Maps) {
+        if applied
+            .as_ref()
+            .map_or_else(|failure| failure.done.contains(&Step::Maps), |()| true)
+        {
             self.generation = generation;
         }
         let Err(failure) = applied else {
@@ -816,6 +854,7 @@ impl Running {
             let result = match step {
                 Step::Maps => (write_maps.take().expect("maps are written once"))(self)
                     .map_err(AgentError::from),
+                Step::NewPodLinks => self.attach_new_pod_links(),
                 Step::Neighbours => self.sync_neighbours(),
                 Step::NextHops => self.refresh_next_hops(true),
                 Step::PodLinks => self.sync_pod_links(),
@@ -943,15 +982,10 @@ impl Running {
         }
     }
 
-    /// Attaches `from_pod` (XDP) or `from_pod_tc` (tcx), as each interface's plane says, to
-    /// the plan's pod interfaces that lack it (or whose interface was re-created: another
-    /// ifindex), detaches it from interfaces no longer in the plan or whose plane changed its
-    /// datapath (after the new program is attached: XDP runs before tc, so either way the new
-    /// one sees the traffic before the old one goes), and removes link pins of interfaces this
-    /// agent does not serve (left by an earlier agent).
-    fn sync_pod_links(&mut self) -> Result<(), AgentError> {
-        let wanted: BTreeMap<String, (String, u32, Program)> = self
-            .plan
+    /// The program each pod interface of the plan gets, by pin name: (interface, ifindex,
+    /// program).
+    fn wanted_pod_links(&self) -> BTreeMap<String, (String, u32, Program)> {
+        self.plan
             .pod_interfaces
             .iter()
             .map(|(&ifindex, name)| {
@@ -962,7 +996,37 @@ impl Running {
                 };
                 (program.pin_name(name), (name.clone(), ifindex, program))
             })
+            .collect()
+    }
+
+    /// Attaches its program to each pod interface of the plan that has none yet (a new pod),
+    /// before the maps make the pod reachable: the pod's first answer (its ARP for the gateway)
+    /// is then the datapath's to carry. Until the maps name its port, the program drops what
+    /// the pod sends, counted; without it the kernel would have dropped it unanswered.
+    /// Everything else about the pod links is [`Running::sync_pod_links`]'s, after the maps.
+    fn attach_new_pod_links(&mut self) -> Result<(), AgentError> {
+        let served: std::collections::BTreeSet<u32> = self
+            .links
+            .values()
+            .filter(|attached| attached.program.is_from_pod())
+            .map(|attached| attached.ifindex)
             .collect();
+        for (interface, ifindex, program) in self.wanted_pod_links().into_values() {
+            if !served.contains(&ifindex) {
+                self.attach(program, &interface, ifindex)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches `from_pod` (XDP) or `from_pod_tc` (tcx), as each interface's plane says, to
+    /// the plan's pod interfaces that lack it (or whose interface was re-created: another
+    /// ifindex), detaches it from interfaces no longer in the plan or whose plane changed its
+    /// datapath (after the new program is attached: XDP runs before tc, so either way the new
+    /// one sees the traffic before the old one goes), and removes link pins of interfaces this
+    /// agent does not serve (left by an earlier agent).
+    fn sync_pod_links(&mut self) -> Result<(), AgentError> {
+        let wanted = self.wanted_pod_links();
         for (pin_name, (interface, ifindex, program)) in &wanted {
             let current = self.links.get(pin_name).map(|attached| attached.ifindex);
             if current != Some(*ifindex) {

@@ -473,7 +473,11 @@ enum Phase {
 /// node entry (with the generation that makes conntrack re-check its connections), then
 /// entries that are gone are removed; a packet in flight sees the old plan or the new one,
 /// never a hole. Until the node entry is first written the programs leave every frame to the
-/// kernel, so they never see half a configuration.
+/// kernel, so they never see half a configuration. `ENDPOINTS`, which makes an address
+/// reachable, is written after everything its pod needs to answer (its port, anti-spoofing,
+/// policy, devices) and pruned before any of it: a packet never reaches a pod whose answer
+/// the datapath would not carry yet (its first ARP for the gateway, say, which it would only
+/// send again a second later).
 pub fn apply_plan(
     ebpf: &mut Ebpf,
     previous: Option<&NodePlan>,
@@ -495,14 +499,16 @@ pub fn apply_plan(
             node.set(0, config, 0)
                 .map_err(|source| DatapathError::Map { name, source })?;
         }
+        if phase == Phase::Prune {
+            sync_hash(
+                ebpf,
+                names::ENDPOINTS,
+                &old.endpoints,
+                &new.endpoints,
+                phase,
+            )?;
+        }
         sync_hash(ebpf, names::NETWORKS, &old.networks, &new.networks, phase)?;
-        sync_hash(
-            ebpf,
-            names::ENDPOINTS,
-            &old.endpoints,
-            &new.endpoints,
-            phase,
-        )?;
         sync_hash(ebpf, names::VTEPS, &old.vteps, &new.vteps, phase)?;
         sync_hash(
             ebpf,
@@ -529,6 +535,15 @@ pub fn apply_plan(
         sync_lpm(ebpf, names::POLICY, &old.policy, &new.policy, phase)?;
         let old_devices = previous.map(devices).unwrap_or_default();
         sync_devices(ebpf, &old_devices, &devices(plan), phase)?;
+        if phase == Phase::Upsert {
+            sync_hash(
+                ebpf,
+                names::ENDPOINTS,
+                &old.endpoints,
+                &new.endpoints,
+                phase,
+            )?;
+        }
     }
     Ok(())
 }

@@ -6,7 +6,9 @@
 //! - a state whose programs cannot be attached (a pod interface on an XDP plane is a bridge,
 //!   which has no native XDP) is partly applied, then rolled back: the log says what was
 //!   applied, what failed and that the last good state is in force again; the maps are as
-//!   before it and traffic goes on; the next good state is applied;
+//!   before it and traffic goes on; the next good state is applied. A new pod's program comes
+//!   before the maps (nothing was written when it fails); a plane that moves to XDP fails
+//!   after them (the maps are reconciled back);
 //! - a rule's hit counters follow it when a new state moves it to another position.
 //!
 //! Also the netlink module itself against the kernel: an entry made, listed as managed, deleted
@@ -15,7 +17,7 @@
 use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use aya::maps::{HashMap, Map, MapData};
-use ctpath_common::maps::{names, Endpoint, EndpointKey};
+use ctpath_common::maps::{names, Endpoint, EndpointKey, Network};
 use ctpath_control::netlink::Rtnetlink;
 use ctpath_testbed::{
     cluster::{pod_ip, Cluster, ClusterOptions},
@@ -71,7 +73,7 @@ const POD_C: &str = r#"
 "#;
 
 /// A pod interface on the XDP plane whose host interface is a bridge: no native XDP.
-const POD_ON_A_DUMMY: &str = r#"
+const POD_ON_A_BRIDGE: &str = r#"
   - name: bad-a
     node: node-a
     interfaces:
@@ -169,7 +171,7 @@ fn a_step_that_fails_is_rolled_back_and_the_last_good_state_stays() {
     let good = state(TWO_NODES, &[PODS_A_B]);
     let mut cluster = Cluster::start("pipe-rollback", &good, ClusterOptions::default());
     let node_a = cluster.node("node-a").ns().clone();
-    let endpoints_before = endpoints(cluster.pin_dir("node-a"));
+    let maps_before = maps(cluster.pin_dir("node-a"));
     for command in [
         &["link", "add", "vbada", "type", "bridge"][..],
         &["link", "set", "vbada", "up"],
@@ -177,37 +179,62 @@ fn a_step_that_fails_is_rolled_back_and_the_last_good_state_stays() {
         node_a.ip(command).unwrap();
     }
 
-    let bad = state(TWO_NODES, &[PODS_A_B, POD_ON_A_DUMMY]);
-    cluster.write_state(&bad);
-    let log = wait_for_log(&cluster, "node-a", "partly applied");
-    let line = log
-        .lines()
-        .find(|line| line.contains("partly applied"))
-        .unwrap();
+    // A new pod whose program cannot be attached: that comes first, so nothing else changed.
+    let on_xdp = state(TWO_NODES, &[PODS_A_B, POD_ON_A_BRIDGE]);
+    cluster.write_state(&on_xdp);
+    let line = wait_for_line(&cluster, "node-a", "partly applied", 1);
     assert!(
-        line.contains("maps, VTEP neighbours, next hops applied")
-            && line.contains("then pod interface programs failed")
+        line.contains("nothing applied, then programs on new pod interfaces failed")
             && line.contains("vbada")
             && line.contains("rolled back: the last good state is in force again"),
         "{line}"
     );
-    // The maps hold the last good state: bad-a's endpoint was written and is gone again.
-    assert_eq!(endpoints(cluster.pin_dir("node-a")), endpoints_before);
-    let pins: Vec<String> = std::fs::read_dir(cluster.pin_dir("node-a"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(!pins.iter().any(|pin| pin.contains("vbada")), "{pins:?}");
+    assert_eq!(maps(cluster.pin_dir("node-a")), maps_before);
+    assert!(!pins(&cluster).iter().any(|pin| pin.contains("vbada")));
     assert_eq!(echo(&cluster, "cli-a", "srv-b"), 5, "{}", cluster.report());
     // Node B had nothing to attach: it runs the new state.
-    wait_for_log(&cluster, "node-b", "applied the new cluster state");
+    wait_for_line(&cluster, "node-b", "applied the new cluster state", 1);
+
+    // On a tc plane the bridge gets its program (tcx attaches anywhere).
+    let on_tc = on_xdp.replace(", datapath: xdp }", " }");
+    assert_ne!(on_tc, on_xdp);
+    let before = cluster.states_taken_in();
+    cluster.write_state(&on_tc);
+    cluster.wait_taken_in(&before, &on_tc);
+    let maps_on_tc = maps(cluster.pin_dir("node-a"));
+    assert_ne!(maps_on_tc, maps_before);
+    assert!(pins(&cluster).contains(&"tcx_vbada".to_owned()));
+
+    // The plane moves to XDP: the maps are written, then XDP cannot be attached to the bridge;
+    // the maps are reconciled back to the tc plane and its program stays.
+    cluster.write_state(&on_xdp);
+    let line = wait_for_line(&cluster, "node-a", "partly applied", 2);
+    assert!(
+        line.contains(
+            "maps, VTEP neighbours, next hops applied, then pod interface programs failed"
+        ) && line.contains("vbada")
+            && line.contains("rolled back: the last good state is in force again"),
+        "{line}"
+    );
+    assert_eq!(maps(cluster.pin_dir("node-a")), maps_on_tc);
+    let pins_now = pins(&cluster);
+    assert!(pins_now.contains(&"tcx_vbada".to_owned()), "{pins_now:?}");
+    assert!(!pins_now.contains(&"link_vbada".to_owned()), "{pins_now:?}");
+    assert_eq!(echo(&cluster, "cli-a", "srv-b"), 5, "{}", cluster.report());
 
     // The next good state (without the bridge) is applied as a diff from the last good one.
     let before = cluster.states_taken_in();
     cluster.write_state(&good);
     cluster.wait_taken_in(&before, &good);
-    assert_eq!(endpoints(cluster.pin_dir("node-a")), endpoints_before);
+    assert_eq!(maps(cluster.pin_dir("node-a")), maps_before);
     assert_eq!(echo(&cluster, "cli-a", "srv-b"), 5, "{}", cluster.report());
+}
+
+fn pins(cluster: &Cluster) -> Vec<String> {
+    std::fs::read_dir(cluster.pin_dir("node-a"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[test]
@@ -284,26 +311,29 @@ fn rtnetlink_makes_lists_and_deletes_managed_entries_and_finds_gateways() {
     assert!(managed_vteps(&ns).is_empty());
 }
 
-/// The keys of a node's pinned `ENDPOINTS` map.
-fn endpoints(pin_dir: &Path) -> Vec<EndpointKey> {
-    let map =
-        Map::from_map_data(MapData::from_pin(pin_dir.join(names::ENDPOINTS)).unwrap()).unwrap();
-    let endpoints = HashMap::<_, EndpointKey, Endpoint>::try_from(map).unwrap();
+/// A node's pinned `ENDPOINTS` (keys) and `NETWORKS` (entries).
+fn maps(pin_dir: &Path) -> (Vec<EndpointKey>, Vec<(u32, Network)>) {
+    let open = |name| Map::from_map_data(MapData::from_pin(pin_dir.join(name)).unwrap()).unwrap();
+    let endpoints = HashMap::<_, EndpointKey, Endpoint>::try_from(open(names::ENDPOINTS)).unwrap();
     let mut keys: Vec<EndpointKey> = endpoints.keys().map(Result::unwrap).collect();
     keys.sort();
-    keys
+    let networks = HashMap::<_, u32, Network>::try_from(open(names::NETWORKS)).unwrap();
+    let mut planes: Vec<(u32, Network)> = networks.iter().map(Result::unwrap).collect();
+    planes.sort_by_key(|(vni, _)| *vni);
+    (keys, planes)
 }
 
-fn wait_for_log(cluster: &Cluster, node: &str, text: &str) -> String {
+/// The `nth` line (from 1) of `node`'s agent log that contains `text`, once there is one.
+fn wait_for_line(cluster: &Cluster, node: &str, text: &str, nth: usize) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let log = cluster.agent_log(node);
-        if log.contains(text) {
-            return log;
+        if let Some(line) = log.lines().filter(|line| line.contains(text)).nth(nth - 1) {
+            return line.to_owned();
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no {text:?} in the log of {node}:\n{log}"
+            "no {nth}. {text:?} in the log of {node}:\n{log}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
