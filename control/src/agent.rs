@@ -63,7 +63,7 @@ use std::{
     collections::BTreeMap,
     io,
     path::{Path, PathBuf},
-    sync::mpsc,
+    sync::{mpsc, Arc},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -328,7 +328,8 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
 struct Offer {
     origin: String,
     revision: Option<i64>,
-    state: Result<ClusterState, AgentError>,
+    /// Shared: the follower keeps the last good one, the metrics the one in force.
+    state: Result<Arc<ClusterState>, AgentError>,
 }
 
 /// The state source as the agent follows it.
@@ -343,7 +344,7 @@ enum Follower {
         /// A state received while waiting ([`Follower::wait`]), not offered yet.
         arrived: Option<Box<Observed>>,
         /// The last valid state seen, with its revision, to offer again.
-        last_good: Option<(i64, ClusterState)>,
+        last_good: Option<(i64, Arc<ClusterState>)>,
     },
 }
 
@@ -400,6 +401,7 @@ impl Follower {
                     revision,
                     state: Ok(state),
                 }) => {
+                    let state = Arc::new(state);
                     *last_good = Some((revision, state.clone()));
                     return Ok(Some(Offer {
                         origin: etcd_origin(revision),
@@ -433,7 +435,9 @@ impl Follower {
                 Ok(Some(Offer {
                     origin: format!("state file {}", path.display()),
                     revision: None,
-                    state: ClusterState::from_path(path).map_err(AgentError::from),
+                    state: ClusterState::from_path(path)
+                        .map(Arc::new)
+                        .map_err(AgentError::from),
                 }))
             }
             Follower::Etcd {
@@ -454,6 +458,7 @@ impl Follower {
                 }
                 let offer = match newest {
                     Some(Observed { revision, state }) => {
+                        let state = state.map(Arc::new);
                         if let Ok(state) = &state {
                             *last_good = Some((revision, state.clone()));
                         }

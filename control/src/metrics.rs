@@ -133,11 +133,11 @@ impl AgentReport {
         revision: Option<i64>,
         took: Duration,
         result: ApplyResult,
-        in_force: Option<&ClusterState>,
+        in_force: Option<&Arc<ClusterState>>,
     ) {
         let mut applies = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(state) = in_force {
-            applies.state = Some(Arc::new(state.clone()));
+            applies.state = Some(state.clone());
             applies.revision = revision;
         }
         applies.last = Some((result, took));
@@ -605,7 +605,7 @@ mod tests {
             Some(17),
             Duration::from_millis(250),
             ApplyResult::Applied,
-            Some(&state),
+            Some(&Arc::new(state.clone())),
         );
         report.applied(
             Some(18),
@@ -763,7 +763,7 @@ mod tests {
             None,
             Duration::from_secs(1),
             ApplyResult::Applied,
-            Some(&state),
+            Some(&Arc::new(state)),
         );
         report.applied(None, Duration::from_secs(2), ApplyResult::Invalid, None);
         let (samples, _) = parse(&exposition(status, report.read()));

@@ -257,6 +257,53 @@ impl Layout {
         &self,
         values: impl IntoIterator<Item = (&'v String, &'v Vec<u8>)>,
     ) -> Result<ClusterState, StoreError> {
+        let objects: Vec<_> = values
+            .into_iter()
+            .map(|(key, value)| self.object(key, value))
+            .collect();
+        self.assemble(&objects)
+    }
+
+    /// The object at `key`, parsed from its value.
+    fn object(&self, key: &str, value: &[u8]) -> Result<Object, KeyProblem> {
+        let dir = self.dir();
+        let rest = key.strip_prefix(&dir).unwrap_or(key);
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["networks", name] => parse::<Network>(key, value).and_then(|network| {
+                named(key, "network", name, &network.name)?;
+                Ok(Object::Network(network))
+            }),
+            ["nodes", name] => parse::<Node>(key, value).and_then(|node| {
+                named(key, "node", name, &node.name)?;
+                Ok(Object::Node(node))
+            }),
+            ["security_groups", name] => parse::<SecurityGroup>(key, value).and_then(|group| {
+                named(key, "security group", name, &group.name)?;
+                Ok(Object::SecurityGroup(group))
+            }),
+            ["pods", namespace, name] => parse::<Pod>(key, value).and_then(|pod| {
+                named(key, "pod namespace", namespace, &pod.namespace)?;
+                named(key, "pod", name, &pod.name)?;
+                Ok(Object::Pod(Box::new(pod)))
+            }),
+            ["conntrack"] => parse::<ConntrackSettings>(key, value).map(Object::Conntrack),
+            _ => Err(KeyProblem {
+                key: key.to_owned(),
+                path: None,
+                message:
+                    "not a key of schema v1 (networks/NAME, nodes/NAME, security_groups/NAME, \
+                     pods/NAMESPACE/NAME, conntrack)"
+                        .to_owned(),
+            }),
+        }
+    }
+
+    /// The state `objects` (parsed from the keys, in key order) make, validated.
+    fn assemble<'o>(
+        &self,
+        objects: impl IntoIterator<Item = &'o Result<Object, KeyProblem>>,
+    ) -> Result<ClusterState, StoreError> {
         let mut state = ClusterState {
             version: SchemaVersion::V1,
             networks: Vec::new(),
@@ -266,48 +313,14 @@ impl Layout {
             conntrack: ConntrackSettings::default(),
         };
         let mut problems = Vec::new();
-        let dir = self.dir();
-        for (key, value) in values {
-            let problem = |message: String| KeyProblem {
-                key: key.clone(),
-                path: None,
-                message,
-            };
-            let rest = key.strip_prefix(&dir).unwrap_or(key);
-            let parts: Vec<&str> = rest.split('/').collect();
-            let decoded = match parts.as_slice() {
-                ["networks", name] => parse::<Network>(key, value).and_then(|network| {
-                    named(key, "network", name, &network.name)?;
-                    state.networks.push(network);
-                    Ok(())
-                }),
-                ["nodes", name] => parse::<Node>(key, value).and_then(|node| {
-                    named(key, "node", name, &node.name)?;
-                    state.nodes.push(node);
-                    Ok(())
-                }),
-                ["security_groups", name] => parse::<SecurityGroup>(key, value).and_then(|group| {
-                    named(key, "security group", name, &group.name)?;
-                    state.security_groups.push(group);
-                    Ok(())
-                }),
-                ["pods", namespace, name] => parse::<Pod>(key, value).and_then(|pod| {
-                    named(key, "pod namespace", namespace, &pod.namespace)?;
-                    named(key, "pod", name, &pod.name)?;
-                    state.pods.push(pod);
-                    Ok(())
-                }),
-                ["conntrack"] => parse::<ConntrackSettings>(key, value).map(|conntrack| {
-                    state.conntrack = conntrack;
-                }),
-                _ => Err(problem(
-                    "not a key of schema v1 (networks/NAME, nodes/NAME, security_groups/NAME, \
-                     pods/NAMESPACE/NAME, conntrack)"
-                        .to_owned(),
-                )),
-            };
-            if let Err(problem) = decoded {
-                problems.push(problem);
+        for object in objects {
+            match object {
+                Ok(Object::Network(network)) => state.networks.push(network.clone()),
+                Ok(Object::Node(node)) => state.nodes.push(node.clone()),
+                Ok(Object::SecurityGroup(group)) => state.security_groups.push(group.clone()),
+                Ok(Object::Pod(pod)) => state.pods.push((**pod).clone()),
+                Ok(Object::Conntrack(conntrack)) => state.conntrack = *conntrack,
+                Err(problem) => problems.push(problem.clone()),
             }
         }
         if !problems.is_empty() {
@@ -390,6 +403,16 @@ fn parse<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, KeyProblem> 
             message: error.into_inner().to_string(),
         }
     })
+}
+
+/// One key's object of the state.
+#[derive(Debug)]
+enum Object {
+    Network(Network),
+    Node(Node),
+    SecurityGroup(SecurityGroup),
+    Pod(Box<Pod>),
+    Conntrack(ConntrackSettings),
 }
 
 /// Checks that a value names the object its key names.
@@ -617,7 +640,7 @@ pub fn watch(endpoints: &[String], prefix: &str) -> Result<mpsc::Receiver<Observ
     let follower = Follower {
         endpoints: endpoints.to_vec(),
         layout: Layout::new(prefix),
-        values: BTreeMap::new(),
+        objects: BTreeMap::new(),
         revision: None,
         sender,
     };
@@ -666,7 +689,8 @@ pub fn check_endpoints(endpoints: &[String]) -> Result<(), StoreError> {
 struct Follower {
     endpoints: Vec<String>,
     layout: Layout,
-    values: BTreeMap<String, Vec<u8>>,
+    /// Each key's object, parsed when it was put (a revision parses only what it changed).
+    objects: BTreeMap<String, Result<Object, KeyProblem>>,
     /// The last revision seen; none until listed (and again after a compaction).
     revision: Option<i64>,
     sender: mpsc::Sender<Observed>,
@@ -734,10 +758,13 @@ impl Follower {
                     .await
                     .map_err(|error| error.to_string())?;
                 *delay = BACKOFF_FIRST;
-                self.values = listing
+                self.objects = listing
                     .values
                     .into_iter()
-                    .map(|(key, (value, _))| (key, value))
+                    .map(|(key, (value, _))| {
+                        let object = self.layout.object(&key, &value);
+                        (key, object)
+                    })
                     .collect();
                 if relist {
                     tracing::info!("relisted after compaction at revision {}", listing.revision);
@@ -781,8 +808,11 @@ impl Follower {
                 let Some(kv) = event.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
                 match event.event_type() {
-                    EventType::Put => self.values.insert(key, kv.value().to_vec()),
-                    EventType::Delete => self.values.remove(&key),
+                    EventType::Put => {
+                        let object = self.layout.object(&key, kv.value());
+                        self.objects.insert(key, object)
+                    }
+                    EventType::Delete => self.objects.remove(&key),
                 };
                 newest = newest.max(Some(kv.mod_revision()));
             }
@@ -797,7 +827,7 @@ impl Follower {
 
     /// Sends the state the keys make now; false when nobody listens any more.
     fn send(&self, revision: i64) -> bool {
-        let state = self.layout.decode(&self.values);
+        let state = self.layout.assemble(self.objects.values());
         self.sender.send(Observed { revision, state }).is_ok()
     }
 }
