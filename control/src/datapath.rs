@@ -499,14 +499,17 @@ pub fn apply_plan(
             node.set(0, config, 0)
                 .map_err(|source| DatapathError::Map { name, source })?;
         }
-        if phase == Phase::Prune {
+        let endpoints = |ebpf: &mut Ebpf| {
             sync_hash(
                 ebpf,
                 names::ENDPOINTS,
                 &old.endpoints,
                 &new.endpoints,
                 phase,
-            )?;
+            )
+        };
+        if phase == Phase::Prune {
+            endpoints(ebpf)?;
         }
         sync_hash(ebpf, names::NETWORKS, &old.networks, &new.networks, phase)?;
         sync_hash(ebpf, names::VTEPS, &old.vteps, &new.vteps, phase)?;
@@ -536,13 +539,7 @@ pub fn apply_plan(
         let old_devices = previous.map(devices).unwrap_or_default();
         sync_devices(ebpf, &old_devices, &devices(plan), phase)?;
         if phase == Phase::Upsert {
-            sync_hash(
-                ebpf,
-                names::ENDPOINTS,
-                &old.endpoints,
-                &new.endpoints,
-                phase,
-            )?;
+            endpoints(ebpf)?;
         }
     }
     Ok(())
