@@ -42,7 +42,7 @@ pub struct CompiledPolicy {
     pub entries: BTreeMap<(PolicyRuleKey, u8), RuleId>,
     /// What each rule id is (indexed by id; [`rule_identity`]), so that its counters can follow
     /// it to another id in the next state.
-    pub rules: Vec<String>,
+    pub rules: Vec<RuleIdentity>,
 }
 
 #[derive(Debug, Error)]
@@ -67,25 +67,35 @@ pub fn rule_ids(state: &ClusterState) -> impl Iterator<Item = (RuleId, &str, usi
         .map(|(id, (group, index, rule))| (id as RuleId, group, index, rule))
 }
 
-/// What a rule is, whatever its position: its group and what it allows
-/// (`server: ingress udp 5000 from group client`).
-pub fn rule_identity(group: &str, rule: &Rule) -> String {
-    format!("{group}: {}", describe(rule))
+/// What a rule is, whatever its position: a hash of its group's name and of what it allows
+/// (SipHash with fixed keys: the same in every agent process that compares two plans; two
+/// different rules share one with a chance of 2^-64, and would then swap their counts).
+pub type RuleIdentity = u64;
+
+pub fn rule_identity(group: &str, rule: &Rule) -> RuleIdentity {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    group.hash(&mut hasher);
+    rule.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// For each rule id of `new` (identities as [`CompiledPolicy::rules`]), the id the same rule
 /// has in `old`, if it is there: the n-th rule of an identity in `new` is the n-th of it in
 /// `old` (two equal rules of a group are told apart by their order only).
-pub fn rule_moves(old: &[String], new: &[String]) -> Vec<Option<RuleId>> {
-    let mut by_identity: BTreeMap<&str, std::collections::VecDeque<RuleId>> = BTreeMap::new();
+pub fn rule_moves(old: &[RuleIdentity], new: &[RuleIdentity]) -> Vec<Option<RuleId>> {
+    let mut by_identity: std::collections::HashMap<
+        RuleIdentity,
+        std::collections::VecDeque<RuleId>,
+    > = std::collections::HashMap::with_capacity(old.len());
     for (id, identity) in old.iter().enumerate() {
         by_identity
-            .entry(identity.as_str())
+            .entry(*identity)
             .or_default()
             .push_back(id as RuleId);
     }
     new.iter()
-        .map(|identity| by_identity.get_mut(identity.as_str())?.pop_front())
+        .map(|identity| by_identity.get_mut(identity)?.pop_front())
         .collect()
 }
 
@@ -291,10 +301,9 @@ mod tests {
 
     #[test]
     fn rule_moves_follow_identities_in_order() {
-        let ids = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let old = ids(&["a: x", "a: y", "b: x", "a: y"]);
+        let old = [1, 2, 3, 2];
         // A rule inserted first, one removed, the two equal rules kept in their order.
-        let new = ids(&["a: z", "a: x", "a: y", "a: y", "b: w"]);
+        let new = [4, 1, 2, 2, 5];
         assert_eq!(
             rule_moves(&old, &new),
             vec![None, Some(0), Some(1), Some(3), None]
@@ -311,11 +320,17 @@ mod tests {
         let state = ClusterState::from_yaml_str(include_str!("../examples/two-node.yaml"))
             .expect("example state");
         let compiled = compile(&state, &state.nodes[0].name).unwrap();
-        let expected: Vec<String> = rule_ids(&state)
-            .map(|(_, group, _, rule)| format!("{group}: {}", describe(rule)))
+        let expected: Vec<RuleIdentity> = rule_ids(&state)
+            .map(|(_, group, _, rule)| rule_identity(group, rule))
             .collect();
         assert!(!expected.is_empty());
         assert_eq!(compiled.rules, expected);
+        // The same rule in another group, or another rule in the same group, is another rule.
+        let (_, group, _, rule) = rule_ids(&state).next().unwrap();
+        assert_ne!(rule_identity(group, rule), rule_identity("other", rule));
+        let mut changed = rule.clone();
+        changed.ports = Some("1-2".parse().unwrap());
+        assert_ne!(rule_identity(group, rule), rule_identity(group, &changed));
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub struct SecurityGroup {
 }
 
 /// One allow rule of a security group.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub direction: Direction,
