@@ -64,9 +64,11 @@ pub enum Command {
     ///
     /// The state comes from a file (`--state`, read again when it changes or on SIGHUP) or from
     /// etcd (`--etcd`: listed, then watched; reconnects with backoff and resumes where it was,
-    /// lists again after a compaction). A new state that does not validate or compile is
-    /// logged and the last good one stays in force; while etcd is unreachable the datapath
-    /// stays as it is.
+    /// lists again after a compaction; an agent whose node the state does not name yet waits
+    /// for it). A new state is applied as a diff, step by step; one that does not validate or
+    /// compile is refused, and one whose application fails part way is rolled back: either way
+    /// the log says so and the last good state stays in force. While etcd is unreachable the
+    /// datapath stays as it is.
     ///
     /// With `--cleanup` instead of a state source it runs no agent: it removes what an agent of
     /// the node left pinned (links, which detaches their programs, and maps), its pin and run
