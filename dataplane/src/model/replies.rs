@@ -139,3 +139,105 @@ fn write_ethernet(frame: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) 
     eth.set_src_addr(src);
     eth.set_ethertype(ethertype);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FrameBuilder;
+
+    const POD_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+    const ROUTER: MacAddr = MacAddr([2, 0xc7, 0, 0, 0, 1]);
+    const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+
+    /// A UDP datagram from the pod with `options` bytes of IPv4 options (NOPs) in its header.
+    fn datagram_with_options(options: usize, payload: usize) -> Vec<u8> {
+        let plain = FrameBuilder::udp(
+            POD_MAC,
+            ROUTER,
+            Ipv4Addr::new(10, 244, 1, 2),
+            Ipv4Addr::new(10, 244, 2, 2),
+            4000,
+            5000,
+            &vec![0xab; payload],
+        );
+        let mut frame = plain[..ETH_HDR_LEN + IPV4_MIN_HDR_LEN].to_vec();
+        frame.extend(std::iter::repeat_n(1u8, options));
+        frame.extend_from_slice(&plain[ETH_HDR_LEN + IPV4_MIN_HDR_LEN..]);
+        let total_len = (frame.len() - ETH_HDR_LEN) as u16;
+        let mut header = ipv4::Packet::new_unchecked(&mut frame[ETH_HDR_LEN..]);
+        header.set_ihl(((IPV4_MIN_HDR_LEN + options) / 4) as u8);
+        header.set_total_len(total_len);
+        header.set_dont_frag(true);
+        header.fill_checksum();
+        frame
+    }
+
+    #[test]
+    fn the_longest_error_quotes_a_header_with_40_bytes_of_options() {
+        let frame = datagram_with_options(40, 1400);
+        let mut buf = frame.clone();
+        let len = write_frag_needed(&mut buf, frame.len(), GATEWAY, 1450, ROUTER).unwrap();
+        assert_eq!(len, FRAG_NEEDED_MAX_LEN);
+        let reply = ipv4::Packet::new_unchecked(&buf[ETH_HDR_LEN..len]);
+        assert!(reply.verify_checksum());
+        assert_eq!(reply.header_len(), IPV4_MIN_HDR_LEN);
+        assert_eq!(usize::from(reply.total_len()), len - ETH_HDR_LEN);
+        assert_eq!(reply.src_addr(), GATEWAY);
+        let icmp_at = ETH_HDR_LEN + IPV4_MIN_HDR_LEN;
+        let message = icmp::Packet::new_unchecked(&buf[icmp_at..len]);
+        assert!(message.verify_checksum());
+        assert_eq!(message.rest_of_header(), [0, 0, 0x05, 0xaa]);
+        // The quote: the whole offending header, options included, and 8 bytes after it.
+        let quoted = IPV4_MAX_HDR_LEN + ICMP_ERROR_QUOTED_PAYLOAD;
+        assert_eq!(
+            &buf[icmp_at + ICMP_HDR_LEN..len],
+            &frame[ETH_HDR_LEN..ETH_HDR_LEN + quoted]
+        );
+        assert_eq!(frag_needed(&frame, &port(), ROUTER), buf[..len].to_vec());
+    }
+
+    #[test]
+    fn a_buffer_must_hold_the_whole_error_and_a_frame_the_whole_header() {
+        let frame = datagram_with_options(0, 1400);
+        let reply_len = ETH_HDR_LEN
+            + IPV4_MIN_HDR_LEN
+            + ICMP_HDR_LEN
+            + IPV4_MIN_HDR_LEN
+            + ICMP_ERROR_QUOTED_PAYLOAD;
+        // Exactly long enough: written.
+        let mut exact = frame[..reply_len].to_vec();
+        assert_eq!(
+            write_frag_needed(&mut exact, reply_len, GATEWAY, 1450, ROUTER),
+            Some(reply_len)
+        );
+        // One byte short: nothing written.
+        let mut short = frame[..reply_len - 1].to_vec();
+        assert_eq!(
+            write_frag_needed(&mut short, reply_len - 1, GATEWAY, 1450, ROUTER),
+            None
+        );
+        assert_eq!(short, frame[..reply_len - 1]);
+        // A frame that ends inside its IPv4 header: left alone.
+        let cut = ETH_HDR_LEN + IPV4_MIN_HDR_LEN - 1;
+        let mut buf = frame.clone();
+        assert_eq!(
+            write_frag_needed(&mut buf, cut, GATEWAY, 1450, ROUTER),
+            Some(cut)
+        );
+        assert_eq!(buf, frame);
+    }
+
+    fn port() -> LocalPort {
+        LocalPort {
+            ifindex: 7,
+            vni: 100,
+            ip: Ipv4Addr::new(10, 244, 1, 2),
+            mac: MacAddr(POD_MAC),
+            mtu: 1450,
+            gateway: GATEWAY,
+            port_security: true,
+            security_groups: Vec::new(),
+            allowed_address_pairs: Vec::new(),
+        }
+    }
+}
