@@ -1,10 +1,9 @@
 //! Facts about this node's network interfaces that the datapath needs (ifindex, MAC, MTU), read
 //! through `ioctl` on a socket: that answers for the caller's network namespace, whatever
 //! `/sys` shows, so the agent works under `ip netns exec`, `nsenter` or a plain `setns`. What
-//! the agent and the CNI plugin read with `ip` (veth peers, namespace ids, addresses) is read
-//! with [`ip_json`], the CNI plugin's changes are made with [`ip`], and [`in_netns`] runs code
-//! (and the `ip` it starts) inside another network namespace. (Neighbours and routes are the
-//! agent's over rtnetlink: `crate::netlink`.)
+//! the CNI plugin reads with `ip` (routes, addresses) is read with [`ip_json`], its changes are
+//! made with [`ip`], and [`in_netns`] runs code (and the `ip` it starts) inside another network
+//! namespace. (The agent itself asks rtnetlink: `crate::netlink`.)
 
 use std::{ffi::CString, fs::File, io, os::fd::AsRawFd, os::fd::FromRawFd, os::fd::OwnedFd};
 

@@ -1,7 +1,7 @@
 //! The agent's rtnetlink conversations with the kernel of its network namespace: the managed
 //! neighbour entries of the other nodes' VTEPs on the underlay (created, listed, deleted), the
-//! route towards a VTEP (its gateway), and the id this namespace gives another one (a pod's,
-//! found through a process in it). One request at a time on a blocking socket; the
+//! route towards a VTEP (its gateway), a pod veth's peer (its kind, the peer's ifindex and
+//! namespace id), and the id this namespace gives another one (a pod's). One request at a time on a blocking socket; the
 //! kernel answers each with its messages and an acknowledgement or an error, which is returned
 //! as [`NetlinkError::Kernel`] with the errno.
 //!
@@ -17,6 +17,7 @@ use netlink_packet_core::{
     NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::{
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
     neighbour::{
         NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage,
         NeighbourState,
@@ -62,6 +63,17 @@ pub struct Neighbour {
     pub resolved: bool,
     /// Whether the entry is managed and externally learned: the kind ctpath creates.
     pub managed: bool,
+}
+
+/// What a link's peer is, as the kernel reports the link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkPeer {
+    /// Whether the link is a veth.
+    pub veth: bool,
+    /// The peer's ifindex (in its namespace), if the link has one.
+    pub peer_ifindex: Option<u32>,
+    /// The id this namespace gives the peer's namespace; none when the peer is in this one.
+    pub peer_netnsid: Option<i32>,
 }
 
 /// A blocking rtnetlink socket in the caller's network namespace (at the time of `open`).
@@ -168,6 +180,25 @@ impl Rtnetlink {
         }))
     }
 
+    /// The link named `name` and what its peer is; `None` when there is no such link.
+    pub fn link_peer(&mut self, name: &str) -> Result<Option<LinkPeer>, NetlinkError> {
+        let mut query = LinkMessage::default();
+        query.attributes = vec![LinkAttribute::IfName(name.to_owned())];
+        let answers = match self.request(
+            &format!("reading link {name}"),
+            RouteNetlinkMessage::GetLink(query),
+            0,
+        ) {
+            Ok(answers) => answers,
+            Err(error) if error.errno() == Some(libc::ENODEV) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        Ok(answers.into_iter().find_map(|answer| match answer {
+            RouteNetlinkMessage::NewLink(link) => Some(link_peer(&link)),
+            _ => None,
+        }))
+    }
+
     /// The id the caller's namespace has given the network namespace open as `netns` (as a
     /// veth's `IFLA_LINK_NETNSID` names its peer's), if it has given it one.
     pub fn nsid_of(&mut self, netns: &impl AsRawFd) -> Result<Option<i32>, NetlinkError> {
@@ -254,6 +285,27 @@ impl Rtnetlink {
             }
         }
     }
+}
+
+fn link_peer(link: &LinkMessage) -> LinkPeer {
+    let mut peer = LinkPeer {
+        veth: false,
+        peer_ifindex: None,
+        peer_netnsid: None,
+    };
+    for attribute in &link.attributes {
+        match attribute {
+            LinkAttribute::Link(ifindex) => peer.peer_ifindex = Some(*ifindex),
+            LinkAttribute::LinkNetNsId(nsid) => peer.peer_netnsid = Some(*nsid),
+            LinkAttribute::LinkInfo(infos) => {
+                peer.veth |= infos
+                    .iter()
+                    .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Veth)));
+            }
+            _ => {}
+        }
+    }
+    peer
 }
 
 fn neighbour_message(ifindex: u32, ip: Ipv4Addr) -> NeighbourMessage {

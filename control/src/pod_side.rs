@@ -16,23 +16,24 @@
 //!   this is the cost of XDP at the pod's veth. Planes with `datapath: tc` keep it (the tc
 //!   program works on the skb).
 //!
-//! The agent reaches the pod's end through the host end: its peer's ifindex and the peer's
-//! namespace id (`IFLA_LINK_NETNSID`, from `ip -j -d link show`), the namespace of that id,
-//! and the features set there with the ethtool ioctls (`SIOCETHTOOL`: `ETHTOOL_STXCSUM`,
-//! `ETHTOOL_SGRO`) from a thread that enters it. The namespace is the one named under
-//! `/run/netns` for that id (`ip -j netns list-id`: namespaces made by `ip netns`, and by
-//! Kubernetes' runtimes for CNI, which bind them there), else that of a process in it
-//! (`/proc/PID/ns/net` whose id, asked over rtnetlink, is the peer's: a container that
-//! `ctr run --cni` made, whose namespace is bound nowhere). A pod with no such process either
-//! cannot be reached: [`PodSideError`] says so, and the agent logs it. Settings are not
-//! reverted when a plane changes its datapath (tc works with them as well).
+//! The agent reaches the pod's end through the host end, all over rtnetlink: its peer's
+//! ifindex and the peer's namespace id (`IFLA_LINK`, `IFLA_LINK_NETNSID`), the namespace of
+//! that id, and the features set there with the ethtool ioctls (`SIOCETHTOOL`:
+//! `ETHTOOL_STXCSUM`, `ETHTOOL_SGRO`) from a thread that enters it. The namespace is one bound
+//! under `/run/netns` whose id is the peer's (namespaces made by `ip netns`, and by Kubernetes'
+//! runtimes for CNI, which bind them there), else that of a process in it (`/proc/PID/ns/net`:
+//! a container that `ctr run --cni` made, whose namespace is bound nowhere). A pod with no such
+//! process either cannot be reached: [`PodSideError`] says so, and the agent logs it. Settings
+//! are not reverted when a plane changes its datapath (tc works with them as well).
 
 use std::{fs::File, os::fd::AsRawFd};
 
-use serde::Deserialize;
 use thiserror::Error;
 
-use crate::links::{in_netns, interface_name, ip_json};
+use crate::{
+    links::{in_netns, interface_name},
+    netlink::{NetlinkError, Rtnetlink},
+};
 
 /// Legacy ethtool commands (`linux/ethtool.h`), each with a `struct ethtool_value`.
 const ETHTOOL_GTXCSUM: u32 = 0x16;
@@ -42,8 +43,14 @@ const ETHTOOL_SGRO: u32 = 0x2c;
 
 #[derive(Debug, Error)]
 pub enum PodSideError {
-    #[error("reading {interface} with ip: {message}")]
-    Ip { interface: String, message: String },
+    #[error("reading {interface} over rtnetlink: {source}")]
+    Netlink {
+        interface: String,
+        #[source]
+        source: NetlinkError,
+    },
+    #[error("{interface}: no such interface")]
+    NoSuchInterface { interface: String },
     #[error("{interface} is not a veth")]
     NotVeth { interface: String },
     #[error(
@@ -77,24 +84,6 @@ pub struct PodSide {
     pub changed: Vec<&'static str>,
 }
 
-#[derive(Deserialize)]
-struct LinkJson {
-    link_index: Option<u32>,
-    link_netnsid: Option<i32>,
-    linkinfo: Option<LinkInfoJson>,
-}
-
-#[derive(Deserialize)]
-struct LinkInfoJson {
-    info_kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NsidJson {
-    nsid: i32,
-    name: Option<String>,
-}
-
 /// What the program at the host side of a pod's veth needs at the pod's side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum HostHook {
@@ -114,52 +103,32 @@ impl HostHook {
 /// Sets what `hook` at the host-side veth `host_interface` needs at its other end, wherever
 /// that end is (see the module docs).
 pub fn prepare(host_interface: &str, hook: HostHook) -> Result<PodSide, PodSideError> {
-    let ip_error = |message: String| PodSideError::Ip {
+    let netlink_error = |source| PodSideError::Netlink {
         interface: host_interface.to_owned(),
-        message,
+        source,
     };
-    let links: Vec<LinkJson> =
-        ip_json(&["-d", "link", "show", "dev", host_interface]).map_err(ip_error)?;
-    let link = links
-        .into_iter()
-        .next()
-        .ok_or_else(|| ip_error("no such interface".into()))?;
-    let is_veth = link
-        .linkinfo
-        .as_ref()
-        .and_then(|info| info.info_kind.as_deref())
-        == Some("veth");
+    let mut netlink = Rtnetlink::open().map_err(netlink_error)?;
+    let link = netlink
+        .link_peer(host_interface)
+        .map_err(netlink_error)?
+        .ok_or_else(|| PodSideError::NoSuchInterface {
+            interface: host_interface.to_owned(),
+        })?;
     let peer_ifindex = link
-        .link_index
-        .filter(|_| is_veth)
+        .peer_ifindex
+        .filter(|_| link.veth)
         .ok_or(PodSideError::NotVeth {
             interface: host_interface.to_owned(),
         })?;
-    let (netns, namespace) = match link.link_netnsid {
+    let (netns, namespace) = match link.peer_netnsid {
         None => (String::new(), None),
         Some(nsid) => {
-            let ids: Vec<NsidJson> = ip_json(&["netns", "list-id"]).map_err(ip_error)?;
-            let named = ids
-                .into_iter()
-                .find(|id| id.nsid == nsid)
-                .and_then(|id| id.name)
-                .map(|name| {
-                    let path = format!("/run/netns/{name}");
-                    File::open(&path)
-                        .map(|file| (name, file))
-                        .map_err(|source| PodSideError::Enter {
-                            netns: path,
-                            source,
-                        })
-                })
-                .transpose()?;
-            let (name, file) =
-                named
-                    .or_else(|| process_in(nsid))
-                    .ok_or(PodSideError::NamespaceNotFound {
-                        interface: host_interface.to_owned(),
-                        nsid,
-                    })?;
+            let (name, file) = named_netns(&mut netlink, nsid)
+                .or_else(|| process_in(&mut netlink, nsid))
+                .ok_or(PodSideError::NamespaceNotFound {
+                    interface: host_interface.to_owned(),
+                    nsid,
+                })?;
             (name, Some(file))
         }
     };
@@ -174,10 +143,22 @@ pub fn prepare(host_interface: &str, hook: HostHook) -> Result<PodSide, PodSideE
     }
 }
 
+/// The network namespace bound under `/run/netns` (by `ip netns` or a runtime) whose id here
+/// is `nsid`: its name and the namespace, open.
+fn named_netns(netlink: &mut Rtnetlink, nsid: i32) -> Option<(String, File)> {
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let file = File::open(entry.path()).ok()?;
+            (netlink.nsid_of(&file).ok()?? == nsid)
+                .then(|| (entry.file_name().to_string_lossy().into_owned(), file))
+        })
+}
+
 /// The network namespace whose id here is `nsid`, through a process that runs in it: its name
 /// for logs (`/proc/PID/ns/net`) and the namespace, open. Each namespace is asked once.
-fn process_in(nsid: i32) -> Option<(String, File)> {
-    let mut netlink = crate::netlink::Rtnetlink::open().ok()?;
+fn process_in(netlink: &mut Rtnetlink, nsid: i32) -> Option<(String, File)> {
     let mut asked = std::collections::BTreeSet::new();
     std::fs::read_dir("/proc")
         .ok()?
