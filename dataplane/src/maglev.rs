@@ -15,8 +15,9 @@
 //! in (they are sorted first), and is computed with a fixed hash, so the agent and any model or
 //! test build the same table: `offset = h("offset", id) mod M`, `skip = h("skip", id) mod
 //! (M - 1) + 1`, where `h(tag, id)` is 64-bit FNV-1a over the tag's bytes then the id's four
-//! bytes big-endian, followed by MurmurHash3's `fmix64` finalizer (FNV-1a alone hardly mixes
-//! the last byte into the high bits, and ids such as consecutive addresses differ there).
+//! bytes big-endian, followed by MurmurHash3's `fmix64` finalizer: ids such as consecutive
+//! addresses differ in their last byte, which FNV-1a's last step only multiplies by its prime,
+//! so without a finalizer the offsets and skips of neighbouring ids would be related.
 //!
 //! Nothing here panics. Building allocates `M` slots and takes `O(M log M)` steps on average
 //! (the paper's figure; `O(M^2)` at worst, with `N` close to `M`).
@@ -126,7 +127,10 @@ impl Maglev {
 }
 
 fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// `fmix64(fnv1a64(tag ++ id as big-endian bytes))`: see the module docs.

@@ -23,7 +23,8 @@
 //!   the blocks: addresses given by hand may lie anywhere in the network.
 //! - `services[]`: names unique in the cluster. The VIP may lie outside its network's CIDR
 //!   but is never unspecified, broadcast, multicast or loopback, nor (inside the CIDR) the
-//!   network, broadcast or gateway address, nor a pod interface's address or another
+//!   network, broadcast or gateway address, nor in a node's `pod_ranges` block of the network
+//!   (the CNI plugin could give it to a pod), nor a pod interface's address or another
 //!   service's VIP on the same network (on different networks a VIP may repeat: planes are
 //!   isolated). Exactly one of `ports` (non-empty, ports 1 to 65535, each (port, protocol)
 //!   once) and `all_ports: true`; exactly one of `selector` (non-empty) and `backends` (each
@@ -592,6 +593,20 @@ fn check_services(state: &ClusterState, report: &mut Report) {
                     format!("{vip} is the address of {pod} on network {}", network.name),
                 );
             }
+            let pod_range = state.nodes.iter().enumerate().find_map(|(n, node)| {
+                let range = node.pod_ranges.get(&network.name)?;
+                range.contains(&vip).then_some((n, node, range))
+            });
+            if let Some((n, node, range)) = pod_range {
+                report.add(
+                    format!("{path}.vip"),
+                    format!(
+                        "{vip} lies in node {}'s pod range {range} (nodes[{n}].pod_ranges.{}), \
+                         from which the CNI plugin gives pods their addresses",
+                        node.name, network.name
+                    ),
+                );
+            }
             if let Some(&first) = vip_owners.get(&key) {
                 report.add(
                     format!("{path}.vip"),
@@ -834,7 +849,7 @@ pods:
     labels: { app: smf }
 services:
   - { name: sbi, network: std, vip: 10.96.0.1, ports: [{ port: 7777, protocol: tcp }], selector: { app: smf } }
-  - { name: smf-all, network: std, vip: 10.244.0.100, all_ports: true, backends: [{ pod: smf-0, namespace: telco }] }
+  - { name: smf-all, network: std, vip: 10.244.200.100, all_ports: true, backends: [{ pod: smf-0, namespace: telco }] }
 "#;
 
     fn base() -> ClusterState {
@@ -1561,6 +1576,22 @@ services:
         state.services[0].network = "media".to_owned();
         state.services[0].selector = None;
         state.services[0].backends = Some(Vec::new());
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn vip_in_a_nodes_pod_range() {
+        let mut state = base();
+        state.nodes[1].pod_ranges = [("std".to_owned(), "10.244.2.0/24".parse().unwrap())].into();
+        state.services[0].vip = ip("10.244.2.200");
+        assert_eq!(
+            problems(&state),
+            [
+                "services[0].vip: 10.244.2.200 lies in node node-b's pod range 10.244.2.0/24 \
+              (nodes[1].pod_ranges.std), from which the CNI plugin gives pods their addresses"
+            ]
+        );
+        state.services[0].vip = ip("10.244.3.200");
         assert_eq!(problems(&state), Vec::<String>::new());
     }
 
