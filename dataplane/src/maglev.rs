@@ -299,6 +299,25 @@ mod tests {
 
     const PINNED: [u32; 13] = [2, 2, 1, 3, 3, 2, 1, 1, 2, 3, 3, 1, 1];
 
+    proptest::proptest! {
+        #[test]
+        fn any_set_is_balanced_whatever_its_order(
+            ids in proptest::collection::btree_set(proptest::prelude::any::<u32>(), 1..40),
+            rotate in 0..40usize,
+        ) {
+            let sorted: Vec<BackendId> = ids.into_iter().map(BackendId).collect();
+            let mut reordered = sorted.clone();
+            reordered.reverse();
+            reordered.rotate_left(rotate % sorted.len());
+            let table = build(&reordered, SMALL_SIZE);
+            proptest::prop_assert_eq!(&table, &build(&sorted, SMALL_SIZE));
+            let shares = shares(&table);
+            proptest::prop_assert_eq!(shares.len(), sorted.len());
+            let (low, high) = (SMALL_SIZE / sorted.len(), SMALL_SIZE.div_ceil(sorted.len()));
+            proptest::prop_assert!(shares.values().all(|share| (low..=high).contains(share)));
+        }
+    }
+
     #[test]
     fn lookup_is_the_slot_of_the_hash_mod_the_size() {
         let table = build(&backends(5), SMALL_SIZE);

@@ -1,10 +1,13 @@
 //! The cluster state: the contract between whoever describes the cluster (a file today, etcd or
 //! the Kubernetes API later) and the agent on every node. Schema version 1 is defined by
-//! `shared/contract/cluster-state.example.yaml`; this module is its only reader.
+//! `shared/contract/cluster-state.example.yaml`, plus the optional `conntrack:` and `services:`
+//! sections and pods' `labels` (`control/examples/services.yaml`); this module is its only
+//! reader.
 //!
 //! Owns: loading a state from YAML (`ClusterState::from_yaml_str`, `ClusterState::from_path`),
 //! the typed model (`model`, `values`), the semantic rules a state must satisfy (`validate`),
-//! and the few look-ups the agent needs. A `ClusterState` returned by a loader has passed every
+//! and the few look-ups the agent needs (among them a service's backends,
+//! [`ClusterState::service_backends`]). A `ClusterState` returned by a loader has passed every
 //! rule. Errors name the YAML path of the offending value, e.g.
 //! `pods[3].interfaces[0].ip: 10.9.0.5 is outside network std (10.244.0.0/16)`.
 //!
