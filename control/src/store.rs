@@ -23,8 +23,8 @@
 //! every put, every new key, fails it) and none of the keys read was deleted that the result
 //! depends on (networks, nodes, security groups: what others name; the pods a service's
 //! `backends` list names) or that the write itself puts or deletes (a compare on each one's
-//! mod revision); another pod deleted meanwhile cannot make the result invalid. Otherwise the whole read-modify-write is done again, at most
-//! [`ATTEMPTS`] times. Only keys whose value changes are written. etcd caps the compares and
+//! mod revision); another pod deleted meanwhile cannot make the result invalid. Otherwise the
+//! whole read-modify-write is done again, at most [`ATTEMPTS`] times. Only keys whose value changes are written. etcd caps the compares and
 //! the operations of one transaction (`--max-txn-ops`, 128 by default): a state written whole
 //! with more objects than that, or with that many networks, nodes and security groups, needs
 //! the cap raised; so does a transaction larger than `--max-request-bytes` (1.5 MiB by
@@ -203,7 +203,8 @@ impl Layout {
 
     /// Whether the key is of an object that others refer to by name (a network, a node, a
     /// security group): deleting one can make the rest invalid. Deleting the conntrack
-    /// settings or a service cannot, nor a pod unless a service lists it ([`Layout::listed_pods`]).
+    /// settings or a service cannot, nor a pod unless a service lists it
+    /// ([`Layout::listed_pods`]).
     fn is_referenced(&self, key: &str) -> bool {
         key.strip_prefix(&self.dir()).is_some_and(|rest| {
             ["networks/", "nodes/", "security_groups/"]
