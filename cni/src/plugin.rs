@@ -22,6 +22,7 @@
 //!   plane's MTU, the pod's end up with its MAC, MTU and address, the primary's default
 //!   route), against `prevResult`, and each lease against IPAM.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ctpath_control::compile::plane_mtu;
@@ -303,6 +304,7 @@ pub fn add(env: &Env, conf: &NetConf, registry: &mut Registry) -> Result<AddResu
         name,
         namespace,
         node: conf.node.clone(),
+        labels: BTreeMap::new(),
         interfaces,
     })?;
     undo.commit();

@@ -150,7 +150,10 @@ impl AgentError {
     /// Whether the error is the input's fault (exit status 2) rather than the system's.
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            AgentError::State(_) | AgentError::Compile(CompileError::UnknownNode(_)) => true,
+            AgentError::State(_)
+            | AgentError::Compile(
+                CompileError::UnknownNode(_) | CompileError::ServicesNotCarried { .. },
+            ) => true,
             AgentError::Store(error) => error.is_invalid_input(),
             _ => false,
         }
@@ -195,8 +198,8 @@ const FAST_PATH_EVERY: Duration = Duration::from_secs(1);
 /// Runs the agent until SIGTERM or SIGINT. `ready` is called once the datapath carries
 /// traffic. Each new state of the source is applied as a diff (make before break); an invalid
 /// one is logged and the last good state stays in force. The first state must be valid when it
-/// comes from a file; from etcd, the agent waits for a valid one that names its node and whose
-/// pod interfaces on the node exist.
+/// comes from a file; from etcd, the agent waits for a valid one that names its node, whose
+/// pod interfaces on the node exist and that has no services (not carried yet).
 pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), AgentError> {
     // Signals are blocked from here on, so one arriving during set-up is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(AgentError::Signals)?;
@@ -224,7 +227,9 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
         let may_resolve = matches!(
             error,
             AgentError::Compile(
-                CompileError::UnknownNode(_) | CompileError::MissingInterfaces { .. }
+                CompileError::UnknownNode(_)
+                    | CompileError::MissingInterfaces { .. }
+                    | CompileError::ServicesNotCarried { .. }
             )
         );
         if !(may_resolve && follower.is_etcd()) {

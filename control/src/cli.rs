@@ -160,7 +160,9 @@ pub enum StateCommand {
     /// Parse and validate a cluster-state file; print a summary, or every problem found.
     ///
     /// On success prints `FILE: ok (...)` with the number of networks, nodes, security groups,
-    /// pods and interfaces, and exits 0. Otherwise prints each problem on its own line to stderr
+    /// pods and interfaces, and exits 0; a state with services gets a second line saying they
+    /// are validated but not carried by the datapath yet (the agent refuses such a state).
+    /// Otherwise prints each problem on its own line to stderr
     /// as `FILE: PATH: MESSAGE` and exits 2.
     Check {
         /// The cluster-state YAML file.
@@ -416,6 +418,14 @@ fn state_check(file: &Path) -> ExitCode {
                 state.pods.len(),
                 state.interface_count()
             );
+            if !state.services.is_empty() {
+                println!(
+                    "{}: {} services validated, but the datapath does not carry services yet: \
+                     ctpath agent refuses this state",
+                    file.display(),
+                    state.services.len()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(exit) => exit,

@@ -2,6 +2,9 @@
 //! interfaces are local (and behind which veth), where every other pod interface lives, which
 //! planes and VTEPs the node accepts. Pure: interfaces are looked up through [`Links`], so the
 //! whole translation is unit-tested without a kernel.
+//!
+//! Services are not compiled yet: a state that has any is refused
+//! ([`CompileError::ServicesNotCarried`]) rather than run without them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,6 +66,9 @@ pub enum CompileError {
     UnderlayMtuTooSmall { interface: String, mtu: u32 },
     #[error("{wanted} pod interfaces on fast-path planes on this node; the forwarder has socket slots for {}", MAX_XSK_INTERFACES - 1)]
     XskSlotsExhausted { wanted: usize },
+    /// The state has services, which the datapath cannot translate yet.
+    #[error("the datapath does not carry services yet: {}", services.join(", "))]
+    ServicesNotCarried { services: Vec<String> },
 }
 
 /// The underlay's `XSKS` slots come first; pod interfaces' follow, a block each.
@@ -160,12 +166,22 @@ pub fn mark_pod_napi(plan: &mut NodePlan, runs_napi: impl Fn(u32) -> bool) {
     }
 }
 
-/// Compiles `state` for the node named `node_name`, whose interfaces `links` reports.
+/// Compiles `state` for the node named `node_name`, whose interfaces `links` reports. A
+/// state with services is refused, whatever the node.
 pub fn compile(
     state: &ClusterState,
     node_name: &str,
     links: &impl Links,
 ) -> Result<NodePlan, CompileError> {
+    if !state.services.is_empty() {
+        return Err(CompileError::ServicesNotCarried {
+            services: state
+                .services
+                .iter()
+                .map(|service| service.name.clone())
+                .collect(),
+        });
+    }
     let node = state
         .node(node_name)
         .ok_or_else(|| CompileError::UnknownNode(node_name.to_owned()))?;
@@ -714,6 +730,28 @@ mod tests {
             error.to_string(),
             "interfaces missing on node node-a: eth0, vupf0m"
         );
+    }
+
+    #[test]
+    fn a_state_with_services_is_refused() {
+        let services = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/services.yaml");
+        let state = ClusterState::from_path(std::path::Path::new(services)).unwrap();
+        let error = compile(&state, "node-a", &node_a_links()).unwrap_err();
+        assert!(
+            matches!(&error, CompileError::ServicesNotCarried { services } if services == &["web", "dns"]),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "the datapath does not carry services yet: web, dns"
+        );
+        // Without services it gets past that check, to the links (none of its veths exist).
+        let mut without = state;
+        without.services.clear();
+        assert!(matches!(
+            compile(&without, "node-a", &node_a_links()),
+            Err(CompileError::MissingInterfaces { .. })
+        ));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! {prefix}/security_groups/{name}   a security group
 //! {prefix}/pods/{namespace}/{name}  a pod
 //! {prefix}/conntrack                the conntrack settings (absent: the defaults)
+//! {prefix}/services/{name}          a service
 //! ```
 //!
 //! Owns: that key layout and the values' encoding; reading the keys back as one
@@ -20,10 +21,10 @@
 //! Writes are one transaction each, guarded on what was read: it applies only if no key under
 //! the prefix was written since the read (a compare on the prefix's highest mod revision:
 //! every put, every new key, fails it) and none of the keys read was deleted that the result
-//! depends on (networks, nodes, security groups: what others name) or that the write itself
-//! puts or deletes (a compare on each one's mod revision); a pod deleted meanwhile cannot make
-//! the result invalid. Otherwise the whole read-modify-write is done again, at most
-//! [`ATTEMPTS`] times. Only keys whose value changes are written. etcd caps the compares and
+//! depends on (networks, nodes, security groups: what others name; the pods a service's
+//! `backends` list names) or that the write itself puts or deletes (a compare on each one's
+//! mod revision); another pod deleted meanwhile cannot make the result invalid. Otherwise the
+//! whole read-modify-write is done again, at most [`ATTEMPTS`] times. Only keys whose value changes are written. etcd caps the compares and
 //! the operations of one transaction (`--max-txn-ops`, 128 by default): a state written whole
 //! with more objects than that, or with that many networks, nodes and security groups, needs
 //! the cap raised; so does a transaction larger than `--max-request-bytes` (1.5 MiB by
@@ -36,7 +37,7 @@
 //! Nothing here panics on any content of etcd.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     error::Error as StdError,
     fmt,
     hash::{BuildHasher, RandomState},
@@ -52,7 +53,7 @@ use thiserror::Error;
 
 use crate::state::{
     self, ClusterState, ConntrackSettings, Network, Node, Pod, SchemaVersion, SecurityGroup,
-    Violation,
+    Service, Violation,
 };
 
 /// The prefix the keys live under unless told otherwise.
@@ -201,14 +202,26 @@ impl Layout {
     }
 
     /// Whether the key is of an object that others refer to by name (a network, a node, a
-    /// security group): deleting one can make the rest invalid. Deleting a pod or the
-    /// conntrack settings cannot.
+    /// security group): deleting one can make the rest invalid. Deleting the conntrack
+    /// settings or a service cannot, nor a pod unless a service lists it
+    /// ([`Layout::listed_pods`]).
     fn is_referenced(&self, key: &str) -> bool {
         key.strip_prefix(&self.dir()).is_some_and(|rest| {
             ["networks/", "nodes/", "security_groups/"]
                 .iter()
                 .any(|kind| rest.starts_with(kind))
         })
+    }
+
+    /// The keys of the pods that `state`'s services name in their `backends` lists: deleting
+    /// one of them makes `state` invalid.
+    fn listed_pods(&self, state: &ClusterState) -> BTreeSet<String> {
+        state
+            .services
+            .iter()
+            .flat_map(|service| service.backends.iter().flatten())
+            .map(|backend| self.key("pods", &format!("{}/{}", backend.namespace, backend.pod)))
+            .collect()
     }
 
     fn conntrack_key(&self) -> String {
@@ -247,6 +260,10 @@ impl Layout {
             checked(format!("pods[{i}].namespace"), &pod.namespace)?;
             checked(format!("pods[{i}].name"), &pod.name)?;
             keys.insert(self.pod_key(pod), json(pod));
+        }
+        for (i, service) in state.services.iter().enumerate() {
+            let name = checked(format!("services[{i}].name"), &service.name)?;
+            keys.insert(self.key("services", name), json(service));
         }
         keys.insert(self.conntrack_key(), json(&state.conntrack));
         Ok(keys)
@@ -288,12 +305,16 @@ impl Layout {
                 Ok(Object::Pod(Box::new(pod)))
             }),
             ["conntrack"] => parse::<ConntrackSettings>(key, value).map(Object::Conntrack),
+            ["services", name] => parse::<Service>(key, value).and_then(|service| {
+                named(key, "service", name, &service.name)?;
+                Ok(Object::Service(service))
+            }),
             _ => Err(KeyProblem {
                 key: key.to_owned(),
                 path: None,
                 message:
                     "not a key of schema v1 (networks/NAME, nodes/NAME, security_groups/NAME, \
-                     pods/NAMESPACE/NAME, conntrack)"
+                     pods/NAMESPACE/NAME, conntrack, services/NAME)"
                         .to_owned(),
             }),
         }
@@ -311,6 +332,7 @@ impl Layout {
             security_groups: Vec::new(),
             pods: Vec::new(),
             conntrack: ConntrackSettings::default(),
+            services: Vec::new(),
         };
         let mut problems = Vec::new();
         for object in objects {
@@ -320,6 +342,7 @@ impl Layout {
                 Ok(Object::SecurityGroup(group)) => state.security_groups.push(group.clone()),
                 Ok(Object::Pod(pod)) => state.pods.push((**pod).clone()),
                 Ok(Object::Conntrack(conntrack)) => state.conntrack = *conntrack,
+                Ok(Object::Service(service)) => state.services.push(service.clone()),
                 Err(problem) => problems.push(problem.clone()),
             }
         }
@@ -372,6 +395,8 @@ impl Layout {
             index("security_groups").and_then(|i| state.security_groups.get(i))
         {
             Some(self.key("security_groups", &group.name))
+        } else if let Some(service) = index("services").and_then(|i| state.services.get(i)) {
+            Some(self.key("services", &service.name))
         } else {
             index("pods")
                 .and_then(|i| state.pods.get(i))
@@ -413,6 +438,7 @@ enum Object {
     SecurityGroup(SecurityGroup),
     Pod(Box<Pod>),
     Conntrack(ConntrackSettings),
+    Service(Service),
 }
 
 /// Checks that a value names the object its key names.
@@ -578,11 +604,14 @@ impl Store {
             .with_prefix()];
             let touched =
                 |key: &String| puts.iter().any(|(k, _)| *k == key) || deletes.contains(&key);
+            let listed_pods = self.layout.listed_pods(&state);
             guard.extend(
                 listing
                     .values
                     .iter()
-                    .filter(|(key, _)| self.layout.is_referenced(key) || touched(key))
+                    .filter(|(key, _)| {
+                        self.layout.is_referenced(key) || listed_pods.contains(*key) || touched(key)
+                    })
                     .map(|(key, (_, mod_revision))| {
                         Compare::mod_revision(key.as_str(), CompareOp::Equal, *mod_revision)
                     }),
@@ -938,6 +967,74 @@ pods:
         );
     }
 
+    /// `STATE` with two services, one by selector, one listing its backend.
+    fn with_services() -> ClusterState {
+        let yaml = format!(
+            "{STATE}    labels: {{ app: web }}
+services:
+  - {{ name: web, network: std, vip: 10.96.0.10, ports: [{{ port: 80, protocol: tcp }}], selector: {{ app: web }} }}
+  - {{ name: web-all, network: std, vip: 10.96.0.11, all_ports: true, backends: [{{ pod: web-0, namespace: shop }}] }}
+"
+        );
+        ClusterState::from_yaml_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn services_and_labels_round_trip_through_their_keys() {
+        let layout = Layout::new(DEFAULT_PREFIX);
+        let state = with_services();
+        let keys = values(&layout, &state);
+        assert_eq!(
+            keys.keys().collect::<Vec<_>>(),
+            [
+                "/ctpath/v1/conntrack",
+                "/ctpath/v1/networks/std",
+                "/ctpath/v1/nodes/node-a",
+                "/ctpath/v1/pods/shop/web-0",
+                "/ctpath/v1/security_groups/web",
+                "/ctpath/v1/services/web",
+                "/ctpath/v1/services/web-all",
+            ]
+        );
+        let decoded = layout.decode(&keys).unwrap();
+        assert_eq!(decoded, state);
+        assert_eq!(decoded.pods[0].labels["app"], "web");
+
+        let mut misnamed = keys.clone();
+        let web = misnamed.remove("/ctpath/v1/services/web").unwrap();
+        misnamed.insert("/ctpath/v1/services/www".to_owned(), web);
+        assert_eq!(
+            layout.decode(&misnamed).unwrap_err().to_string(),
+            "/ctpath/v1/services/www: the key names service www, the value web"
+        );
+    }
+
+    #[test]
+    fn a_service_violation_is_reported_at_the_services_key() {
+        let layout = Layout::new(DEFAULT_PREFIX);
+        let mut keys = values(&layout, &with_services());
+        keys.remove("/ctpath/v1/pods/shop/web-0");
+        assert_eq!(
+            layout.decode(&keys).unwrap_err().to_string(),
+            "invalid cluster state: /ctpath/v1/services/web-all: backends[0]: unknown pod shop/web-0"
+        );
+    }
+
+    #[test]
+    fn pods_a_service_lists_are_guarded_as_referenced() {
+        let layout = Layout::new(DEFAULT_PREFIX);
+        let state = with_services();
+        assert_eq!(
+            layout.listed_pods(&state),
+            BTreeSet::from(["/ctpath/v1/pods/shop/web-0".to_owned()])
+        );
+        assert!(!layout.is_referenced("/ctpath/v1/pods/shop/web-0"));
+        assert!(!layout.is_referenced("/ctpath/v1/services/web"));
+        assert!(layout
+            .listed_pods(&ClusterState::from_yaml_str(STATE).unwrap())
+            .is_empty());
+    }
+
     #[test]
     fn violations_are_reported_at_the_key_of_their_object() {
         let layout = Layout::new(DEFAULT_PREFIX);
@@ -973,7 +1070,7 @@ pods:
             problems,
             [
                 "/ctpath/v1/network/std: not a key of schema v1 (networks/NAME, nodes/NAME, \
-                 security_groups/NAME, pods/NAMESPACE/NAME, conntrack)",
+                 security_groups/NAME, pods/NAMESPACE/NAME, conntrack, services/NAME)",
                 "/ctpath/v1/networks/std: vni: invalid type: string \"x\", expected u32 at line 1 \
                  column 23",
                 "/ctpath/v1/nodes/node-b: the key names node node-b, the value node-a",

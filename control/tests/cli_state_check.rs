@@ -9,6 +9,7 @@ const CONTRACT_PATH: &str = concat!(
     "/../../shared/contract/cluster-state.example.yaml"
 );
 const TWO_NODE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/two-node.yaml");
+const SERVICES_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/services.yaml");
 
 fn state_check(file: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ctpath"))
@@ -54,6 +55,48 @@ fn two_node_example_is_ok() {
         text(&output.stdout),
         format!(
             "{TWO_NODE_PATH}: ok (3 networks, 2 nodes, 3 security groups, 4 pods, 10 interfaces)\n"
+        )
+    );
+}
+
+#[test]
+fn services_are_validated_and_said_not_to_be_carried() {
+    let output = state_check(Path::new(SERVICES_PATH));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        text(&output.stdout),
+        format!(
+            "{SERVICES_PATH}: ok (1 networks, 2 nodes, 0 security groups, 4 pods, 4 interfaces)\n\
+             {SERVICES_PATH}: 2 services validated, but the datapath does not carry services \
+             yet: ctpath agent refuses this state\n"
+        )
+    );
+}
+
+#[test]
+fn every_service_problem_is_listed_with_its_path() {
+    let example = std::fs::read_to_string(SERVICES_PATH).expect("example is readable");
+    let broken = example
+        .replacen("vip: 10.96.0.10", "vip: 10.244.1.2", 1)
+        .replacen("pod: dns-0", "pod: dns-9", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, broken).expect("write broken copy");
+
+    let output = state_check(&file);
+    assert_eq!(output.status.code(), Some(2));
+    let shown = file.display();
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "{shown}: services[0].vip: 10.244.1.2 is the address of default/web-0 \
+             (pods[0].interfaces[0]) on network std\n\
+             {shown}: services[1].backends[0]: unknown pod infra/dns-9\n"
         )
     );
 }

@@ -6,6 +6,8 @@
 //!   Rust; the XDP programs and the AF_XDP forwarder are tested against it.
 //! - [`testing`]: builders of valid and malformed frames, and captured frames, for the tests of
 //!   this crate, the XDP fixture tables and the network-namespace tests.
+//! - [`maglev`]: Maglev consistent hashing, the lookup table that spreads a service's new
+//!   connections over its backends.
 //! - [`forwarder`]: the AF_XDP userspace forwarder of the fast-path planes: its per-packet
 //!   pipeline (tested against the model), its sockets and workers.
 //!
@@ -14,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod forwarder;
+pub mod maglev;
 pub mod model;
 pub mod testing;
 pub mod wire;

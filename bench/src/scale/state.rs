@@ -20,6 +20,7 @@
 //! Panic contract: nothing here panics on any input: out-of-range sizes are [`StateError`]s,
 //! and the `expect`s are on prefixes and port ranges built here within their bounds.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ctpath_control::state::{
@@ -141,6 +142,7 @@ fn pod(name: &str, node: &str, host_interface: &str, ip: Ipv4Addr, mac: [u8; 6])
         name: name.to_owned(),
         namespace: "default".to_owned(),
         node: node.to_owned(),
+        labels: BTreeMap::new(),
         interfaces: vec![PodInterface {
             network: PLANE.to_owned(),
             host_interface: host_interface.to_owned(),
@@ -207,6 +209,7 @@ pub fn base(nodes: usize, churn: u16) -> Result<ClusterState, StateError> {
         }],
         pods,
         conntrack: ConntrackSettings::default(),
+        services: Vec::new(),
     };
     set_churn(&mut state, churn);
     Ok(state)

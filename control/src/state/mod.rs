@@ -1,10 +1,13 @@
 //! The cluster state: the contract between whoever describes the cluster (a file today, etcd or
 //! the Kubernetes API later) and the agent on every node. Schema version 1 is defined by
-//! `shared/contract/cluster-state.example.yaml`; this module is its only reader.
+//! `shared/contract/cluster-state.example.yaml`, plus the optional `conntrack:` and `services:`
+//! sections and pods' `labels` (`control/examples/services.yaml`); this module is its only
+//! reader.
 //!
 //! Owns: loading a state from YAML (`ClusterState::from_yaml_str`, `ClusterState::from_path`),
 //! the typed model (`model`, `values`), the semantic rules a state must satisfy (`validate`),
-//! and the few look-ups the agent needs. A `ClusterState` returned by a loader has passed every
+//! and the few look-ups the agent needs (among them a service's backends,
+//! [`ClusterState::service_backends`]). A `ClusterState` returned by a loader has passed every
 //! rule. Errors name the YAML path of the offending value, e.g.
 //! `pods[3].interfaces[0].ip: 10.9.0.5 is outside network std (10.244.0.0/16)`.
 //!
@@ -23,8 +26,9 @@ use serde_path_to_error::Segment;
 use thiserror::Error;
 
 pub use model::{
-    AddressPair, ClusterState, ConntrackSettings, Datapath, Direction, Network, Node, Pod,
-    PodInterface, Protocol, Rule, SecurityGroup,
+    AddressPair, BackendRef, ClusterState, ConntrackSettings, Datapath, Direction, Network, Node,
+    Pod, PodInterface, Protocol, Rule, SecurityGroup, Service, ServicePort, ServiceProtocol,
+    SessionAffinity, DEFAULT_AFFINITY_TIMEOUT_S,
 };
 pub use values::{MacAddr, PortRange, SchemaVersion, ValueError};
 
@@ -136,6 +140,37 @@ impl ClusterState {
             .flat_map(|pod| pod.interfaces.iter().map(move |interface| (pod, interface)))
     }
 
+    /// The backends of `service`: the interfaces on its network of the pods its selector
+    /// matches (every pair of the selector among the pod's labels) or its `backends` list
+    /// names, ordered by namespace and pod name whatever the order of the document or the
+    /// list. A pod matched or listed without an interface on the network is left out (in a
+    /// valid state a listed pod has one).
+    pub fn service_backends<'a>(&'a self, service: &Service) -> Vec<(&'a Pod, &'a PodInterface)> {
+        let chosen = |pod: &Pod| match (&service.selector, &service.backends) {
+            (Some(selector), _) => selector
+                .iter()
+                .all(|(key, value)| pod.labels.get(key) == Some(value)),
+            (None, Some(listed)) => listed
+                .iter()
+                .any(|backend| backend.pod == pod.name && backend.namespace == pod.namespace),
+            (None, None) => false,
+        };
+        let mut backends: Vec<_> = self
+            .pods
+            .iter()
+            .filter(|pod| chosen(pod))
+            .filter_map(|pod| {
+                let interface = pod
+                    .interfaces
+                    .iter()
+                    .find(|interface| interface.network == service.network)?;
+                Some((pod, interface))
+            })
+            .collect();
+        backends.sort_by(|(a, _), (b, _)| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        backends
+    }
+
     /// The state as a YAML document of schema version 1, which loads back as the same state.
     pub fn to_yaml(&self) -> String {
         serde_norway::to_string(self).expect("a cluster state is plain data and always serializes")
@@ -213,6 +248,24 @@ mod tests {
         "/../../shared/contract/cluster-state.example.yaml"
     );
     const TWO_NODE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/two-node.yaml");
+    const SERVICES_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/services.yaml");
+
+    fn services_example() -> ClusterState {
+        ClusterState::from_path(Path::new(SERVICES_PATH)).unwrap()
+    }
+
+    /// `namespace/name` of each backend of the service called `name`.
+    fn backend_names(state: &ClusterState, name: &str) -> Vec<String> {
+        let service = state.services.iter().find(|s| s.name == name).unwrap();
+        state
+            .service_backends(service)
+            .iter()
+            .map(|(pod, interface)| {
+                assert_eq!(interface.network, service.network);
+                format!("{}/{}", pod.namespace, pod.name)
+            })
+            .collect()
+    }
 
     /// A valid document to break one line at a time.
     const SMALL: &str = "\
@@ -318,6 +371,132 @@ pods:
     }
 
     #[test]
+    fn services_example_loads_with_its_defaults() {
+        let state = services_example();
+        assert_eq!(state.pods[0].labels["app"], "web");
+        assert!(state.pods[3].labels.is_empty());
+        let web = &state.services[0];
+        assert_eq!(web.vip, Ipv4Addr::new(10, 96, 0, 10));
+        let ports = web.ports.as_ref().unwrap();
+        assert_eq!(ports[0].protocol, ServiceProtocol::Tcp);
+        assert_eq!((ports[0].port, ports[0].target_port()), (80, 8080));
+        assert_eq!(
+            (ports[1].port, ports[1].target_port()),
+            (443, 443),
+            "target_port defaults to port"
+        );
+        assert_eq!(web.session_affinity, SessionAffinity::ClientIp);
+        assert_eq!(web.affinity_timeout(), Some(600));
+        let mut default_timeout = web.clone();
+        default_timeout.affinity_timeout_given = None;
+        assert_eq!(
+            default_timeout.affinity_timeout(),
+            Some(DEFAULT_AFFINITY_TIMEOUT_S)
+        );
+
+        let dns = &state.services[1];
+        assert!(dns.all_ports && dns.ports.is_none());
+        assert_eq!(dns.session_affinity, SessionAffinity::None, "the default");
+        assert_eq!(dns.affinity_timeout(), None);
+        assert_eq!(dns.backends.as_ref().unwrap()[0].namespace, "infra");
+        // Written back, it loads as the same state.
+        assert_eq!(
+            ClusterState::from_yaml_str(&state.to_yaml()).unwrap(),
+            state
+        );
+    }
+
+    #[test]
+    fn a_state_without_services_writes_no_services_section() {
+        let state = ClusterState::from_yaml_str(SMALL).unwrap();
+        assert!(state.services.is_empty());
+        assert!(!state.to_yaml().contains("services"));
+        assert!(!state.to_yaml().contains("labels"));
+    }
+
+    #[test]
+    fn service_backends_by_selector_and_by_list() {
+        let state = services_example();
+        assert_eq!(
+            backend_names(&state, "web"),
+            ["default/web-0", "default/web-1"]
+        );
+        assert_eq!(backend_names(&state, "dns"), ["infra/dns-0"]);
+    }
+
+    #[test]
+    fn service_backends_match_every_label_of_the_selector() {
+        let mut state = services_example();
+        let selector = state.services[0].selector.as_mut().unwrap();
+        selector.insert("tier".to_owned(), "front".to_owned());
+        state.pods[1]
+            .labels
+            .insert("tier".to_owned(), "back".to_owned());
+        assert_eq!(backend_names(&state, "web"), ["default/web-0"]);
+        state.pods[3].labels = state.pods[0].labels.clone();
+        assert_eq!(
+            backend_names(&state, "web"),
+            ["default/client-0", "default/web-0"]
+        );
+    }
+
+    #[test]
+    fn service_backends_are_in_the_same_order_whatever_the_documents_order() {
+        let mut state = services_example();
+        state.pods.reverse();
+        assert_eq!(
+            backend_names(&state, "web"),
+            ["default/web-0", "default/web-1"]
+        );
+        state.services[1].backends = Some(vec![
+            BackendRef {
+                pod: "web-1".to_owned(),
+                namespace: "default".to_owned(),
+            },
+            BackendRef {
+                pod: "dns-0".to_owned(),
+                namespace: "infra".to_owned(),
+            },
+        ]);
+        assert_eq!(
+            backend_names(&state, "dns"),
+            ["default/web-1", "infra/dns-0"]
+        );
+    }
+
+    #[test]
+    fn service_backends_leave_out_pods_without_an_interface_on_its_network() {
+        let mut state = services_example();
+        state.pods[1].interfaces[0].network = "other".to_owned();
+        assert_eq!(backend_names(&state, "web"), ["default/web-0"]);
+    }
+
+    #[test]
+    fn service_fields_are_checked_by_the_parser() {
+        let example = std::fs::read_to_string(SERVICES_PATH).unwrap();
+        let broken = example.replacen("session_affinity: client_ip", "session_affinity: sticky", 1);
+        assert!(parse_error(&broken).starts_with(
+            "services[0].session_affinity: unknown variant `sticky`, expected `none` or \
+             `client_ip`"
+        ));
+        let broken = example.replacen(
+            "protocol: tcp, target_port",
+            "protocol: icmp, target_port",
+            1,
+        );
+        assert!(parse_error(&broken).starts_with(
+            "services[0].ports[0].protocol: unknown variant `icmp`, expected `tcp` or `udp`"
+        ));
+        let broken = example.replacen("port: 443", "port: 65536", 1);
+        assert!(parse_error(&broken).starts_with(
+            "services[0].ports[1].port: invalid value: integer `65536`, expected u16"
+        ));
+        let broken = example.replacen("    vip: 10.96.0.10", "    cluster_ip: 10.96.0.10", 1);
+        assert!(parse_error(&broken)
+            .starts_with("services[0].cluster_ip: unknown field `cluster_ip`, expected one of"));
+    }
+
+    #[test]
     fn namespace_defaults_to_default() {
         let state = ClusterState::from_yaml_str(SMALL).unwrap();
         assert_eq!(state.pods[0].namespace, "default");
@@ -400,7 +579,7 @@ pods:
         assert_eq!(
             parse_error(&format!("{SMALL}firewall:\n  udp_timeout: 30\n")),
             "firewall: unknown field `firewall`, expected one of `version`, `networks`, \
-             `nodes`, `security_groups`, `pods`, `conntrack` at line 28 column 1"
+             `nodes`, `security_groups`, `pods`, `conntrack`, `services` at line 28 column 1"
         );
     }
 

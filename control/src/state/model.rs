@@ -5,6 +5,10 @@
 //! Every struct denies unknown fields, so a typo is an error rather than a silently ignored
 //! setting. `Serialize` writes the same shape back (absent optional fields left out), for
 //! `ctpath state get` and the values stored in etcd (`crate::store`). Cross-references and value ranges are checked by `validate`, not here.
+//!
+//! The optional `services:` section (and the pods' `labels`, which its selectors match) is
+//! validated but not yet carried by the datapath: the agent refuses a state that has services
+//! (`crate::compile::CompileError::ServicesNotCarried`).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -28,6 +32,10 @@ pub struct ClusterState {
     /// Connection tracking: table size and idle timeouts (docs/security-groups.md).
     #[serde(default)]
     pub conntrack: ConntrackSettings,
+    /// Virtual addresses whose connections go to a set of pod interfaces. Optional; validated,
+    /// not yet carried by the datapath.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
 }
 
 /// The optional `conntrack:` section. Timeouts are idle times in seconds.
@@ -202,6 +210,9 @@ pub struct Pod {
     pub namespace: String,
     /// The node the pod runs on.
     pub node: String,
+    /// Free-form `key: value` pairs that services' selectors match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     pub interfaces: Vec<PodInterface>,
 }
 
@@ -244,4 +255,121 @@ pub struct AddressPair {
     /// Absent means the interface's own MAC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
+}
+
+/// A service: a virtual IP on one network plane whose connections are spread over a set of
+/// pod interfaces on that plane (its backends).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Unique in the cluster.
+    pub name: String,
+    /// The plane the service is reached on and its backends are on.
+    pub network: String,
+    /// The virtual IP, inside the plane's CIDR or outside it.
+    pub vip: Ipv4Addr,
+    /// The ports served. Exactly one of `ports` (a non-empty list) and `all_ports: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<ServicePort>>,
+    /// An IP-level service: every port and protocol, translated to the backend's address only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_ports: bool,
+    /// The backends are the pods whose labels hold every one of these pairs. Exactly one of
+    /// `selector` (non-empty) and `backends`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<BTreeMap<String, String>>,
+    /// The backends are these pods, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<BackendRef>>,
+    #[serde(default)]
+    pub session_affinity: SessionAffinity,
+    /// With `session_affinity: client_ip` only: how long a client stays with its backend,
+    /// in seconds. Read it through [`Service::affinity_timeout`].
+    #[serde(
+        default,
+        rename = "affinity_timeout_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub affinity_timeout_given: Option<u32>,
+}
+
+/// The affinity timeout when `affinity_timeout_seconds` is not given: three hours, as
+/// Kubernetes' `sessionAffinityConfig.clientIP.timeoutSeconds`.
+pub const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
+
+impl Service {
+    /// How long, in seconds, a client stays with its backend: none without client-IP affinity,
+    /// else as given or [`DEFAULT_AFFINITY_TIMEOUT_S`].
+    pub fn affinity_timeout(&self) -> Option<u32> {
+        match self.session_affinity {
+            SessionAffinity::None => None,
+            SessionAffinity::ClientIp => Some(
+                self.affinity_timeout_given
+                    .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_S),
+            ),
+        }
+    }
+}
+
+/// One port of a service (`services[].ports[]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePort {
+    /// The port clients connect to on the VIP.
+    pub port: u16,
+    pub protocol: ServiceProtocol,
+    /// The port on the backend; absent means `port`. Read it through
+    /// [`ServicePort::target_port`].
+    #[serde(
+        default,
+        rename = "target_port",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub target_port_given: Option<u16>,
+}
+
+impl ServicePort {
+    /// The backend's port: as given, else the service port.
+    pub fn target_port(&self) -> u16 {
+        self.target_port_given.unwrap_or(self.port)
+    }
+}
+
+/// The transport protocol of a service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceProtocol {
+    Tcp,
+    Udp,
+}
+
+impl ServiceProtocol {
+    /// The name used in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceProtocol::Tcp => "tcp",
+            ServiceProtocol::Udp => "udp",
+        }
+    }
+}
+
+/// A backend named in a service's `backends` list: the pod's interface on the service's plane.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendRef {
+    pub pod: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+/// Whether a client's connections keep going to the same backend (`services[].session_affinity`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionAffinity {
+    /// Each new connection is placed on its own.
+    #[default]
+    None,
+    /// A client's new connections go to the backend its last one went to, until it has been
+    /// idle for the affinity timeout.
+    ClientIp,
 }

@@ -21,6 +21,16 @@
 //!   block inside its network's CIDR, not holding the gateway, not overlapping another node's
 //!   block of the same network. Pods listed in the state with addresses are not checked against
 //!   the blocks: addresses given by hand may lie anywhere in the network.
+//! - `services[]`: names unique in the cluster. The VIP may lie outside its network's CIDR
+//!   but is never unspecified, broadcast, multicast or loopback, nor (inside the CIDR) the
+//!   network, broadcast or gateway address, nor in a node's `pod_ranges` block of the network
+//!   (the CNI plugin could give it to a pod), nor a pod interface's address or another
+//!   service's VIP on the same network (on different networks a VIP may repeat: planes are
+//!   isolated). Exactly one of `ports` (non-empty, ports 1 to 65535, each (port, protocol)
+//!   once) and `all_ports: true`; exactly one of `selector` (non-empty) and `backends` (each
+//!   a known pod with an interface on the service's network, listed once; the list may be
+//!   empty). `affinity_timeout_seconds` only with `session_affinity: client_ip`, 1 to 86400
+//!   (a day, Kubernetes' limit). A selector that matches no pod is not an error.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -28,7 +38,9 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::model::{ClusterState, Datapath, Network, Node, Pod, PodInterface, Protocol};
+use super::model::{
+    ClusterState, Datapath, Network, Node, Pod, PodInterface, Protocol, Service, SessionAffinity,
+};
 use super::values::MacAddr;
 use super::Violation;
 
@@ -47,6 +59,7 @@ pub(super) fn violations(state: &ClusterState) -> Vec<Violation> {
     check_security_groups(state, &mut report);
     check_pods(state, &mut report);
     check_conntrack(state, &mut report);
+    check_services(state, &mut report);
     report.violations
 }
 
@@ -503,10 +516,19 @@ impl<'s> PodChecks<'s> {
 /// A pod address must be a host address of its network other than the gateway.
 fn check_pod_ip(ip: Ipv4Addr, network: &Network) -> Result<(), String> {
     let cidr = network.cidr.trunc();
-    let name = &network.name;
     if !cidr.contains(&ip) {
-        Err(format!("{ip} is outside network {name} ({cidr})"))
-    } else if ip == cidr.network() {
+        Err(format!("{ip} is outside network {} ({cidr})", network.name))
+    } else {
+        check_not_reserved(ip, network)
+    }
+}
+
+/// An address of `network`'s CIDR that neither a pod nor a service may take: the network
+/// address, the broadcast address, the gateway.
+fn check_not_reserved(ip: Ipv4Addr, network: &Network) -> Result<(), String> {
+    let cidr = network.cidr.trunc();
+    let name = &network.name;
+    if ip == cidr.network() {
         Err(format!(
             "{ip} is the network address of network {name} ({cidr})"
         ))
@@ -518,6 +540,226 @@ fn check_pod_ip(ip: Ipv4Addr, network: &Network) -> Result<(), String> {
         Err(format!("{ip} is the gateway of network {name}"))
     } else {
         Ok(())
+    }
+}
+
+/// Accepted `affinity_timeout_seconds`.
+const AFFINITY_TIMEOUT_S: std::ops::RangeInclusive<u32> = 1..=86_400;
+
+fn check_services(state: &ClusterState, report: &mut Report) {
+    let first_by_name = first_index_by(&state.services, |service| service.name.as_str());
+    let pods = first_index_by(&state.pods, |pod| {
+        (pod.namespace.as_str(), pod.name.as_str())
+    });
+    // Per network: the pod interface that has each address.
+    let mut pod_addresses: HashMap<(&str, Ipv4Addr), String> = HashMap::new();
+    for (p, pod) in state.pods.iter().enumerate() {
+        for (i, interface) in pod.interfaces.iter().enumerate() {
+            pod_addresses
+                .entry((interface.network.as_str(), interface.ip))
+                .or_insert_with(|| owner(pod, p, i));
+        }
+    }
+    // Per network: the first service with each VIP.
+    let mut vip_owners: HashMap<(&str, Ipv4Addr), usize> = HashMap::new();
+    for (s, service) in state.services.iter().enumerate() {
+        let path = format!("services[{s}]");
+        let first = first_by_name[service.name.as_str()];
+        if first != s {
+            report.add(
+                format!("{path}.name"),
+                format!(
+                    "duplicate service name {} (first at services[{first}])",
+                    service.name
+                ),
+            );
+        }
+        let network = state.network(&service.network);
+        if network.is_none() {
+            report.add(
+                format!("{path}.network"),
+                format!("unknown network {}", service.network),
+            );
+        }
+        let vip = service.vip;
+        if let Err(problem) = check_vip(vip, network) {
+            report.add(format!("{path}.vip"), problem);
+        }
+        if let Some(network) = network {
+            let key = (network.name.as_str(), vip);
+            if let Some(pod) = pod_addresses.get(&key) {
+                report.add(
+                    format!("{path}.vip"),
+                    format!("{vip} is the address of {pod} on network {}", network.name),
+                );
+            }
+            let pod_range = state.nodes.iter().enumerate().find_map(|(n, node)| {
+                let range = node.pod_ranges.get(&network.name)?;
+                range.contains(&vip).then_some((n, node, range))
+            });
+            if let Some((n, node, range)) = pod_range {
+                report.add(
+                    format!("{path}.vip"),
+                    format!(
+                        "{vip} lies in node {}'s pod range {range} (nodes[{n}].pod_ranges.{}), \
+                         from which the CNI plugin gives pods their addresses",
+                        node.name, network.name
+                    ),
+                );
+            }
+            if let Some(&first) = vip_owners.get(&key) {
+                report.add(
+                    format!("{path}.vip"),
+                    format!(
+                        "{vip} is already the VIP of service {} (services[{first}]) on network {}",
+                        state.services[first].name, network.name
+                    ),
+                );
+            } else {
+                vip_owners.insert(key, s);
+            }
+        }
+        check_service_ports(&path, service, report);
+        check_service_backends(&path, service, network, &pods, state, report);
+        match (service.session_affinity, service.affinity_timeout_given) {
+            (SessionAffinity::None, Some(_)) => report.add(
+                format!("{path}.affinity_timeout_seconds"),
+                "is only allowed with session_affinity: client_ip",
+            ),
+            (SessionAffinity::ClientIp, Some(seconds))
+                if !AFFINITY_TIMEOUT_S.contains(&seconds) =>
+            {
+                report.add(
+                    format!("{path}.affinity_timeout_seconds"),
+                    format!(
+                        "{seconds} s is outside {}..={} s",
+                        AFFINITY_TIMEOUT_S.start(),
+                        AFFINITY_TIMEOUT_S.end()
+                    ),
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A VIP is a unicast address other than loopback, and no reserved address of its network.
+fn check_vip(vip: Ipv4Addr, network: Option<&Network>) -> Result<(), String> {
+    if vip.is_unspecified() {
+        Err(format!("{vip} is the unspecified address"))
+    } else if vip.is_broadcast() {
+        Err(format!("{vip} is the broadcast address"))
+    } else if vip.is_multicast() {
+        Err(format!("{vip} is a multicast address (224.0.0.0/4)"))
+    } else if vip.is_loopback() {
+        Err(format!(
+            "{vip} is a loopback address (127.0.0.0/8), which a pod never sends out"
+        ))
+    } else {
+        match network {
+            Some(network) if network.cidr.trunc().contains(&vip) => {
+                check_not_reserved(vip, network)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Exactly one of `ports` and `all_ports: true`; each port in range and listed once.
+fn check_service_ports(path: &str, service: &Service, report: &mut Report) {
+    match (&service.ports, service.all_ports) {
+        (None, false) => report.add(path, "has neither ports nor all_ports: true; set one"),
+        (Some(_), true) => report.add(path, "has both ports and all_ports: true; set one"),
+        (Some(ports), false) if ports.is_empty() => report.add(
+            format!("{path}.ports"),
+            "is empty; list at least one port, or write all_ports: true instead",
+        ),
+        _ => {}
+    }
+    let ports = service.ports.as_deref().unwrap_or_default();
+    let first_by_port = first_index_by(ports, |port| (port.port, port.protocol));
+    for (k, port) in ports.iter().enumerate() {
+        let path = format!("{path}.ports[{k}]");
+        let numbers = [
+            ("port", Some(port.port)),
+            ("target_port", port.target_port_given),
+        ];
+        for (field, number) in numbers {
+            if number == Some(0) {
+                report.add(
+                    format!("{path}.{field}"),
+                    "0 is not a port (ports are 1 to 65535)",
+                );
+            }
+        }
+        let first = first_by_port[&(port.port, port.protocol)];
+        if first != k {
+            report.add(
+                &path,
+                format_args!(
+                    "{}/{} is already listed (ports[{first}])",
+                    port.port,
+                    port.protocol.as_str()
+                ),
+            );
+        }
+    }
+}
+
+/// Exactly one of `selector` (non-empty) and `backends`; each listed pod known, with an
+/// interface on the service's network, and listed once.
+fn check_service_backends(
+    path: &str,
+    service: &Service,
+    network: Option<&Network>,
+    pods: &HashMap<(&str, &str), usize>,
+    state: &ClusterState,
+    report: &mut Report,
+) {
+    match (&service.selector, &service.backends) {
+        (None, None) => report.add(path, "has neither selector nor backends; set one"),
+        (Some(_), Some(_)) => report.add(path, "has both selector and backends; set one"),
+        (Some(selector), None) if selector.is_empty() => report.add(
+            format!("{path}.selector"),
+            "is empty; a selector names at least one label",
+        ),
+        _ => {}
+    }
+    let listed = service.backends.as_deref().unwrap_or_default();
+    let first_by_pod = first_index_by(listed, |backend| {
+        (backend.namespace.as_str(), backend.pod.as_str())
+    });
+    for (b, backend) in listed.iter().enumerate() {
+        let path = format!("{path}.backends[{b}]");
+        let key = (backend.namespace.as_str(), backend.pod.as_str());
+        let pod_name = format!("{}/{}", backend.namespace, backend.pod);
+        let first = first_by_pod[&key];
+        if first != b {
+            report.add(
+                &path,
+                format_args!("{pod_name} is already listed (backends[{first}])"),
+            );
+            continue;
+        }
+        let Some(&p) = pods.get(&key) else {
+            report.add(&path, format_args!("unknown pod {pod_name}"));
+            continue;
+        };
+        if let Some(network) = network {
+            let on_network = state.pods[p]
+                .interfaces
+                .iter()
+                .any(|interface| interface.network == network.name);
+            if !on_network {
+                report.add(
+                    &path,
+                    format_args!(
+                        "pod {pod_name} has no interface on network {}",
+                        network.name
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -560,6 +802,9 @@ fn check_interface_name(name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::model::{BackendRef, ServicePort, ServiceProtocol};
     use super::super::{parse, ClusterState, StateError};
     use super::*;
 
@@ -601,6 +846,10 @@ pods:
         ip: 10.244.2.2
         mac: "02:00:0a:f4:02:02"
         security_groups: [smf]
+    labels: { app: smf }
+services:
+  - { name: sbi, network: std, vip: 10.96.0.1, ports: [{ port: 7777, protocol: tcp }], selector: { app: smf } }
+  - { name: smf-all, network: std, vip: 10.244.200.100, all_ports: true, backends: [{ pod: smf-0, namespace: telco }] }
 "#;
 
     fn base() -> ClusterState {
@@ -1244,5 +1493,245 @@ pods:
                 "pods[1].interfaces[0].ip: 10.9.0.5 is outside network std (10.244.0.0/16)",
             ]
         );
+    }
+
+    // Services.
+
+    #[test]
+    fn duplicate_service_name() {
+        let mut state = base();
+        state.services[1].name = "sbi".to_owned();
+        assert_eq!(
+            problems(&state),
+            ["services[1].name: duplicate service name sbi (first at services[0])"]
+        );
+    }
+
+    #[test]
+    fn service_on_unknown_network() {
+        let mut state = base();
+        state.services[0].network = "signalling".to_owned();
+        assert_eq!(
+            problems(&state),
+            ["services[0].network: unknown network signalling"]
+        );
+    }
+
+    #[test]
+    fn vip_that_no_service_may_have() {
+        for (vip, problem) in [
+            ("0.0.0.0", "0.0.0.0 is the unspecified address"),
+            (
+                "255.255.255.255",
+                "255.255.255.255 is the broadcast address",
+            ),
+            (
+                "239.1.2.3",
+                "239.1.2.3 is a multicast address (224.0.0.0/4)",
+            ),
+            (
+                "127.0.0.53",
+                "127.0.0.53 is a loopback address (127.0.0.0/8), which a pod never sends out",
+            ),
+            (
+                "10.244.0.0",
+                "10.244.0.0 is the network address of network std (10.244.0.0/16)",
+            ),
+            (
+                "10.244.255.255",
+                "10.244.255.255 is the broadcast address of network std (10.244.0.0/16)",
+            ),
+            ("10.244.0.1", "10.244.0.1 is the gateway of network std"),
+        ] {
+            let mut state = base();
+            state.services[0].vip = ip(vip);
+            assert_eq!(
+                problems(&state),
+                [format!("services[0].vip: {problem}")],
+                "{vip}"
+            );
+        }
+    }
+
+    #[test]
+    fn vip_inside_or_outside_the_network() {
+        let mut state = base();
+        state.services[0].vip = ip("10.244.0.10");
+        assert_eq!(problems(&state), Vec::<String>::new());
+        // Another network's gateway is only an address outside std.
+        state.services[0].vip = ip("10.250.0.1");
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn vip_is_a_pod_address() {
+        let mut state = base();
+        state.services[0].vip = ip("10.244.2.2");
+        assert_eq!(
+            problems(&state),
+            ["services[0].vip: 10.244.2.2 is the address of telco/smf-0 (pods[1].interfaces[0]) \
+              on network std"]
+        );
+        // The same address on another network is free.
+        state.services[0].network = "media".to_owned();
+        state.services[0].selector = None;
+        state.services[0].backends = Some(Vec::new());
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn vip_in_a_nodes_pod_range() {
+        let mut state = base();
+        state.nodes[1].pod_ranges = [("std".to_owned(), "10.244.2.0/24".parse().unwrap())].into();
+        state.services[0].vip = ip("10.244.2.200");
+        assert_eq!(
+            problems(&state),
+            [
+                "services[0].vip: 10.244.2.200 lies in node node-b's pod range 10.244.2.0/24 \
+              (nodes[1].pod_ranges.std), from which the CNI plugin gives pods their addresses"
+            ]
+        );
+        state.services[0].vip = ip("10.244.3.200");
+        assert_eq!(problems(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn vip_shared_by_two_services() {
+        let mut state = base();
+        state.services[1].vip = ip("10.96.0.1");
+        assert_eq!(
+            problems(&state),
+            [
+                "services[1].vip: 10.96.0.1 is already the VIP of service sbi (services[0]) on \
+              network std"
+            ]
+        );
+        state.services[1].network = "media".to_owned();
+        state.services[1].backends = Some(Vec::new());
+        assert_eq!(
+            problems(&state),
+            Vec::<String>::new(),
+            "planes are isolated"
+        );
+    }
+
+    #[test]
+    fn ports_or_all_ports() {
+        let mut state = base();
+        state.services[0].all_ports = true;
+        state.services[1].all_ports = false;
+        assert_eq!(
+            problems(&state),
+            [
+                "services[0]: has both ports and all_ports: true; set one",
+                "services[1]: has neither ports nor all_ports: true; set one",
+            ]
+        );
+        state.services[0].all_ports = false;
+        state.services[0].ports = Some(Vec::new());
+        state.services[1].all_ports = true;
+        assert_eq!(
+            problems(&state),
+            [
+                "services[0].ports: is empty; list at least one port, or write all_ports: true \
+                 instead"
+            ]
+        );
+    }
+
+    #[test]
+    fn port_numbers_and_duplicates() {
+        let mut state = base();
+        let ports = state.services[0].ports.as_mut().unwrap();
+        let first = ports[0];
+        let udp = ServicePort {
+            protocol: ServiceProtocol::Udp,
+            ..first
+        };
+        let zero = ServicePort {
+            port: 0,
+            target_port_given: Some(0),
+            ..udp
+        };
+        ports.extend([udp, first, zero]);
+        assert_eq!(
+            problems(&state),
+            [
+                "services[0].ports[2]: 7777/tcp is already listed (ports[0])",
+                "services[0].ports[3].port: 0 is not a port (ports are 1 to 65535)",
+                "services[0].ports[3].target_port: 0 is not a port (ports are 1 to 65535)",
+            ]
+        );
+    }
+
+    #[test]
+    fn selector_or_backends() {
+        let mut state = base();
+        state.services[0].backends = Some(Vec::new());
+        state.services[1].backends = None;
+        assert_eq!(
+            problems(&state),
+            [
+                "services[0]: has both selector and backends; set one",
+                "services[1]: has neither selector nor backends; set one",
+            ]
+        );
+        state.services[0].backends = None;
+        state.services[0].selector = Some(BTreeMap::new());
+        state.services[1].backends = Some(Vec::new());
+        assert_eq!(
+            problems(&state),
+            ["services[0].selector: is empty; a selector names at least one label"]
+        );
+    }
+
+    #[test]
+    fn listed_backends_are_pods_on_the_network_listed_once() {
+        let mut state = base();
+        let backend = |namespace: &str, pod: &str| BackendRef {
+            pod: pod.to_owned(),
+            namespace: namespace.to_owned(),
+        };
+        state.services[1].network = "media".to_owned();
+        state.services[1].backends = Some(vec![
+            backend("telco", "upf-0"),
+            backend("default", "upf-0"),
+            backend("telco", "smf-0"),
+            backend("telco", "upf-0"),
+        ]);
+        assert_eq!(
+            problems(&state),
+            [
+                "services[1].backends[1]: unknown pod default/upf-0",
+                "services[1].backends[2]: pod telco/smf-0 has no interface on network media",
+                "services[1].backends[3]: telco/upf-0 is already listed (backends[0])",
+            ]
+        );
+    }
+
+    #[test]
+    fn affinity_timeout_needs_client_ip_and_a_range() {
+        let mut state = base();
+        state.services[0].affinity_timeout_given = Some(60);
+        assert_eq!(
+            problems(&state),
+            [
+                "services[0].affinity_timeout_seconds: is only allowed with session_affinity: \
+              client_ip"
+            ]
+        );
+        state.services[0].session_affinity = SessionAffinity::ClientIp;
+        assert_eq!(problems(&state), Vec::<String>::new());
+        for seconds in [0, 86_401] {
+            state.services[0].affinity_timeout_given = Some(seconds);
+            assert_eq!(
+                problems(&state),
+                [format!(
+                    "services[0].affinity_timeout_seconds: {seconds} s is outside 1..=86400 s"
+                )]
+            );
+        }
+        state.services[0].affinity_timeout_given = Some(86_400);
+        assert_eq!(problems(&state), Vec::<String>::new());
     }
 }
