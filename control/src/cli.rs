@@ -425,6 +425,21 @@ fn state_check(file: &Path) -> ExitCode {
                     file.display(),
                     state.services.len()
                 );
+                for service in &state.services {
+                    let backends: Vec<String> = state
+                        .service_backends(service)
+                        .iter()
+                        .map(|(pod, interface)| {
+                            format!("{}/{} {}", pod.namespace, pod.name, interface.ip)
+                        })
+                        .collect();
+                    let listed = match backends.len() {
+                        0 => "no backends".to_owned(),
+                        1 => format!("1 backend: {}", backends[0]),
+                        n => format!("{n} backends: {}", backends.join(", ")),
+                    };
+                    println!("  service {} {}: {listed}", service.name, service.vip);
+                }
             }
             ExitCode::SUCCESS
         }

@@ -73,7 +73,10 @@ fn services_are_validated_and_said_not_to_be_carried() {
         format!(
             "{SERVICES_PATH}: ok (1 networks, 2 nodes, 0 security groups, 4 pods, 4 interfaces)\n\
              {SERVICES_PATH}: 2 services validated, but the datapath does not carry services \
-             yet: ctpath agent refuses this state\n"
+             yet: ctpath agent refuses this state\n  \
+             service web 10.96.0.10: 2 backends: default/web-0 10.244.1.2, default/web-1 \
+             10.244.2.2\n  \
+             service dns 10.244.0.53: 1 backend: infra/dns-0 10.244.1.3\n"
         )
     );
 }
