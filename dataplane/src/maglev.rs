@@ -24,8 +24,9 @@
 
 use thiserror::Error;
 
-/// The table size the datapath uses for every service: the prime the paper evaluates (and
-/// Katran uses), more than 100 slots per backend up to 655 backends.
+/// A table size for a service of up to 655 backends (more than 100 slots each): the prime the
+/// paper evaluates, and Katran's default. (Not used by the datapath yet, which does not carry
+/// services: docs/decisions/services.md sizes each service's table by its backends.)
 pub const TABLE_SIZE: usize = 65_537;
 
 /// A backend, by an identity that stays the same while other backends come and go (its
