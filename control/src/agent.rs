@@ -531,7 +531,7 @@ struct Running {
     next_hops: NextHops,
     /// Pod interfaces (host-side ifindex) whose pod end is set for their hook
     /// ([`prepare_pod_sides`]).
-    pod_sides: BTreeMap<u32, HostHook>,
+    pod_sides: BTreeMap<u32, PodEnd>,
     /// Last: unmounted (if this agent mounted it and it is empty) after everything else went.
     bpffs: Bpffs,
 }
@@ -1307,14 +1307,24 @@ impl Drop for Running {
     }
 }
 
+/// What the agent set at one pod interface's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PodEnd {
+    hook: HostHook,
+    /// Whether it turned the pod's TX checksum offload off (for XDP), to give it back when the
+    /// plane moves to tc.
+    checksum_turned_off: bool,
+}
+
 /// Sets what each pod interface's host hook needs at the pod's end ([`pod_side`]), before the
 /// plan is written and the programs attached, for the interfaces not set yet (`done`, by
-/// host-side ifindex: a re-created interface has a new one), and flags the endpoints whose pod
-/// end runs NAPI, so the NIC's XDP may redirect into them. An interface that cannot be set is
-/// logged and tried again with the next state; it is served anyway: its VXLAN goes through tc
+/// host-side ifindex: a re-created interface has a new one), gives back the TX checksum offload
+/// it turned off where a plane moved from XDP to tc, and flags the endpoints whose pod end runs
+/// NAPI, so the NIC's XDP may redirect into them. An interface that cannot be set is logged and
+/// tried again with the next state; it is served anyway: its VXLAN goes through tc
 /// (`from_underlay_tc`), and on an XDP hook, ARP and packets whose checksums the pod completed
 /// itself still get through.
-fn prepare_pod_sides(done: &mut BTreeMap<u32, HostHook>, plan: &mut NodePlan) {
+fn prepare_pod_sides(done: &mut BTreeMap<u32, PodEnd>, plan: &mut NodePlan) {
     done.retain(|ifindex, _| plan.pod_interfaces.contains_key(ifindex));
     for (&ifindex, interface) in &plan.pod_interfaces {
         let hook = if compile::is_tc_port(plan, ifindex) {
@@ -1322,8 +1332,43 @@ fn prepare_pod_sides(done: &mut BTreeMap<u32, HostHook>, plan: &mut NodePlan) {
         } else {
             HostHook::Xdp
         };
-        if done.get(&ifindex).is_some_and(|set| set.covers(hook)) {
-            continue;
+        match done.get(&ifindex) {
+            Some(end) if end.hook == hook => continue,
+            // Moved to tc: GRO stays on; TX checksum offload back if the agent took it.
+            Some(end) if hook == HostHook::Tc => {
+                let restored = if end.checksum_turned_off {
+                    pod_side::restore_tx_checksum(interface).map(|side| {
+                        tracing::info!(
+                            interface,
+                            pod_netns = side.netns,
+                            pod_interface = side.interface,
+                            changed = side.changed.join(", "),
+                            "pod side given back its TX checksum offload (the plane moved to tc)"
+                        );
+                    })
+                } else {
+                    Ok(())
+                };
+                match restored {
+                    Ok(()) => {
+                        done.insert(
+                            ifindex,
+                            PodEnd {
+                                hook,
+                                checksum_turned_off: false,
+                            },
+                        );
+                    }
+                    Err(error) => tracing::warn!(
+                        interface,
+                        %error,
+                        "TX checksum offload not given back to the pod (its plane moved to tc): \
+                         tried again with the next state"
+                    ),
+                }
+                continue;
+            }
+            _ => {}
         }
         match pod_side::prepare(interface, hook) {
             Ok(side) => {
@@ -1344,7 +1389,15 @@ fn prepare_pod_sides(done: &mut BTreeMap<u32, HostHook>, plan: &mut NodePlan) {
                         "pod side set"
                     );
                 }
-                done.insert(ifindex, hook);
+                done.insert(
+                    ifindex,
+                    PodEnd {
+                        hook,
+                        checksum_turned_off: side
+                            .changed
+                            .contains(&pod_side::TX_CHECKSUM_OFF_CHANGE),
+                    },
+                );
             }
             Err(error) if hook == HostHook::Tc => tracing::warn!(
                 interface,

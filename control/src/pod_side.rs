@@ -23,8 +23,9 @@
 //! under `/run/netns` whose id is the peer's (namespaces made by `ip netns`, and by Kubernetes'
 //! runtimes for CNI, which bind them there), else that of a process in it (`/proc/PID/ns/net`:
 //! a container that `ctr run --cni` made, whose namespace is bound nowhere). A pod with no such
-//! process either cannot be reached: [`PodSideError`] says so, and the agent logs it. Settings
-//! are not reverted when a plane changes its datapath (tc works with them as well).
+//! process either cannot be reached: [`PodSideError`] says so, and the agent logs it. When a
+//! plane moves from XDP to tc, [`restore_tx_checksum`] gives the pods back the TX checksum
+//! offload the agent turned off (and with it TSO); GRO stays on (tc's planes want it too).
 
 use std::{fs::File, os::fd::AsRawFd};
 
@@ -85,7 +86,7 @@ pub struct PodSide {
 }
 
 /// What the program at the host side of a pod's veth needs at the pod's side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostHook {
     /// `from_pod_tc`: GRO on (NAPI, for XDP redirects from the NIC).
     Tc,
@@ -93,16 +94,54 @@ pub enum HostHook {
     Xdp,
 }
 
-impl HostHook {
-    /// Whether what was set for `self` is all that `other` needs.
-    pub fn covers(self, other: HostHook) -> bool {
-        self >= other
-    }
+/// One ethtool feature at a pod's end: its get and set commands, the value wanted, and how
+/// the change is logged.
+struct Setting {
+    get: u32,
+    set: u32,
+    want: u32,
+    what: &'static str,
 }
+
+/// How [`PodSide::changed`] names TX checksum offload turned off.
+pub const TX_CHECKSUM_OFF_CHANGE: &str = "tx-checksumming off";
+
+const TX_CHECKSUM_OFF: Setting = Setting {
+    get: ETHTOOL_GTXCSUM,
+    set: ETHTOOL_STXCSUM,
+    want: 0,
+    what: TX_CHECKSUM_OFF_CHANGE,
+};
+const TX_CHECKSUM_ON: Setting = Setting {
+    want: 1,
+    what: "tx-checksumming on",
+    ..TX_CHECKSUM_OFF
+};
+const GRO_ON: Setting = Setting {
+    get: ETHTOOL_GGRO,
+    set: ETHTOOL_SGRO,
+    want: 1,
+    what: "generic-receive-offload on",
+};
 
 /// Sets what `hook` at the host-side veth `host_interface` needs at its other end, wherever
 /// that end is (see the module docs).
 pub fn prepare(host_interface: &str, hook: HostHook) -> Result<PodSide, PodSideError> {
+    let settings: &[Setting] = match hook {
+        HostHook::Tc => &[GRO_ON],
+        HostHook::Xdp => &[TX_CHECKSUM_OFF, GRO_ON],
+    };
+    on_pod_end(host_interface, settings)
+}
+
+/// Turns TX checksum offload back on at the other end of `host_interface`: for a pod whose
+/// plane moved from XDP to tc, which takes its partially checksummed packets (and TSO).
+pub fn restore_tx_checksum(host_interface: &str) -> Result<PodSide, PodSideError> {
+    on_pod_end(host_interface, &[TX_CHECKSUM_ON])
+}
+
+/// Applies `settings` at the other end of the veth `host_interface`, wherever it is.
+fn on_pod_end(host_interface: &str, settings: &[Setting]) -> Result<PodSide, PodSideError> {
     let netlink_error = |source| PodSideError::Netlink {
         interface: host_interface.to_owned(),
         source,
@@ -133,13 +172,15 @@ pub fn prepare(host_interface: &str, hook: HostHook) -> Result<PodSide, PodSideE
         }
     };
     match namespace {
-        None => set_in(&netns, peer_ifindex, hook),
-        Some(file) => in_netns(&file, || set_in(&netns, peer_ifindex, hook)).map_err(|source| {
-            PodSideError::Enter {
-                netns: netns.clone(),
-                source,
-            }
-        })?,
+        None => set_in(&netns, peer_ifindex, settings),
+        Some(file) => {
+            in_netns(&file, || set_in(&netns, peer_ifindex, settings)).map_err(|source| {
+                PodSideError::Enter {
+                    netns: netns.clone(),
+                    source,
+                }
+            })?
+        }
     }
 }
 
@@ -183,9 +224,8 @@ fn process_in(netlink: &mut Rtnetlink, nsid: i32) -> Option<(String, File)> {
         })
 }
 
-/// Sets the features `hook` needs of `ifindex` in the caller's network namespace (`netns`
-/// names it).
-fn set_in(netns: &str, ifindex: u32, hook: HostHook) -> Result<PodSide, PodSideError> {
+/// Applies `settings` to `ifindex` in the caller's network namespace (`netns` names it).
+fn set_in(netns: &str, ifindex: u32, settings: &[Setting]) -> Result<PodSide, PodSideError> {
     let ethtool_error = |what, source| PodSideError::Ethtool {
         what,
         interface: format!("ifindex {ifindex}"),
@@ -197,40 +237,21 @@ fn set_in(netns: &str, ifindex: u32, hook: HostHook) -> Result<PodSide, PodSideE
     let name = ifreq_name(&interface);
     let device = Ethtool::open(name).map_err(|source| ethtool_error("opening a socket", source))?;
     let mut changed = Vec::new();
-    let settings = [
-        (
-            HostHook::Xdp,
-            ETHTOOL_GTXCSUM,
-            ETHTOOL_STXCSUM,
-            0,
-            "tx-checksumming off",
-        ),
-        (
-            HostHook::Tc,
-            ETHTOOL_GGRO,
-            ETHTOOL_SGRO,
-            1,
-            "generic-receive-offload on",
-        ),
-    ];
-    for (needed_by, get, set, want, what) in settings {
-        if !hook.covers(needed_by) {
-            continue;
-        }
+    for setting in settings {
         let error = |source| PodSideError::Ethtool {
-            what,
+            what: setting.what,
             interface: interface.clone(),
             netns: netns.to_owned(),
             source,
         };
-        if device.value(get, 0).map_err(error)? == want {
+        if device.value(setting.get, 0).map_err(error)? == setting.want {
             continue;
         }
-        device.value(set, want).map_err(error)?;
-        if device.value(get, 0).map_err(error)? != want {
+        device.value(setting.set, setting.want).map_err(error)?;
+        if device.value(setting.get, 0).map_err(error)? != setting.want {
             return Err(error(std::io::Error::other("the device kept its setting")));
         }
-        changed.push(what);
+        changed.push(setting.what);
     }
     Ok(PodSide {
         netns: netns.to_owned(),

@@ -410,7 +410,7 @@ fn pods_are_created_with_default_offloads_and_their_ends_set_by_the_agent() {
     // kernel's defaults, as a runtime would: the agent sets what each hook needs at the pod's
     // end (XDP: TX checksum off, GRO on; tc: GRO on, for XDP redirects from the NIC).
     let state = STATE.replace("mtu: 1450 }", "mtu: 1450, datapath: xdp }");
-    let cluster = Cluster::start(
+    let mut cluster = Cluster::start(
         "podside",
         &state,
         ClusterOptions {
@@ -457,6 +457,25 @@ fn pods_are_created_with_default_offloads_and_their_ends_set_by_the_agent() {
     assert!(
         tcp_echo(a1, b1, ip("b1", "blue"), 8085, 4 << 20),
         "TCP a1 -> b1 on blue (tc)\n{}",
+        cluster.report()
+    );
+    // std moves to tc: the agent gives the pods back the TX checksum offload it took (and with
+    // it TSO); GRO stays on, as tc's planes want it.
+    cluster.update_state(STATE);
+    for name in ["a1", "a2", "b1"] {
+        let pod = cluster.pod(name);
+        assert!(
+            offload_on(pod, "eth0", "tx-checksumming")
+                && offload_on(pod, "eth0", "tcp-segmentation-offload")
+                && offload_on(pod, "eth0", "generic-receive-offload"),
+            "{name} eth0 (std, now tc): TX checksum offload and TSO are back\n{}",
+            cluster.agent_log("node-a")
+        );
+    }
+    let (a1, b1) = (cluster.pod("a1"), cluster.pod("b1"));
+    assert!(
+        tcp_echo(a1, b1, pod_ip(&cluster.state, "b1", "std"), 8086, 4 << 20),
+        "TCP a1 -> b1 on std (tc)\n{}",
         cluster.report()
     );
 }
