@@ -207,49 +207,19 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     // Dropped last: `ctpath status` finds the pins through it while the agent runs.
     let _pid_file = PidFile::write(&options.run_dir)?;
     let mut follower = Follower::open(&options.source)?;
-    let Some(mut first) = follower.first(&mut signals)? else {
-        tracing::info!("stopping before any cluster state arrived");
+    let Some(FirstState {
+        origin,
+        revision,
+        state,
+        plan,
+    }) = first_plan(&mut follower, &mut signals, &options.node, &links)?
+    else {
+        tracing::info!("stopping before a state this node can run arrived");
         return Ok(());
     };
-    // From etcd, a node may be started before the state names it (or before the CNI has made
-    // the interfaces of pods registered for it): it waits for a state it can run.
     let started = Instant::now();
-    let (first_state, plan) = loop {
-        let origin = first.origin.clone();
-        let compiled = first.state.and_then(|state| {
-            let plan = compile::compile(&state, &options.node, &links)?;
-            Ok((state, plan))
-        });
-        let error = match compiled {
-            Ok(compiled) => break compiled,
-            Err(error) => error,
-        };
-        let may_resolve = matches!(
-            error,
-            AgentError::Compile(
-                CompileError::UnknownNode(_)
-                    | CompileError::MissingInterfaces { .. }
-                    | CompileError::ServicesNotCarried { .. }
-            )
-        );
-        if !(may_resolve && follower.is_etcd()) {
-            return Err(error);
-        }
-        tracing::warn!("{origin}: {error}; waiting for a state this node can run");
-        let retry_at = Instant::now() + RETRY_EVERY;
-        first = loop {
-            if signals.pending().any(|signal| signal != SIGHUP) {
-                tracing::info!("stopping before a state this node can run arrived");
-                return Ok(());
-            }
-            if let Some(offer) = follower.next(Instant::now() >= retry_at)? {
-                break offer;
-            }
-            follower.wait(TICK);
-        };
-    };
     tracing::info!(
-        origin = first.origin,
+        origin,
         node = %options.node,
         pod_interfaces = plan.pod_ports.len(),
         endpoints = plan.endpoints.len(),
@@ -263,10 +233,10 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     let mut running = Running::start(options, plan)?;
     if let Some(metrics) = &options.metrics {
         metrics.applied(
-            first.revision,
+            revision,
             started.elapsed(),
             ApplyResult::Applied,
-            Some(&first_state),
+            Some(&state),
         );
     }
     ready(&running.plan);
@@ -328,6 +298,69 @@ pub fn run(options: &AgentOptions, ready: impl FnOnce(&NodePlan)) -> Result<(), 
     }
 }
 
+/// The first state this node can run, compiled: the file's, whatever is wrong with it an error; from etcd the first that validates and compiles,
+/// waited for. A state from etcd that does not validate is logged; one that does not name this
+/// node yet, lacks the interfaces of its pods here (the CNI has not made them yet) or has
+/// services is logged and compiled again every `RETRY_EVERY` and with every new revision.
+/// `None` when a stop signal came first.
+fn first_plan(
+    follower: &mut Follower,
+    signals: &mut Signals,
+    node: &str,
+    links: &KernelLinks,
+) -> Result<Option<FirstState>, AgentError> {
+    // The first look takes the file, or etcd's state if one has come.
+    let mut retry_at = Some(Instant::now());
+    loop {
+        if signals.pending().any(|signal| signal != SIGHUP) {
+            return Ok(None);
+        }
+        let again = retry_at.is_some_and(|at| Instant::now() >= at);
+        let Some(Offer {
+            origin,
+            revision,
+            state,
+        }) = follower.next(again)?
+        else {
+            follower.wait(TICK);
+            continue;
+        };
+        retry_at = None;
+        let waiting = match state {
+            Ok(state) => match compile::compile(&state, node, links) {
+                Ok(plan) => {
+                    return Ok(Some(FirstState {
+                        origin,
+                        revision,
+                        state,
+                        plan,
+                    }))
+                }
+                Err(
+                    error @ (CompileError::UnknownNode(_)
+                    | CompileError::MissingInterfaces { .. }
+                    | CompileError::ServicesNotCarried { .. }),
+                ) if follower.is_etcd() => {
+                    retry_at = Some(Instant::now() + RETRY_EVERY);
+                    format!("{error}; waiting for a state this node can run")
+                }
+                Err(error) => return Err(error.into()),
+            },
+            Err(error) if follower.is_etcd() => format!("{error}; waiting for a valid state"),
+            Err(error) => return Err(error),
+        };
+        tracing::error!("refused {origin}: {waiting}");
+    }
+}
+
+/// The state an agent starts with, and its plan.
+struct FirstState {
+    origin: String,
+    revision: Option<i64>,
+    state: Arc<ClusterState>,
+    plan: NodePlan,
+}
+
 /// A cluster state for the agent, and where it came from (for logs; its etcd revision, none
 /// for a file, for the metrics).
 struct Offer {
@@ -384,45 +417,6 @@ impl Follower {
                     // Disconnected: `next` reports it.
                     *arrived = updates.recv_timeout(timeout).ok().map(Box::new);
                 }
-            }
-        }
-    }
-
-    /// The state to start with: the file's, or the first valid one from etcd (waited for,
-    /// watching for signals: none when a stop signal came first).
-    fn first(&mut self, signals: &mut Signals) -> Result<Option<Offer>, AgentError> {
-        let Follower::Etcd {
-            updates, last_good, ..
-        } = self
-        else {
-            return self.next(true);
-        };
-        loop {
-            if signals.pending().any(|signal| signal != SIGHUP) {
-                return Ok(None);
-            }
-            match updates.recv_timeout(TICK) {
-                Ok(Observed {
-                    revision,
-                    state: Ok(state),
-                }) => {
-                    let state = Arc::new(state);
-                    *last_good = Some((revision, state.clone()));
-                    return Ok(Some(Offer {
-                        origin: etcd_origin(revision),
-                        revision: Some(revision),
-                        state: Ok(state),
-                    }));
-                }
-                Ok(Observed {
-                    revision,
-                    state: Err(error),
-                }) => tracing::error!(
-                    "refused {}: {error}; waiting for a valid state",
-                    etcd_origin(revision)
-                ),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(AgentError::WatchEnded),
             }
         }
     }
@@ -524,7 +518,6 @@ struct Running {
     plan: NodePlan,
     generation: u32,
     mode: XdpMode,
-    pin_path: PathBuf,
     /// Whether dropping takes the datapath down (see the type's doc).
     teardown: bool,
     /// The remote VTEPs' next hops, as written into `NEXT_HOPS`.
@@ -722,7 +715,6 @@ impl Running {
             plan,
             generation: reconciled.generation,
             mode: options.xdp_mode,
-            pin_path: options.pin_dir.clone(),
             teardown: !reconciled.resumed,
             next_hops: NextHops::default(),
             pod_sides,
@@ -894,7 +886,7 @@ impl Running {
         ifindex: u32,
     ) -> Result<(), AgentError> {
         let pin_name = program.pin_name(interface);
-        let pin = self.pin_path.join(&pin_name);
+        let pin = self.pin_dir.path().join(&pin_name);
         let earlier = pinned_link(&pin, interface, ifindex);
         let attach_error = |source| AgentError::Attach {
             program: program.symbol(),
@@ -1065,7 +1057,7 @@ impl Running {
     /// agent for interfaces that are no longer in the plan, or for another hook than the
     /// interface's plane now has. Their programs detach.
     fn remove_stale_link_pins(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.pin_path) else {
+        let Ok(entries) = std::fs::read_dir(self.pin_dir.path()) else {
             return;
         };
         for entry in entries.flatten() {
@@ -1292,7 +1284,7 @@ impl Drop for Running {
         let keep = !self.teardown;
         if keep {
             tracing::warn!(
-                pin_dir = %self.pin_path.display(),
+                pin_dir = %self.pin_dir.path().display(),
                 "agent stopping without SIGTERM/SIGINT: the programs stay attached and the maps \
                  pinned, for the next agent to adopt"
             );

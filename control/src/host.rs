@@ -66,11 +66,11 @@ impl Bpffs {
             .ancestors()
             .find(|dir| dir.exists())
             .unwrap_or(Path::new("/"));
-        let pin_dir_error = |path: &Path| {
-            let path = path.to_owned();
-            move |source| HostError::PinDir { path, source }
+        let pin_dir_error = |path: &Path, source| HostError::PinDir {
+            path: path.to_owned(),
+            source,
         };
-        if fs_type(existing).map_err(pin_dir_error(existing))? == BPF_FS_MAGIC {
+        if fs_type(existing).map_err(|source| pin_dir_error(existing, source))? == BPF_FS_MAGIC {
             return Ok(Bpffs {
                 mounted: None,
                 keep: false,
@@ -92,7 +92,7 @@ impl Bpffs {
             )
         };
         if rc != 0 {
-            return Err(pin_dir_error(Path::new(BPFFS))(io::Error::last_os_error()));
+            return Err(pin_dir_error(Path::new(BPFFS), io::Error::last_os_error()));
         }
         tracing::info!(
             mount_point = BPFFS,
@@ -182,6 +182,10 @@ impl PinDir {
 
     pub fn keep(&mut self, keep: bool) {
         self.keep = keep;
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 }
 
@@ -308,26 +312,27 @@ impl VtepNeighbours {
     /// drop finishes the job).
     pub fn sync(&mut self, vteps: &BTreeSet<[u8; 4]>) -> Result<NeighbourChanges, HostError> {
         let wanted: BTreeSet<Ipv4Addr> = vteps.iter().copied().map(Ipv4Addr::from).collect();
-        let mut changes = NeighbourChanges::default();
+        let planned = NeighbourChanges {
+            added: wanted.difference(&self.entries).copied().collect(),
+            removed: self.entries.difference(&wanted).copied().collect(),
+        };
         let error = |source| HostError::Neighbours {
             device: self.device.clone(),
             source,
         };
-        for &vtep in wanted.difference(&self.entries.clone()) {
+        for &vtep in &planned.added {
             self.netlink
                 .replace_managed_neighbour(self.ifindex, vtep)
                 .map_err(error)?;
             self.entries.insert(vtep);
-            changes.added.push(vtep);
         }
-        for vtep in self.entries.clone().difference(&wanted) {
+        for vtep in &planned.removed {
             self.netlink
                 .delete_neighbour(self.ifindex, *vtep)
                 .map_err(error)?;
             self.entries.remove(vtep);
-            changes.removed.push(*vtep);
         }
-        Ok(changes)
+        Ok(planned)
     }
 
     /// The rtnetlink socket, for the next-hop reads of the same namespace.

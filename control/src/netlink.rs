@@ -257,9 +257,8 @@ impl Rtnetlink {
                             message: error.to_string(),
                         })?;
                 let length = answer.header.length as usize;
-                if answer.header.sequence_number != self.sequence {
-                    // An answer to an earlier request that gave up: not ours.
-                } else {
+                // Answers to an earlier request that gave up are not ours.
+                if answer.header.sequence_number == self.sequence {
                     match answer.payload {
                         NetlinkPayload::Done(_) => return Ok(answers),
                         NetlinkPayload::Error(error) => {
@@ -274,7 +273,7 @@ impl Rtnetlink {
                                 return Ok(answers);
                             }
                         }
-                        NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
+                        // Noop, overrun, and what later crate versions add.
                         _ => {}
                     }
                 }

@@ -187,41 +187,55 @@ fn on_pod_end(host_interface: &str, settings: &[Setting]) -> Result<PodSide, Pod
 /// The network namespace bound under `/run/netns` (by `ip netns` or a runtime) whose id here
 /// is `nsid`: its name and the namespace, open.
 fn named_netns(netlink: &mut Rtnetlink, nsid: i32) -> Option<(String, File)> {
-    std::fs::read_dir("/run/netns")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let file = File::open(entry.path()).ok()?;
-            (netlink.nsid_of(&file).ok()?? == nsid)
-                .then(|| (entry.file_name().to_string_lossy().into_owned(), file))
-        })
+    let bound = std::fs::read_dir("/run/netns").ok()?.flatten();
+    with_nsid(
+        netlink,
+        nsid,
+        bound.map(|entry| {
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            )
+        }),
+    )
 }
 
 /// The network namespace whose id here is `nsid`, through a process that runs in it: its name
-/// for logs (`/proc/PID/ns/net`) and the namespace, open. Each namespace is asked once.
+/// for logs (`/proc/PID/ns/net`) and the namespace, open.
 fn process_in(netlink: &mut Rtnetlink, nsid: i32) -> Option<(String, File)> {
-    let mut asked = std::collections::BTreeSet::new();
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .find_map(|entry| {
+    let processes = std::fs::read_dir("/proc").ok()?.flatten().filter(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+    });
+    with_nsid(
+        netlink,
+        nsid,
+        processes.map(|entry| {
             let path = entry.path().join("ns/net");
-            let file = File::open(&path).ok()?;
-            let meta = file.metadata().ok()?;
-            if !asked.insert((
-                std::os::unix::fs::MetadataExt::dev(&meta),
-                std::os::unix::fs::MetadataExt::ino(&meta),
-            )) {
-                return None;
-            }
-            (netlink.nsid_of(&file).ok()?? == nsid).then(|| (path.display().to_string(), file))
-        })
+            (path.display().to_string(), path)
+        }),
+    )
+}
+
+/// The first of the network namespaces at `candidates` (name, path) whose id here is `nsid`,
+/// open; a namespace met again at another path is not asked again.
+fn with_nsid(
+    netlink: &mut Rtnetlink,
+    nsid: i32,
+    candidates: impl Iterator<Item = (String, std::path::PathBuf)>,
+) -> Option<(String, File)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut asked = std::collections::BTreeSet::new();
+    candidates.into_iter().find_map(|(name, path)| {
+        let file = File::open(&path).ok()?;
+        let meta = file.metadata().ok()?;
+        if !asked.insert((meta.dev(), meta.ino())) {
+            return None;
+        }
+        (netlink.nsid_of(&file).ok()?? == nsid).then_some((name, file))
+    })
 }
 
 /// Applies `settings` to `ifindex` in the caller's network namespace (`netns` names it).
