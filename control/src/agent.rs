@@ -152,7 +152,7 @@ impl AgentError {
         match self {
             AgentError::State(_)
             | AgentError::Compile(
-                CompileError::UnknownNode(_) | CompileError::ServicesNotCarried { .. },
+                CompileError::UnknownNode(_) | CompileError::ServiceOnFastPath { .. },
             ) => true,
             AgentError::Store(error) => error.is_invalid_input(),
             _ => false,
@@ -339,7 +339,7 @@ fn first_plan(
                 Err(
                     error @ (CompileError::UnknownNode(_)
                     | CompileError::MissingInterfaces { .. }
-                    | CompileError::ServicesNotCarried { .. }),
+                    | CompileError::ServiceOnFastPath { .. }),
                 ) if follower.is_etcd() => {
                     retry_at = Some(Instant::now() + RETRY_EVERY);
                     format!("{error}; waiting for a state this node can run")

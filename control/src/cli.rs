@@ -420,8 +420,7 @@ fn state_check(file: &Path) -> ExitCode {
             );
             if !state.services.is_empty() {
                 println!(
-                    "{}: {} services validated, but the datapath does not carry services yet: \
-                     ctpath agent refuses this state",
+                    "{}: {} services, balanced over their backends by Maglev:",
                     file.display(),
                     state.services.len()
                 );

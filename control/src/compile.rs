@@ -3,15 +3,15 @@
 //! planes and VTEPs the node accepts. Pure: interfaces are looked up through [`Links`], so the
 //! whole translation is unit-tested without a kernel.
 //!
-//! Services are not compiled yet: a state that has any is refused
-//! ([`CompileError::ServicesNotCarried`]) rather than run without them.
+//! Services are compiled by [`crate::services`]; a service on a fast-path plane is refused
+//! ([`CompileError::ServiceOnFastPath`]): the AF_XDP forwarder does not translate them yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ctpath_common::{
     maps::{
-        endpoint_flags, endpoint_kind, network_flags, port_flags, Endpoint, EndpointKey, Network,
-        NodeConfig, PodPort, MAX_XSK_INTERFACES, NO_POLICY, XSK_QUEUES_PER_INTERFACE,
+        endpoint_flags, endpoint_kind, network_flags, node_flags, port_flags, Endpoint,
+        EndpointKey, Network, NodeConfig, PodPort, MAX_XSK_INTERFACES, NO_POLICY, XSK_QUEUES_PER_INTERFACE,
     },
     wire::VXLAN_ENCAP_LEN,
 };
@@ -21,6 +21,7 @@ use thiserror::Error;
 use crate::{
     links::{LinkError, Links},
     policy::{self, CompiledPolicy, PolicyError},
+    services::{self, ServicePlan},
     state::{self, ClusterState, PodInterface},
 };
 
@@ -50,6 +51,8 @@ pub struct NodePlan {
     pub policy: CompiledPolicy,
     /// Capacity of the conntrack table.
     pub conntrack_entries: u32,
+    /// Service ports and their Maglev tables.
+    pub services: ServicePlan,
 }
 
 #[derive(Debug, Error)]
@@ -66,9 +69,9 @@ pub enum CompileError {
     UnderlayMtuTooSmall { interface: String, mtu: u32 },
     #[error("{wanted} pod interfaces on fast-path planes on this node; the forwarder has socket slots for {}", MAX_XSK_INTERFACES - 1)]
     XskSlotsExhausted { wanted: usize },
-    /// The state has services, which the datapath cannot translate yet.
-    #[error("the datapath does not carry services yet: {}", services.join(", "))]
-    ServicesNotCarried { services: Vec<String> },
+    /// A service on a fast-path plane, whose forwarder cannot translate it yet.
+    #[error("services on fast-path planes are not carried yet (the AF_XDP forwarder does not translate them): {}", services.join(", "))]
+    ServiceOnFastPath { services: Vec<String> },
 }
 
 /// The underlay's `XSKS` slots come first; pod interfaces' follow, a block each.
@@ -167,19 +170,21 @@ pub fn mark_pod_napi(plan: &mut NodePlan, runs_napi: impl Fn(u32) -> bool) {
 }
 
 /// Compiles `state` for the node named `node_name`, whose interfaces `links` reports. A
-/// state with services is refused, whatever the node.
+/// state with a service on a fast-path plane is refused, whatever the node.
 pub fn compile(
     state: &ClusterState,
     node_name: &str,
     links: &impl Links,
 ) -> Result<NodePlan, CompileError> {
-    if !state.services.is_empty() {
-        return Err(CompileError::ServicesNotCarried {
-            services: state
-                .services
-                .iter()
-                .map(|service| service.name.clone())
-                .collect(),
+    let on_fast_path: Vec<String> = state
+        .services
+        .iter()
+        .filter(|service| state.network(&service.network).is_some_and(|n| n.fast_path))
+        .map(|service| service.name.clone())
+        .collect();
+    if !on_fast_path.is_empty() {
+        return Err(CompileError::ServiceOnFastPath {
+            services: on_fast_path,
         });
     }
     let node = state
@@ -318,6 +323,17 @@ pub fn compile(
             endpoint(endpoint_kind::GATEWAY, 0, [0; 4], ROUTER_MAC, NO_POLICY),
         );
     }
+    for service in &state.services {
+        let key = EndpointKey {
+            vni: network_of(&service.network).vni,
+            ip: service.vip.octets(),
+        };
+        endpoints.insert(
+            key,
+            endpoint(endpoint_kind::SERVICE, 0, [0; 4], ROUTER_MAC, NO_POLICY),
+        );
+    }
+    let services = services::compile(state);
 
     Ok(NodePlan {
         node: NodeConfig {
@@ -329,6 +345,11 @@ pub fn compile(
             // The agent sets the generation when it writes the plan.
             policy_generation: 0,
             ct_timeouts: state.conntrack.timeouts(),
+            flags: if services.is_empty() {
+                0
+            } else {
+                node_flags::SERVICES
+            },
             underlay_xsk_base: UNDERLAY_XSK_BASE,
         },
         underlay_interface: node.underlay_interface.clone(),
@@ -346,6 +367,7 @@ pub fn compile(
         pair_macs,
         policy: compiled,
         conntrack_entries: state.conntrack.max_entries,
+        services,
     })
 }
 
@@ -579,6 +601,7 @@ mod tests {
                 configured: 1,
                 policy_generation: 0,
                 ct_timeouts: CtTimeouts::default(),
+                flags: 0,
                 underlay_xsk_base: UNDERLAY_XSK_BASE,
             }
         );
@@ -733,25 +756,49 @@ mod tests {
     }
 
     #[test]
-    fn a_state_with_services_is_refused() {
+    fn services_become_endpoints_service_entries_and_the_node_flag() {
         let services = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/services.yaml");
         let state = ClusterState::from_path(std::path::Path::new(services)).unwrap();
+        let links = FakeLinks(HashMap::from(
+            [("eth0", 2), ("vweb0", 10), ("vdns0", 11)].map(|(name, ifindex)| {
+                let link = Link {
+                    ifindex,
+                    mac: [0x52, 0, 0, 0, 0, ifindex as u8],
+                    mtu: 1500,
+                };
+                (name, link)
+            }),
+        ));
+        let plan = compile(&state, "node-a", &links).unwrap();
+        assert_eq!(plan.node.flags, node_flags::SERVICES);
+        for vip in [[10, 96, 0, 10], [10, 244, 0, 53]] {
+            let endpoint = plan.endpoints[&EndpointKey { vni: 100, ip: vip }];
+            assert_eq!((endpoint.kind, endpoint.mac), (endpoint_kind::SERVICE, ROUTER_MAC));
+        }
+        // web: 2 ports; dns: all ports, an entry each for TCP, UDP and ICMP.
+        assert_eq!(plan.services.entries.len(), 5);
+        let mut without = state;
+        without.services.clear();
+        let plan = compile(&without, "node-a", &links).unwrap();
+        assert_eq!(plan.node.flags, 0);
+        assert!(plan.services.is_empty());
+    }
+
+    #[test]
+    fn a_service_on_a_fast_path_plane_is_refused() {
+        let services = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/services.yaml");
+        let mut state = ClusterState::from_path(std::path::Path::new(services)).unwrap();
+        state.networks[0].fast_path = true;
         let error = compile(&state, "node-a", &node_a_links()).unwrap_err();
         assert!(
-            matches!(&error, CompileError::ServicesNotCarried { services } if services == &["web", "dns"]),
+            matches!(&error, CompileError::ServiceOnFastPath { services } if services == &["web", "dns"]),
             "{error:?}"
         );
         assert_eq!(
             error.to_string(),
-            "the datapath does not carry services yet: web, dns"
+            "services on fast-path planes are not carried yet (the AF_XDP forwarder does not \
+             translate them): web, dns"
         );
-        // Without services it gets past that check, to the links (none of its veths exist).
-        let mut without = state;
-        without.services.clear();
-        assert!(matches!(
-            compile(&without, "node-a", &node_a_links()),
-            Err(CompileError::MissingInterfaces { .. })
-        ));
     }
 
     #[test]

@@ -23,7 +23,10 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use ctpath_common::{
-    maps::{endpoint_kind, names, NextHopEntry, NodeConfig, ScopedIp, ScopedMac, SourceMac, Vtep},
+    maps::{
+        endpoint_kind, names, MaglevLarge, MaglevSmall, NextHopEntry, NodeConfig, ScopedIp,
+        ScopedMac, SourceMac, Vtep, MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_SLOTS,
+    },
     Counter, CounterKind, DropReason, Tally,
 };
 use ctpath_dataplane::forwarder::tables::MapContents;
@@ -33,6 +36,7 @@ use thiserror::Error;
 use crate::{
     compile::NodePlan,
     policy::{policy_prefix_len, RuleId},
+    services::{MaglevTable, ServicePlan},
 };
 
 /// The eBPF object with every ctpath program, built from `ebpf/programs` by `build.rs`.
@@ -149,7 +153,7 @@ pub fn load_with(conntrack_entries: u32) -> Result<Ebpf, DatapathError> {
 /// no pin and creates them (the programs it replaces never used them); their contents are
 /// written again by every agent (`DEVICES` from the plan, `NEXT_HOPS` from its first
 /// resolution), so a pinned one is only reused while the agent starts.
-pub const PINNED_MAPS: [&str; 17] = [
+pub const PINNED_MAPS: [&str; 23] = [
     names::NODE,
     names::POD_PORTS,
     names::ENDPOINTS,
@@ -165,6 +169,12 @@ pub const PINNED_MAPS: [&str; 17] = [
     names::LEASES,
     names::NEXT_HOPS,
     names::DEVICES,
+    names::SERVICES,
+    names::MAGLEV_SMALL,
+    names::MAGLEV_LARGE,
+    names::NAT_FLOWS,
+    names::NAT_REPLIES,
+    names::AFFINITY,
     DropReason::MAP_NAME,
     Counter::MAP_NAME,
 ];
@@ -276,10 +286,12 @@ impl MapLayout {
     /// `tests/tests/restart.rs` checks this against a freshly loaded object.
     fn declared(name: &str, conntrack_entries: u32) -> MapLayout {
         use ctpath_common::maps::{
-            CtEntry, CtKey, Endpoint, EndpointKey, Network, PodPort, PolicyRuleKey, BPF_F_MMAPABLE,
-            MAX_DEVICES, MAX_ENDPOINTS, MAX_IDENTITIES, MAX_NETWORKS, MAX_POD_PORTS,
-            MAX_POLICY_ENTRIES, MAX_RULES, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS,
-            XSK_QUEUES_PER_INTERFACE,
+            AffinityEntry, AffinityKey, CtEntry, CtKey, Endpoint, EndpointKey, FlowKey,
+            MaglevLarge, MaglevSmall, NatEntry, Network, PodPort, PolicyRuleKey, ServiceEntry,
+            ServiceKey, AFFINITY_ENTRIES, BPF_F_MMAPABLE, MAX_DEVICES, MAX_ENDPOINTS,
+            MAX_IDENTITIES, MAX_MAGLEV_LARGE, MAX_MAGLEV_SMALL, MAX_NETWORKS, MAX_POD_PORTS,
+            MAX_POLICY_ENTRIES, MAX_RULES, MAX_SERVICE_PORTS, MAX_SOURCES, MAX_VTEPS,
+            MAX_XSK_SLOTS, NAT_ENTRIES, XSK_QUEUES_PER_INTERFACE,
         };
         fn layout<K, V>(map_type: MapType, max_entries: u32) -> MapLayout {
             MapLayout {
@@ -312,6 +324,17 @@ impl MapLayout {
             // `struct bpf_devmap_val`: the target's ifindex and a program (unused: 0).
             names::DEVICES => layout::<u32, [u32; 2]>(MapType::DevMapHash, MAX_DEVICES),
             names::RULE_HITS => layout::<u32, Tally>(MapType::PerCpuArray, MAX_RULES),
+            names::SERVICES => {
+                layout::<ServiceKey, ServiceEntry>(MapType::Hash, MAX_SERVICE_PORTS)
+            }
+            names::MAGLEV_SMALL => layout::<u64, MaglevSmall>(MapType::Hash, MAX_MAGLEV_SMALL),
+            names::MAGLEV_LARGE => layout::<u64, MaglevLarge>(MapType::Hash, MAX_MAGLEV_LARGE),
+            names::NAT_FLOWS | names::NAT_REPLIES => {
+                layout::<FlowKey, NatEntry>(MapType::LruHash, NAT_ENTRIES)
+            }
+            names::AFFINITY => {
+                layout::<AffinityKey, AffinityEntry>(MapType::LruHash, AFFINITY_ENTRIES)
+            }
             DropReason::MAP_NAME => layout::<u32, Tally>(MapType::PerCpuArray, DropReason::COUNT),
             Counter::MAP_NAME => layout::<u32, Tally>(MapType::PerCpuArray, Counter::COUNT),
             _ => MapLayout {
@@ -511,6 +534,9 @@ pub fn apply_plan(
         if phase == Phase::Prune {
             endpoints(ebpf)?;
         }
+        let no_services = ServicePlan::default();
+        let old_services = previous.map_or(&no_services, |previous| &previous.services);
+        sync_services(ebpf, old_services, &plan.services, phase)?;
         sync_hash(ebpf, names::NETWORKS, &old.networks, &new.networks, phase)?;
         sync_hash(ebpf, names::VTEPS, &old.vteps, &new.vteps, phase)?;
         sync_hash(
@@ -661,6 +687,88 @@ pub fn write_next_hops(
     Ok(changes)
 }
 
+/// Brings the service maps from `old` to `new`, make before break: a new Maglev table is
+/// written before the `SERVICES` entries that name it, and removed only after the entries that
+/// named it (a service whose backends changed names a new table, so the table a packet reads
+/// is never one being rewritten).
+fn sync_services(
+    ebpf: &mut Ebpf,
+    old: &ServicePlan,
+    new: &ServicePlan,
+    phase: Phase,
+) -> Result<(), DatapathError> {
+    if phase == Phase::Prune {
+        sync_hash(ebpf, names::SERVICES, &old.entries, &new.entries, phase)?;
+    }
+    match phase {
+        Phase::Upsert => {
+            for (key, table) in &new.tables {
+                if old.tables.get(key) != Some(table) {
+                    write_table(ebpf, *key, table)?;
+                }
+            }
+        }
+        Phase::Prune => {
+            for (key, table) in &old.tables {
+                if !new.tables.contains_key(key) {
+                    remove_table(ebpf, *key, table.large)?;
+                }
+            }
+        }
+    }
+    if phase == Phase::Upsert {
+        sync_hash(ebpf, names::SERVICES, &old.entries, &new.entries, phase)?;
+    }
+    Ok(())
+}
+
+/// The map of Maglev tables of a size class.
+fn table_map(large: bool) -> &'static str {
+    if large {
+        names::MAGLEV_LARGE
+    } else {
+        names::MAGLEV_SMALL
+    }
+}
+
+/// Writes Maglev table `key` (its slots as compiled: exactly the map value's length).
+fn write_table(ebpf: &mut Ebpf, key: u64, table: &MaglevTable) -> Result<(), DatapathError> {
+    fn write<const N: usize>(
+        ebpf: &mut Ebpf,
+        name: &'static str,
+        key: u64,
+        slots: &[[u8; 4]],
+    ) -> Result<(), DatapathError> {
+        let error = |source| DatapathError::Map { name, source };
+        let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        let mut hash = HashMap::<_, u64, [[u8; 4]; N]>::try_from(map).map_err(error)?;
+        let mut value = Box::new([[0u8; 4]; N]);
+        value.copy_from_slice(slots);
+        hash.insert(key, *value, 0).map_err(error)
+    }
+    let name = table_map(table.large);
+    if table.large {
+        write::<MAGLEV_LARGE_SLOTS>(ebpf, name, key, &table.slots)
+    } else {
+        write::<MAGLEV_SMALL_SLOTS>(ebpf, name, key, &table.slots)
+    }
+}
+
+fn remove_table(ebpf: &mut Ebpf, key: u64, large: bool) -> Result<(), DatapathError> {
+    let name = table_map(large);
+    let error = |source| DatapathError::Map { name, source };
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    if large {
+        HashMap::<_, u64, MaglevLarge>::try_from(map)
+            .and_then(|mut hash| hash.remove(&key))
+            .map_err(error)
+    } else {
+        HashMap::<_, u64, MaglevSmall>::try_from(map)
+            .and_then(|mut hash| hash.remove(&key))
+            .map_err(error)
+    }
+}
+
 /// Writes `plan` into freshly loaded maps (generation 1).
 pub fn write_plan(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<(), DatapathError> {
     apply_plan(ebpf, None, plan, 1)
@@ -740,8 +848,8 @@ pub struct Reconciled {
 /// not known): a reconcile, never a flush, so the programs still attached see the old
 /// configuration or the new one and never an empty one. Every entry of `plan` is upserted,
 /// then the node entry, then every key of the configuration maps (`POD_PORTS`, `ENDPOINTS`,
-/// `NETWORKS`, `VTEPS`, `SOURCES`, `PAIR_MACS`, `IDENTITIES`, `POLICY`, `DEVICES`) that `plan`
-/// does not have is deleted (`NEXT_HOPS` is made whole by [`write_next_hops`]). Conntrack, the counters and the rule hits are left as they are. The policy
+/// `NETWORKS`, `VTEPS`, `SOURCES`, `PAIR_MACS`, `IDENTITIES`, `POLICY`, `DEVICES`, `SERVICES`
+/// and the Maglev tables) that `plan` does not have is deleted (`NEXT_HOPS` is made whole by [`write_next_hops`]). Conntrack, the services' translated connections (`NAT_FLOWS`, `NAT_REPLIES`, `AFFINITY`), the counters and the rule hits are left as they are. The policy
 /// generation continues from the one in the node entry found (+1), so connections are checked
 /// again against the new rules rather than trusted; fresh maps start at 1.
 pub fn reconcile(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<Reconciled, DatapathError> {
@@ -769,6 +877,13 @@ pub fn reconcile(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<Reconciled, Datapat
         prune_lpm(ebpf, names::IDENTITIES, &keep.identities)?,
         prune_lpm(ebpf, names::POLICY, &keep.policy)?,
         prune_devices(ebpf, &devices(plan))?,
+        prune_hash(ebpf, names::SERVICES, &plan.services.entries)?,
+        prune_keys::<u64, MaglevSmall>(ebpf, names::MAGLEV_SMALL, |key| {
+            plan.services.tables.get(key).is_some_and(|table| !table.large)
+        })?,
+        prune_keys::<u64, MaglevLarge>(ebpf, names::MAGLEV_LARGE, |key| {
+            plan.services.tables.get(key).is_some_and(|table| table.large)
+        })?,
     ]
     .iter()
     .sum();
@@ -785,13 +900,22 @@ fn prune_hash<K: Pod + Ord, V: Pod>(
     name: &'static str,
     keep: &BTreeMap<K, V>,
 ) -> Result<usize, DatapathError> {
+    prune_keys::<K, V>(ebpf, name, |key| keep.contains_key(key))
+}
+
+/// Deletes the keys of hash map `name` that `keep` refuses; returns how many.
+fn prune_keys<K: Pod, V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keep: impl Fn(&K) -> bool,
+) -> Result<usize, DatapathError> {
     let error = |source| DatapathError::Map { name, source };
     let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
     let mut hash = HashMap::<_, K, V>::try_from(map).map_err(error)?;
     // Listed first: deleting while walking a hash map can restart the walk.
     let stale: Vec<K> = hash
         .keys()
-        .filter(|key| key.as_ref().map_or(true, |key| !keep.contains_key(key)))
+        .filter(|key| key.as_ref().map_or(true, |key| !keep(key)))
         .collect::<Result<_, _>>()
         .map_err(error)?;
     for key in &stale {

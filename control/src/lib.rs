@@ -32,6 +32,7 @@ pub mod netlink;
 pub mod nexthop;
 pub mod pins;
 pub mod pod_side;
+pub mod services;
 pub mod policy;
 pub mod state;
 pub mod status;

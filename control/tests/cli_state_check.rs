@@ -60,7 +60,7 @@ fn two_node_example_is_ok() {
 }
 
 #[test]
-fn services_are_validated_and_said_not_to_be_carried() {
+fn services_are_validated_and_their_backends_listed() {
     let output = state_check(Path::new(SERVICES_PATH));
     assert_eq!(
         output.status.code(),
@@ -72,8 +72,7 @@ fn services_are_validated_and_said_not_to_be_carried() {
         text(&output.stdout),
         format!(
             "{SERVICES_PATH}: ok (1 networks, 2 nodes, 0 security groups, 4 pods, 4 interfaces)\n\
-             {SERVICES_PATH}: 2 services validated, but the datapath does not carry services \
-             yet: ctpath agent refuses this state\n  \
+             {SERVICES_PATH}: 2 services, balanced over their backends by Maglev:\n  \
              service web 10.96.0.10: 2 backends: default/web-0 10.244.1.2, default/web-1 \
              10.244.2.2\n  \
              service dns 10.244.0.53: 1 backend: infra/dns-0 10.244.1.3\n"

@@ -27,6 +27,7 @@ use ctpath_common::{
 use ctpath_control::{
     compile::{NodePlan, ROUTER_MAC},
     datapath::{self, XdpProgram},
+    services::ServicePlan,
 };
 use ctpath_dataplane::{
     model::{ConntrackConfig, LocalPort, Node, NodeModel, Plane, RemoteEndpoint, Topology},
@@ -85,6 +86,7 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
             configured: 1,
             policy_generation: 0,
             ct_timeouts: CtTimeouts::default(),
+            flags: 0,
             underlay_xsk_base: 0,
         },
         underlay_interface: "eth0".into(),
@@ -145,6 +147,7 @@ fn plan(pod_ifindex: u32, underlay_ifindex: u32) -> NodePlan {
         pair_macs: BTreeSet::new(),
         policy: Default::default(),
         conntrack_entries: DEFAULT_CONNTRACK_ENTRIES,
+        services: ServicePlan::default(),
     }
 }
 

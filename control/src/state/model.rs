@@ -7,8 +7,8 @@
 //! `ctpath state get` and the values stored in etcd (`crate::store`). Cross-references and value ranges are checked by `validate`, not here.
 //!
 //! The optional `services:` section (and the pods' `labels`, which its selectors match) is
-//! validated but not yet carried by the datapath: the agent refuses a state that has services
-//! (`crate::compile::CompileError::ServicesNotCarried`).
+//! compiled by `crate::services` (services on fast-path planes are refused:
+//! `crate::compile::CompileError::ServiceOnFastPath`).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

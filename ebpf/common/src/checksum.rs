@@ -71,6 +71,28 @@ pub fn ipv4_header_checksum(header: &[u8; 20]) -> u16 {
     checksum_fold(sum)
 }
 
+/// A stored checksum `check` after a 16-bit word it covers changed from `old` to `new`
+/// (RFC 1624, eqn. 3: `HC' = ~(~HC + ~m + m')`).
+#[inline(always)]
+pub const fn replace16(check: u16, old: u16, new: u16) -> u16 {
+    checksum_fold(!check as u32 + (!old) as u32 + new as u32)
+}
+
+/// [`replace16`] for a 4-byte field (an IPv4 address), given as its bytes.
+#[inline(always)]
+pub const fn replace32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
+    let check = replace16(
+        check,
+        u16::from_be_bytes([old[0], old[1]]),
+        u16::from_be_bytes([new[0], new[1]]),
+    );
+    replace16(
+        check,
+        u16::from_be_bytes([old[2], old[3]]),
+        u16::from_be_bytes([new[2], new[3]]),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +112,19 @@ mod tests {
             sum += u16::from_be_bytes([pair[0], pair[1]]) as u32;
         }
         assert_eq!(checksum_fold(sum), 0);
+    }
+
+    #[test]
+    fn incremental_update_matches_a_full_recomputation() {
+        let mut header = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        let before = ipv4_header_checksum(&header);
+        let new_dst = [10, 96, 255, 254];
+        let old_dst = [header[16], header[17], header[18], header[19]];
+        header[16..20].copy_from_slice(&new_dst);
+        assert_eq!(replace32(before, old_dst, new_dst), ipv4_header_checksum(&header));
     }
 
     #[test]

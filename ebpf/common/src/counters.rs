@@ -161,6 +161,17 @@ counter_enum! {
         ForwarderNoSocket = 34 => "forwarder_no_socket",
         /// The TX ring of the forwarder's socket the frame leaves by was full.
         ForwarderTxRingFull = 35 => "forwarder_tx_ring_full",
+        /// To a service's virtual IP on a protocol and port the service does not forward.
+        ServicePortUnknown = 36 => "service_port_unknown",
+        /// To a service port whose service has no backends.
+        ServiceNoBackend = 37 => "service_no_backend",
+        /// To a service's virtual IP, but neither TCP, UDP nor an ICMP echo request: nothing a
+        /// connection to a service starts with (ICMP errors to a virtual IP are not
+        /// translated).
+        ServiceUnsupported = 38 => "service_unsupported",
+        /// A translated packet whose headers could not be rewritten (they lie beyond what
+        /// the hook can write, or the kernel refused the checksum update).
+        ServiceRewriteFailed = 39 => "service_rewrite_failed",
     }
 }
 

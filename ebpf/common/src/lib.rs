@@ -15,6 +15,7 @@ pub mod counters;
 pub mod flow;
 pub mod maps;
 pub mod policy;
+pub mod service;
 pub mod wire;
 
 pub use counters::{Counter, CounterKind, DropReason, Tally};

@@ -21,6 +21,12 @@ pub mod names {
     pub const LEASES: &str = "LEASES";
     pub const NEXT_HOPS: &str = "NEXT_HOPS";
     pub const DEVICES: &str = "DEVICES";
+    pub const SERVICES: &str = "SERVICES";
+    pub const MAGLEV_SMALL: &str = "MAGLEV_SMALL";
+    pub const MAGLEV_LARGE: &str = "MAGLEV_LARGE";
+    pub const NAT_FLOWS: &str = "NAT_FLOWS";
+    pub const NAT_REPLIES: &str = "NAT_REPLIES";
+    pub const AFFINITY: &str = "AFFINITY";
 }
 
 /// Capacity of the endpoint table: pods' interfaces and gateways, cluster-wide, all planes.
@@ -134,11 +140,21 @@ pub struct NodeConfig {
     /// older generation are checked again against the current rules.
     pub policy_generation: u32,
     pub ct_timeouts: CtTimeouts,
+    /// [`node_flags`].
+    pub flags: u32,
     /// First `XSKS` slot of the underlay's AF_XDP sockets (slot + receive queue). VXLAN of a
     /// fast-path plane goes to the forwarder through it.
     pub underlay_xsk_base: u32,
 }
-const _: () = assert!(core::mem::size_of::<NodeConfig>() == 56);
+const _: () = assert!(core::mem::size_of::<NodeConfig>() == 60);
+
+/// Bits of `NodeConfig::flags`.
+pub mod node_flags {
+    /// The state has services on this node's planes: packets delivered to pods are looked up
+    /// in `NAT_REPLIES` (a reply of a translated connection is translated back). Without it
+    /// the programs make no service lookup at all.
+    pub const SERVICES: u32 = 1;
+}
 
 /// A pod interface on this node, keyed by the ifindex of its host-side veth (`POD_PORTS`).
 #[repr(C)]
@@ -191,6 +207,9 @@ pub mod endpoint_kind {
     pub const REMOTE: u32 = 2;
     /// A plane's gateway address: answered (ARP) by this node, never forwarded to.
     pub const GATEWAY: u32 = 3;
+    /// A service's virtual IP: answered (ARP) by this node with the router MAC; a packet to
+    /// it is translated to one of the service's backends (`SERVICES`).
+    pub const SERVICE: u32 = 4;
 }
 
 /// Bits of `Endpoint::flags`.
@@ -386,6 +405,137 @@ pub struct CtEntry {
 }
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 24);
 
+/// Capacity of `SERVICES`: (plane, virtual IP, protocol, port) entries, cluster-wide.
+pub const MAX_SERVICE_PORTS: u32 = 65_536;
+/// Slots of a small Maglev table (`MAGLEV_SMALL`): a prime, at least 100 per backend for
+/// services of up to 10 backends (the Maglev paper's bound for shares within about 1%).
+pub const MAGLEV_SMALL_SLOTS: usize = 1_021;
+/// Slots of a large Maglev table (`MAGLEV_LARGE`): a prime, at least 100 per backend up to 163
+/// backends; services with more get fewer slots each (their shares less even).
+pub const MAGLEV_LARGE_SLOTS: usize = 16_381;
+/// Backends of the largest service a small table serves.
+pub const MAGLEV_SMALL_MAX_BACKENDS: usize = 10;
+/// Capacity of `MAGLEV_SMALL` (tables are shared by services with the same backends).
+pub const MAX_MAGLEV_SMALL: u32 = 65_536;
+/// Capacity of `MAGLEV_LARGE`.
+pub const MAX_MAGLEV_LARGE: u32 = 4_096;
+/// Capacity of `NAT_FLOWS` and `NAT_REPLIES` (LRU: the least recently used translated
+/// connection is forgotten when full).
+pub const NAT_ENTRIES: u32 = 262_144;
+/// Capacity of `AFFINITY` (LRU).
+pub const AFFINITY_ENTRIES: u32 = 65_536;
+/// `BPF_F_NO_PREALLOC`: the Maglev tables' memory is taken as tables are written.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// Key of `SERVICES`: a service port on a plane. An IP-level service (`all_ports`) has one
+/// entry per protocol with port 0; the programs try the exact port, then port 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub vni: u32,
+    pub vip: [u8; 4],
+    /// The service port (host order); 0 for an IP-level service.
+    pub port: u16,
+    pub protocol: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<ServiceKey>() == 12);
+
+/// Bits of `ServiceEntry::flags`.
+pub mod service_flags {
+    /// The service's table is in `MAGLEV_LARGE` (else `MAGLEV_SMALL`).
+    pub const LARGE_TABLE: u8 = 1;
+    /// `session_affinity: client_ip`: a client's new connections go to the backend it used
+    /// last, within `affinity_timeout_s`.
+    pub const CLIENT_IP_AFFINITY: u8 = 2;
+}
+
+/// Value of `SERVICES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// The key of the service's Maglev table (a hash of its backends and size, so services
+    /// with the same backends share one); [`NO_TABLE`]: the service has no backends.
+    pub table: u64,
+    /// The backends' port; 0: the client's destination port (an IP-level service).
+    pub target_port: u16,
+    /// [`service_flags`].
+    pub flags: u8,
+    pub _pad: u8,
+    /// With [`service_flags::CLIENT_IP_AFFINITY`]: how long a client keeps its backend after
+    /// its last new connection, in seconds.
+    pub affinity_timeout_s: u32,
+}
+const _: () = assert!(core::mem::size_of::<ServiceEntry>() == 16);
+
+/// `ServiceEntry::table` of a service without backends.
+pub const NO_TABLE: u64 = 0;
+
+/// A small Maglev table: the backend address of each slot.
+pub type MaglevSmall = [[u8; 4]; MAGLEV_SMALL_SLOTS];
+/// A large Maglev table.
+pub type MaglevLarge = [[u8; 4]; MAGLEV_LARGE_SLOTS];
+
+/// Key of `NAT_FLOWS` and `NAT_REPLIES`: one direction of a connection, as its packets carry
+/// it (ports as conntrack keys them: the echo identifier twice for ICMP echo).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub vni: u32,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 20);
+
+/// The addresses and ports a translated packet leaves with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Rewrite {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+const _: () = assert!(core::mem::size_of::<Rewrite>() == 12);
+
+/// Value of `NAT_FLOWS` (a client's packets to a service: to its backend) and `NAT_REPLIES`
+/// (the backend's packets back: from the service).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatEntry {
+    /// CLOCK_MONOTONIC of the last packet translated by the entry.
+    pub last_seen_ns: u64,
+    pub rewrite: Rewrite,
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<NatEntry>() == 24);
+
+/// Key of `AFFINITY`: a client of a service port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AffinityKey {
+    pub service: ServiceKey,
+    pub client: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<AffinityKey>() == 16);
+
+/// Value of `AFFINITY`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AffinityEntry {
+    /// CLOCK_MONOTONIC of the client's last new connection to the service.
+    pub last_seen_ns: u64,
+    /// The table the backend was chosen from: a service whose backends changed chooses again.
+    pub table: u64,
+    pub backend: [u8; 4],
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<AffinityEntry>() == 24);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY (for each impl below): the type is `#[repr(C)]`, `Copy`, has no implicit padding
@@ -420,4 +570,16 @@ mod pod {
     unsafe impl aya::Pod for CtEntry {}
     // SAFETY: see the module comment.
     unsafe impl aya::Pod for CtTimeouts {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for ServiceKey {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for ServiceEntry {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for FlowKey {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for NatEntry {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for AffinityKey {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for AffinityEntry {}
 }

@@ -31,11 +31,15 @@ pub fn resolve(
     }
 }
 
-/// Pods on this node may resolve any address of their plane, the gateway included.
+/// Pods on this node may resolve any address of their plane, the gateway and services'
+/// virtual IPs included.
 pub fn answerable_to_local_pod(kind: u32) -> bool {
     matches!(
         kind,
-        endpoint_kind::LOCAL | endpoint_kind::REMOTE | endpoint_kind::GATEWAY
+        endpoint_kind::LOCAL
+            | endpoint_kind::REMOTE
+            | endpoint_kind::GATEWAY
+            | endpoint_kind::SERVICE
     )
 }
 

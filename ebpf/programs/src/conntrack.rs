@@ -11,7 +11,7 @@ use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use ctpath_common::{
     conntrack::{self, Change, CtTable, InsertError, Packet, BPF_ANY, BPF_NOEXIST, EEXIST},
     flow::ct_key,
-    maps::{CtEntry, CtKey, NodeConfig, NO_RULE},
+    maps::{CtEntry, CtKey, NodeConfig, Rewrite, NO_RULE},
     policy::Allowed,
     wire::{
         ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_ERROR_QUOTED_PAYLOAD, ICMP_HDR_LEN, IPPROTO_ICMP,
@@ -68,20 +68,37 @@ impl CtTable for KernelConntrack {
     }
 }
 
-/// Admits or drops `packet` on plane `vni`, sent by a pod whose policy on this node is
-/// `sender_policy` to one whose policy is `receiver_policy` (`NO_POLICY`: not filtered here,
-/// or not on this node), and counts it towards the rules that allow it.
+/// Who sends a packet and who receives it, as conntrack and the rules see them.
+#[derive(Clone, Copy)]
+pub struct Parties<'a> {
+    /// The plane.
+    pub vni: u32,
+    /// The sender's compiled policy on this node (`NO_POLICY`: not filtered here, or not on
+    /// this node).
+    pub sender_policy: u32,
+    /// The receiver's, likewise.
+    pub receiver_policy: u32,
+    /// For a packet to a service, the addresses and ports it leaves with (towards the
+    /// backend): the connection conntrack and the rules see.
+    pub translated: Option<&'a Rewrite>,
+}
+
+/// Admits or drops `packet` between `parties`, and counts it towards the rules that allow it.
 #[inline(always)]
 pub fn admit<C: PacketContext>(
     ctx: &C,
     node: &NodeConfig,
-    vni: u32,
     packet: &Ipv4Packet,
-    sender_policy: u32,
-    receiver_policy: u32,
+    parties: &Parties<'_>,
 ) -> Result<(), DropReason> {
+    let Parties {
+        vni,
+        sender_policy,
+        receiver_policy,
+        translated,
+    } = *parties;
     let (header, l4) = (&packet.header, &packet.l4);
-    let summary = Packet {
+    let mut summary = Packet {
         vni,
         protocol: header.protocol,
         src: header.src,
@@ -91,6 +108,12 @@ pub fn admit<C: PacketContext>(
         tcp_flags: l4.tcp_flags,
         icmp_type: l4.icmp_type,
     };
+    if let Some(rewrite) = translated {
+        summary.src = rewrite.src;
+        summary.dst = rewrite.dst;
+        summary.src_port = rewrite.src_port;
+        summary.dst_port = rewrite.dst_port;
+    }
     let quoted = if summary.is_icmp_error() {
         quoted_key(ctx, vni, packet)
     } else {

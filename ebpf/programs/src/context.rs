@@ -15,20 +15,28 @@
 use aya_ebpf::{
     bindings::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action, BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
+        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR,
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO,
         TC_ACT_OK, TC_ACT_SHOT,
     },
     helpers::generated::{
-        bpf_redirect, bpf_redirect_peer, bpf_skb_adjust_room, bpf_skb_change_head,
+        bpf_l4_csum_replace, bpf_redirect, bpf_redirect_peer, bpf_skb_adjust_room, bpf_skb_change_head,
         bpf_skb_change_tail, bpf_skb_change_type, bpf_skb_pull_data, bpf_xdp_adjust_head,
         bpf_xdp_adjust_tail,
     },
     programs::{TcContext, XdpContext},
     EbpfContext,
 };
-use ctpath_common::{wire::ETH_HDR_LEN, DropReason};
+use ctpath_common::{
+    checksum::{replace16, replace32},
+    wire::ETH_HDR_LEN,
+    DropReason,
+};
 
-use crate::maps;
+use crate::{
+    maps,
+    packet::{header_at, write_at},
+};
 
 /// `PACKET_HOST` (`linux/if_packet.h`): the skb is addressed to this host.
 const PACKET_HOST: u32 = 0;
@@ -110,6 +118,49 @@ pub trait PacketContext: EbpfContext {
     /// On the XDP side of an underlay where a tc program carries the plane, the verdict that
     /// hands the packet to it; `None` on the tc side, which carries the packet itself.
     fn hand_to_tc(&self) -> Option<u32>;
+
+    /// Updates the TCP or UDP checksum at `offset` for a field it covers that changes from
+    /// `old` to `new` (an address of the pseudo-header when `pseudo`, else a port). A UDP
+    /// checksum of 0 (none) stays 0 (`udp`). XDP: the checksum is complete, updated by hand.
+    /// tc: `bpf_l4_csum_replace`, which also serves a packet whose checksum the device is
+    /// still to complete (`CHECKSUM_PARTIAL`, a pod's TX offload: only its pseudo-header
+    /// part is there, and a port needs no update).
+    fn replace_l4_checksum(
+        &self,
+        offset: usize,
+        old: Field,
+        new: Field,
+        pseudo: bool,
+        udp: bool,
+    ) -> Result<(), DropReason>;
+}
+
+/// A field a checksum covers, as its bytes.
+#[derive(Clone, Copy)]
+pub enum Field {
+    Address([u8; 4]),
+    Port([u8; 2]),
+}
+
+/// The `check` of a complete checksum after `old` became `new` (a UDP `check` of 0 stays 0,
+/// and a computed 0 is sent as 0xffff, RFC 768).
+#[inline(always)]
+fn replaced(check: u16, old: Field, new: Field, udp: bool) -> u16 {
+    if udp && check == 0 {
+        return 0;
+    }
+    let check = match (old, new) {
+        (Field::Address(old), Field::Address(new)) => replace32(check, old, new),
+        (Field::Port(old), Field::Port(new)) => {
+            replace16(check, u16::from_be_bytes(old), u16::from_be_bytes(new))
+        }
+        _ => check,
+    };
+    if udp && check == 0 {
+        0xffff
+    } else {
+        check
+    }
 }
 
 #[inline(always)]
@@ -205,6 +256,20 @@ impl PacketContext for XdpContext {
     #[inline(always)]
     fn hand_to_tc(&self) -> Option<u32> {
         Some(xdp_action::XDP_PASS)
+    }
+
+    #[inline(always)]
+    fn replace_l4_checksum(
+        &self,
+        offset: usize,
+        old: Field,
+        new: Field,
+        _pseudo: bool,
+        udp: bool,
+    ) -> Result<(), DropReason> {
+        let check = header_at::<[u8; 2], _>(self, offset).ok_or(DropReason::ServiceRewriteFailed)?;
+        let check = replaced(u16::from_be_bytes(check), old, new, udp);
+        write_at(self, offset, check.to_be_bytes()).ok_or(DropReason::ServiceRewriteFailed)
     }
 }
 
@@ -321,5 +386,38 @@ impl PacketContext for TcContext {
     #[inline(always)]
     fn hand_to_tc(&self) -> Option<u32> {
         None
+    }
+
+    #[inline(always)]
+    fn replace_l4_checksum(
+        &self,
+        offset: usize,
+        old: Field,
+        new: Field,
+        pseudo: bool,
+        udp: bool,
+    ) -> Result<(), DropReason> {
+        let (old, new, size) = match (old, new) {
+            (Field::Address(old), Field::Address(new)) => {
+                (u32::from_ne_bytes(old) as u64, u32::from_ne_bytes(new) as u64, 4)
+            }
+            (Field::Port(old), Field::Port(new)) => {
+                (u16::from_ne_bytes(old) as u64, u16::from_ne_bytes(new) as u64, 2)
+            }
+            _ => return Ok(()),
+        };
+        let mut flags = size;
+        if pseudo {
+            flags |= BPF_F_PSEUDO_HDR as u64;
+        }
+        if udp {
+            flags |= BPF_F_MARK_MANGLED_0 as u64;
+        }
+        // SAFETY: `self.skb.skb` is the program's `__sk_buff`; the helper checks `offset`
+        // against the packet and may move it: every later access is re-checked.
+        match unsafe { bpf_l4_csum_replace(self.skb.skb, offset as u32, old, new, flags) } {
+            0 => Ok(()),
+            _ => Err(DropReason::ServiceRewriteFailed),
+        }
     }
 }

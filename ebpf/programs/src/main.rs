@@ -20,6 +20,8 @@
 //! - [`spoof`]: anti-spoofing (addresses and MACs a pod owns).
 //! - [`policy`]: compiled security-group rules.
 //! - [`conntrack`]: connection tracking, which makes the rules stateful.
+//! - [`service`]: services: a packet to a virtual IP translated to a backend, its replies
+//!   translated back.
 //! - [`maps`]: the maps the agent fills, with typed lookups.
 //! - [`stats`]: the per-CPU drop and event counters.
 //! - [`bench`]: measurement probes for `ctpath-bench` (`bench_redirect`, `bench_sink`).
@@ -37,6 +39,7 @@ mod parse;
 mod pod;
 mod policy;
 mod route;
+mod service;
 mod spoof;
 mod stats;
 mod underlay;

@@ -6,15 +6,20 @@
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_ns,
     macros::map,
-    maps::{lpm_trie::Key, Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, XskMap},
+    maps::{
+        lpm_trie::Key, Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap,
+    },
 };
 use ctpath_common::{
     maps::{
-        CtEntry, CtKey, Endpoint, EndpointKey, Network, NextHopEntry, NodeConfig, PodPort,
-        PolicyRuleKey, ScopedIp, ScopedMac, SourceMac, Vtep, BPF_F_MMAPABLE,
-        DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD, MAX_DEVICES, MAX_ENDPOINTS, MAX_IDENTITIES,
-        MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES, MAX_SOURCES, MAX_VTEPS,
-        MAX_XSK_SLOTS, POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
+        AffinityEntry, AffinityKey, CtEntry, CtKey, Endpoint, EndpointKey, FlowKey, MaglevLarge,
+        MaglevSmall, NatEntry, Network, NextHopEntry, NodeConfig, PodPort, PolicyRuleKey,
+        ScopedIp, ScopedMac, ServiceEntry, ServiceKey, SourceMac, Vtep, AFFINITY_ENTRIES,
+        BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD,
+        MAX_DEVICES, MAX_ENDPOINTS, MAX_IDENTITIES, MAX_MAGLEV_LARGE, MAX_MAGLEV_SMALL,
+        MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES, MAX_SERVICE_PORTS,
+        MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS, NAT_ENTRIES, POLICY_KEY_FIXED_BITS,
+        XSK_QUEUES_PER_INTERFACE,
     },
     Tally,
 };
@@ -69,6 +74,35 @@ static XSKS: XskMap = XskMap::with_max_entries(MAX_XSK_SLOTS, 0);
 /// holds it: written by the workers through the map's memory.
 #[map]
 static LEASES: Array<u64> = Array::with_max_entries(XSK_QUEUES_PER_INTERFACE, BPF_F_MMAPABLE);
+
+/// Service ports by (plane, virtual IP, protocol, port): their Maglev table and target port.
+#[map]
+pub static SERVICES: HashMap<ServiceKey, ServiceEntry> =
+    HashMap::with_max_entries(MAX_SERVICE_PORTS, 0);
+
+/// Maglev tables of services of up to `MAGLEV_SMALL_MAX_BACKENDS` backends, by table key.
+#[map]
+pub static MAGLEV_SMALL: HashMap<u64, MaglevSmall> =
+    HashMap::with_max_entries(MAX_MAGLEV_SMALL, BPF_F_NO_PREALLOC);
+
+/// Maglev tables of larger services.
+#[map]
+pub static MAGLEV_LARGE: HashMap<u64, MaglevLarge> =
+    HashMap::with_max_entries(MAX_MAGLEV_LARGE, BPF_F_NO_PREALLOC);
+
+/// Translated connections, client to service: what their packets become.
+#[map]
+pub static NAT_FLOWS: LruHashMap<FlowKey, NatEntry> = LruHashMap::with_max_entries(NAT_ENTRIES, 0);
+
+/// Translated connections, backend to client: what their replies become.
+#[map]
+pub static NAT_REPLIES: LruHashMap<FlowKey, NatEntry> =
+    LruHashMap::with_max_entries(NAT_ENTRIES, 0);
+
+/// Client-IP affinity: a client's backend per service port.
+#[map]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityEntry> =
+    LruHashMap::with_max_entries(AFFINITY_ENTRIES, 0);
 
 #[map]
 pub static RULE_HITS: PerCpuArray<Tally> = PerCpuArray::with_max_entries(MAX_RULES, 0);

@@ -34,6 +34,7 @@ pub enum Payload {
 }
 
 /// A validated, unfragmented IPv4 packet.
+#[derive(Clone, Copy)]
 pub struct Ipv4Packet {
     pub header: Ipv4Hdr,
     /// Length of the header with its options.
@@ -51,6 +52,7 @@ impl Ipv4Packet {
 
 /// The part of a flow above IPv4: ports for TCP and UDP; for ICMP echo the identifier in both
 /// port slots (so request and reply share a conntrack key); zeros otherwise.
+#[derive(Clone, Copy)]
 pub struct L4 {
     pub src_port: u16,
     pub dst_port: u16,

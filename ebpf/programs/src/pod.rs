@@ -21,18 +21,22 @@
 
 use ctpath_common::{
     flow::{flow_hash, vxlan_source_port},
-    maps::{endpoint_kind, port_flags, Endpoint, NodeConfig, PodPort, NO_POLICY, XSK_FRAME_ROOM},
-    wire::{ETHERTYPE_ARP, ETHERTYPE_IPV4, VXLAN_ENCAP_LEN},
+    maps::{
+        endpoint_kind, node_flags, port_flags, Endpoint, NodeConfig, PodPort, Rewrite, NO_POLICY,
+        XSK_FRAME_ROOM,
+    },
+    wire::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, VXLAN_ENCAP_LEN},
     Counter, DropReason,
 };
 
 use crate::{
-    arp, conntrack,
+    arp,
+    conntrack::{self, Parties},
     context::PacketContext,
     icmp, maps,
     packet::{header_at, write_at, EthHdr},
     parse::{self, Ipv4Packet, Payload},
-    route, spoof, stats, vxlan,
+    route, service, spoof, stats, vxlan,
 };
 
 pub fn try_from_pod<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
@@ -53,7 +57,7 @@ pub fn try_from_pod<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
     match frame.payload {
         Payload::Arp(request) => {
             let target = arp::resolve(&request, port.vni, arp::answerable_to_local_pod)?;
-            let mac = if target.kind == endpoint_kind::GATEWAY {
+            let mac = if matches!(target.kind, endpoint_kind::GATEWAY | endpoint_kind::SERVICE) {
                 node.router_mac
             } else {
                 target.mac
@@ -116,14 +120,26 @@ fn forward<C: PacketContext>(
         )?;
         return Ok(bounce(ctx));
     }
-    let destination =
-        maps::endpoint(port.vni, packet.header.dst).ok_or(DropReason::UnknownDestination)?;
+    let routed = if node.flags & node_flags::SERVICES == 0 {
+        Routed::direct(endpoint(port.vni, packet.header.dst)?)
+    } else {
+        translate(ctx, node, port.vni, packet)?
+    };
+    let destination = routed.destination;
     let receiver_policy = match destination.kind {
         endpoint_kind::LOCAL => destination.policy,
         endpoint_kind::REMOTE => NO_POLICY,
         _ => return Err(DropReason::UnknownDestination),
     };
-    conntrack::admit(ctx, node, port.vni, packet, port.policy, receiver_policy)?;
+    // Conntrack and the rules see the connection between the client and the backend: a
+    // packet to a service as translated, a backend's reply as it came.
+    let parties = Parties {
+        vni: port.vni,
+        sender_policy: port.policy,
+        receiver_policy,
+        translated: (routed.translation == Translation::ToBackend).then_some(&routed.rewrite),
+    };
+    conntrack::admit(ctx, node, packet, &parties)?;
     let src_mac = if eth.dst == node.router_mac {
         node.router_mac
     } else {
@@ -137,13 +153,25 @@ fn forward<C: PacketContext>(
         }
         endpoint_kind::REMOTE => {
             let hop = route::towards(ctx, node, destination.vtep)?;
-            let hash = flow_hash(
-                packet.header.src,
-                packet.header.dst,
-                packet.header.protocol,
-                packet.l4.src_port,
-                packet.l4.dst_port,
-            );
+            let hash = match routed.translation {
+                Translation::None => flow_hash(
+                    packet.header.src,
+                    packet.header.dst,
+                    packet.header.protocol,
+                    packet.l4.src_port,
+                    packet.l4.dst_port,
+                ),
+                _ => {
+                    let leaving = &routed.rewrite;
+                    flow_hash(
+                        leaving.src,
+                        leaving.dst,
+                        packet.header.protocol,
+                        leaving.src_port,
+                        leaving.dst_port,
+                    )
+                }
+            };
             stats::count(ctx, Counter::PodEncapsulated);
             vxlan::encapsulate(
                 ctx,
@@ -158,6 +186,70 @@ fn forward<C: PacketContext>(
         }
         _ => Err(DropReason::UnknownDestination),
     }
+}
+
+/// How a packet was translated on its way.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Translation {
+    None,
+    /// A packet to a service, now to one of its backends.
+    ToBackend,
+    /// A backend's reply, now from the service.
+    FromService,
+}
+
+/// Where a packet goes, and how it was translated on its way there.
+struct Routed {
+    destination: Endpoint,
+    translation: Translation,
+    /// Unless `translation` is `None`, the addresses and ports it left with.
+    rewrite: Rewrite,
+}
+
+impl Routed {
+    #[inline(always)]
+    fn direct(destination: Endpoint) -> Routed {
+        Routed {
+            destination,
+            translation: Translation::None,
+            rewrite: Rewrite::default(),
+        }
+    }
+}
+
+/// The endpoint with address `ip` on plane `vni`.
+#[inline(always)]
+fn endpoint(vni: u32, ip: [u8; 4]) -> Result<Endpoint, DropReason> {
+    maps::endpoint(vni, ip).ok_or(DropReason::UnknownDestination)
+}
+
+/// Where `packet` goes on plane `vni` of a node with services, translated in place on its
+/// way: a backend's reply of a translated connection comes from the service, and a packet to
+/// a service's virtual IP goes to a backend.
+#[inline(always)]
+fn translate<C: PacketContext>(
+    ctx: &C,
+    node: &NodeConfig,
+    vni: u32,
+    packet: &Ipv4Packet,
+) -> Result<Routed, DropReason> {
+    let tuple = service::tuple_of(vni, packet);
+    let (rewrite, translation) = match service::from_backend(node, &tuple) {
+        Some(rewrite) => (rewrite, Translation::FromService),
+        None => {
+            let destination = endpoint(vni, packet.header.dst)?;
+            if destination.kind != endpoint_kind::SERVICE {
+                return Ok(Routed::direct(destination));
+            }
+            (service::to_service(node, &tuple)?, Translation::ToBackend)
+        }
+    };
+    service::rewrite(ctx, ETH_HDR_LEN, packet, &rewrite)?;
+    Ok(Routed {
+        destination: endpoint(vni, rewrite.dst)?,
+        translation,
+        rewrite,
+    })
 }
 
 /// Whether `packet` is larger than the plane's `mtu`: a GSO packet (tc hook) by the segments

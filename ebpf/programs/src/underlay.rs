@@ -17,21 +17,22 @@
 
 use ctpath_common::{
     maps::{
-        endpoint_flags, endpoint_kind, network_flags, Endpoint, Network, NodeConfig, NO_POLICY,
-        XSK_FRAME_ROOM,
+        endpoint_flags, endpoint_kind, network_flags, node_flags, Endpoint, Network, NodeConfig,
+        NO_POLICY, XSK_FRAME_ROOM,
     },
-    wire::{ETHERTYPE_IPV4, IPPROTO_TCP, VXLAN_ENCAP_LEN},
+    wire::{ETHERTYPE_IPV4, ETH_HDR_LEN, IPPROTO_TCP, VXLAN_ENCAP_LEN},
     Counter, DropReason,
 };
 
 use crate::{
-    arp, conntrack,
+    arp,
+    conntrack::{self, Parties},
     context::PacketContext,
     maps,
     packet::{write_at, EthHdr},
     parse::{self, Payload},
     pod::bounce,
-    stats, vxlan,
+    service, stats, vxlan,
 };
 
 pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
@@ -76,14 +77,20 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
                 stats::count(ctx, Counter::UnderlayToTc);
                 return Ok(action);
             }
-            conntrack::admit(
-                ctx,
-                &node,
-                received.vni,
-                &packet,
-                NO_POLICY,
-                destination.policy,
-            )?;
+            let parties = Parties {
+                vni: received.vni,
+                sender_policy: NO_POLICY,
+                receiver_policy: destination.policy,
+                translated: None,
+            };
+            conntrack::admit(ctx, &node, &packet, &parties)?;
+            // A backend's reply to a client of this node comes from the service.
+            if node.flags & node_flags::SERVICES != 0 {
+                let tuple = service::tuple_of(received.vni, &packet);
+                if let Some(rewrite) = service::from_backend(&node, &tuple) {
+                    service::rewrite(ctx, VXLAN_ENCAP_LEN + ETH_HDR_LEN, &packet, &rewrite)?;
+                }
+            }
             stats::count(ctx, Counter::UnderlayDecapsulated);
             vxlan::decapsulate(ctx)?;
             write_at(

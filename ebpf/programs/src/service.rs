@@ -1,0 +1,174 @@
+//! Services in the kernel: the service maps as the [`ServiceTables`] of the shared decision
+//! (`ctpath_common::service`, also run by the reference model's tests and, once it carries
+//! services, the AF_XDP forwarder), and the rewrite of a translated packet's addresses, ports
+//! and checksums in place.
+
+use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
+use ctpath_common::{
+    checksum::replace32,
+    maps::{
+        AffinityEntry, AffinityKey, FlowKey, NatEntry, NodeConfig, Rewrite, ServiceEntry,
+        ServiceKey, MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_SLOTS,
+    },
+    service::{self, Scratch, ServiceTables, Tuple},
+    wire::{IPPROTO_TCP, IPPROTO_UDP},
+    DropReason,
+};
+
+/// [`to_service`]'s keys and entries, off the stack.
+#[map]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+use crate::{
+    context::{Field, PacketContext},
+    maps::{AFFINITY, MAGLEV_LARGE, MAGLEV_SMALL, NAT_FLOWS, NAT_REPLIES, SERVICES},
+    packet::{header_at, write_at},
+    parse::Ipv4Packet,
+};
+
+/// The kernel's service maps.
+struct KernelServices;
+
+impl ServiceTables for KernelServices {
+    #[inline(always)]
+    fn now_ns(&self) -> u64 {
+        // SAFETY: `bpf_ktime_get_ns` takes no arguments and reads no memory.
+        unsafe { bpf_ktime_get_ns() }
+    }
+
+    #[inline(always)]
+    fn service(&self, key: &ServiceKey) -> Option<ServiceEntry> {
+        // SAFETY: a pointer from a successful lookup, valid for this program run; the value
+        // is copied out.
+        SERVICES.get_ptr(*key).map(|entry| unsafe { *entry })
+    }
+
+    #[inline(always)]
+    fn maglev_slot(&self, table: u64, large: bool, slot: usize) -> Option<[u8; 4]> {
+        // Behind `black_box`: LLVM knows a remainder is below its divisor and drops the
+        // checks below, which the verifier needs (it does not bound a remainder).
+        let slot = core::hint::black_box(slot);
+        // SAFETY (both arms): a pointer from a successful lookup to a whole table, valid for
+        // this program run; `slot` is checked against the table's length.
+        if large {
+            let table = MAGLEV_LARGE.get_ptr(table)?;
+            (slot < MAGLEV_LARGE_SLOTS).then(|| unsafe { (*table)[slot] })
+        } else {
+            let table = MAGLEV_SMALL.get_ptr(table)?;
+            (slot < MAGLEV_SMALL_SLOTS).then(|| unsafe { (*table)[slot] })
+        }
+    }
+
+    #[inline(always)]
+    fn flow(&mut self, key: &FlowKey) -> Option<&mut NatEntry> {
+        // SAFETY: a pointer from a successful lookup, valid for this program run; concurrent
+        // updates of the timestamp from other CPUs race benignly (last writer wins).
+        NAT_FLOWS.get_ptr_mut(*key).map(|entry| unsafe { &mut *entry })
+    }
+
+    #[inline(always)]
+    fn reply(&mut self, key: &FlowKey) -> Option<&mut NatEntry> {
+        // SAFETY: as for `flow`.
+        NAT_REPLIES.get_ptr_mut(*key).map(|entry| unsafe { &mut *entry })
+    }
+
+    #[inline(always)]
+    fn affinity(&mut self, key: &AffinityKey) -> Option<&mut AffinityEntry> {
+        // SAFETY: as for `flow`.
+        AFFINITY.get_ptr_mut(*key).map(|entry| unsafe { &mut *entry })
+    }
+
+    // An LRU map makes room for every store; a failure (out of memory) leaves the connection
+    // untracked, and its next packet chooses again (the same backend while the table stays).
+    #[inline(always)]
+    fn store_flow(&mut self, key: &FlowKey, entry: &NatEntry) {
+        let _ = NAT_FLOWS.insert(key, entry, 0);
+    }
+
+    #[inline(always)]
+    fn store_reply(&mut self, key: &FlowKey, entry: &NatEntry) {
+        let _ = NAT_REPLIES.insert(key, entry, 0);
+    }
+
+    #[inline(always)]
+    fn store_affinity(&mut self, key: &AffinityKey, entry: &AffinityEntry) {
+        let _ = AFFINITY.insert(key, entry, 0);
+    }
+}
+
+/// The tuple of `packet` on plane `vni`, as the service maps key it.
+#[inline(always)]
+pub fn tuple_of(vni: u32, packet: &Ipv4Packet) -> Tuple {
+    Tuple {
+        vni,
+        protocol: packet.header.protocol,
+        src: packet.header.src,
+        dst: packet.header.dst,
+        src_port: packet.l4.src_port,
+        dst_port: packet.l4.dst_port,
+        tcp_flags: packet.l4.tcp_flags,
+        icmp_type: packet.l4.icmp_type,
+    }
+}
+
+/// [`service::to_service`] over the kernel's maps, its keys built in `SCRATCH`.
+#[inline(always)]
+pub fn to_service(node: &NodeConfig, tuple: &Tuple) -> Result<Rewrite, DropReason> {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(DropReason::ServiceRewriteFailed)?;
+    // SAFETY: this CPU's slot of a per-CPU array, valid for the whole program run and used by
+    // nothing else while this program runs on this CPU.
+    service::to_service(&mut KernelServices, unsafe { &mut *scratch }, node, tuple)
+}
+
+/// [`service::from_backend`] over the kernel's maps.
+#[inline(always)]
+pub fn from_backend(node: &NodeConfig, tuple: &Tuple) -> Option<Rewrite> {
+    service::from_backend(&mut KernelServices, node, tuple)
+}
+
+/// Rewrites `packet` (validated, its IPv4 header at `l3_offset`) to the addresses and ports
+/// of `rewrite`, with its IPv4 header checksum and its TCP or UDP checksum updated.
+#[inline(always)]
+pub fn rewrite<C: PacketContext>(
+    ctx: &C,
+    l3_offset: usize,
+    packet: &Ipv4Packet,
+    rewrite: &Rewrite,
+) -> Result<(), DropReason> {
+    const FAILED: DropReason = DropReason::ServiceRewriteFailed;
+    let header = &packet.header;
+    // Masked to its real range (read back from the stack, offsets lose the bounds the
+    // verifier needs for packet access).
+    let l3 = l3_offset & 0xff;
+    let l4 = packet.l4_offset & 0xff;
+    let check = header_at::<[u8; 2], _>(ctx, l3 + 10).ok_or(FAILED)?;
+    let check = replace32(u16::from_be_bytes(check), header.src, rewrite.src);
+    let check = replace32(check, header.dst, rewrite.dst);
+    write_at(ctx, l3 + 10, check.to_be_bytes()).ok_or(FAILED)?;
+    write_at(ctx, l3 + 12, rewrite.src).ok_or(FAILED)?;
+    write_at(ctx, l3 + 16, rewrite.dst).ok_or(FAILED)?;
+    let (check_at, udp) = match header.protocol {
+        IPPROTO_TCP => (l4 + 16, false),
+        IPPROTO_UDP => (l4 + 6, true),
+        // ICMP's checksum covers no address; an echo keeps its identifier.
+        _ => return Ok(()),
+    };
+    for (old, new) in [(header.src, rewrite.src), (header.dst, rewrite.dst)] {
+        if old != new {
+            let (old, new) = (Field::Address(old), Field::Address(new));
+            ctx.replace_l4_checksum(check_at, old, new, true, udp)?;
+        }
+    }
+    let ports = [
+        (packet.l4.src_port, rewrite.src_port, l4),
+        (packet.l4.dst_port, rewrite.dst_port, l4 + 2),
+    ];
+    for (old, new, at) in ports {
+        if old != new {
+            let (old, new) = (old.to_be_bytes(), new.to_be_bytes());
+            ctx.replace_l4_checksum(check_at, Field::Port(old), Field::Port(new), false, udp)?;
+            write_at(ctx, at, new).ok_or(FAILED)?;
+        }
+    }
+    Ok(())
+}
