@@ -58,6 +58,7 @@ mod error;
 pub mod etcd;
 pub mod fixture;
 pub mod model_of;
+pub mod services;
 mod netns;
 mod process;
 mod raw;
