@@ -419,10 +419,13 @@ fn state_check(file: &Path) -> ExitCode {
                 state.interface_count()
             );
             if !state.services.is_empty() {
+                let count = match state.services.len() {
+                    1 => "1 service".to_owned(),
+                    n => format!("{n} services"),
+                };
                 println!(
-                    "{}: {} services, balanced over their backends by Maglev:",
-                    file.display(),
-                    state.services.len()
+                    "{}: {count}, each balanced over its backends by Maglev:",
+                    file.display()
                 );
                 for service in &state.services {
                     let backends: Vec<String> = state

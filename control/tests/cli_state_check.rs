@@ -54,7 +54,10 @@ fn two_node_example_is_ok() {
     assert_eq!(
         text(&output.stdout),
         format!(
-            "{TWO_NODE_PATH}: ok (3 networks, 2 nodes, 3 security groups, 4 pods, 10 interfaces)\n"
+            "{TWO_NODE_PATH}: ok (3 networks, 2 nodes, 3 security groups, 4 pods, 10 interfaces)\n\
+             {TWO_NODE_PATH}: 1 service, each balanced over its backends by Maglev:\n  \
+             service upf-gtpu 10.96.0.20: 2 backends: telco/upf-0 10.244.1.2, telco/upf-1 \
+             10.244.2.2\n"
         )
     );
 }
@@ -72,7 +75,7 @@ fn services_are_validated_and_their_backends_listed() {
         text(&output.stdout),
         format!(
             "{SERVICES_PATH}: ok (1 networks, 2 nodes, 0 security groups, 4 pods, 4 interfaces)\n\
-             {SERVICES_PATH}: 2 services, balanced over their backends by Maglev:\n  \
+             {SERVICES_PATH}: 2 services, each balanced over its backends by Maglev:\n  \
              service web 10.96.0.10: 2 backends: default/web-0 10.244.1.2, default/web-1 \
              10.244.2.2\n  \
              service dns 10.244.0.53: 1 backend: infra/dns-0 10.244.1.3\n"

@@ -62,8 +62,9 @@ fn apply_then_get_round_trips() {
         stdout.contains(&format!("applied at revision {}", etcd.revision())),
         "{stdout}"
     );
-    // One key per object: 3 networks, 2 nodes, 3 security groups, 4 pods, the conntrack.
-    assert_eq!(keys(&etcd).len(), 13, "{:?}", keys(&etcd));
+    // One key per object: 3 networks, 2 nodes, 3 security groups, 4 pods, 1 service, the
+    // conntrack.
+    assert_eq!(keys(&etcd).len(), 14, "{:?}", keys(&etcd));
     assert!(keys(&etcd).contains("/ctpath/v1/pods/default/probe-0"));
 
     let got = ctpath(&["state", "get", "--etcd", &etcd.endpoint()]);

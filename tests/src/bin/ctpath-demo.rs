@@ -1,16 +1,24 @@
 //! `ctpath-demo` (run by `scripts/demo`): a two-node ctpath cluster in network namespaces, built
 //! from the embedded default state (`control/examples/two-node.yaml`), with pods on several
 //! planes; flows across nodes and on one node that the state's security groups allow or block,
-//! plane isolation, a short 64-byte UDP flood, and a readable summary of what was sent, what
-//! arrived, the datapath's counters and the rules that allowed traffic, and what the AF_XDP
-//! forwarder, which carries the media plane (`fast_path: true`), reports.
+//! plane isolation, a service (`upf-gtpu`) whose new connections are spread by Maglev over its
+//! backends on both nodes, a short 64-byte UDP flood, and a readable summary of what was sent,
+//! what arrived, the datapath's counters and the rules that allowed traffic, and what the
+//! AF_XDP forwarder, which carries the media plane (`fast_path: true`), reports.
 
-use std::{process::ExitCode, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use ctpath_dataplane::testing::FrameBuilder;
 use ctpath_testbed::{
     cluster::{pod_ifname, pod_ip, Cluster, ClusterOptions},
     require_root,
+    services::{expected_backend, maglev_shares, serve_name, udp_answers},
     traffic::{flood, ping, rx_packets, tcp_echo, udp_echo},
 };
 
@@ -168,6 +176,75 @@ fn main() -> ExitCode {
             2,
             Some("eth0"),
         ),
+    );
+
+    let service = &cluster.state.services[0];
+    let backends: Vec<_> = cluster
+        .state
+        .service_backends(service)
+        .iter()
+        .map(|(pod, interface)| (interface.ip, pod.name.clone(), pod.node.clone()))
+        .collect();
+    println!(
+        "\nservice {} {}:2152/udp on std, {} backends; each new connection (a datagram from a new \
+         port) goes to the backend of its Maglev slot",
+        service.name,
+        service.vip,
+        backends.len()
+    );
+    let stop = AtomicBool::new(false);
+    let (spread, from_probe) = std::thread::scope(|scope| {
+        let servers: Vec<_> = backends
+            .iter()
+            .map(|(_, name, _)| serve_name(scope, cluster.pod(name).ns(), name, 2152, &stop))
+            .collect();
+        let spread = udp_answers(cluster.pod("smf-0").ns(), service.vip, 2152, 200);
+        let from_probe = udp_answers(cluster.pod("probe-0").ns(), service.vip, 2152, 5);
+        stop.store(true, Ordering::Relaxed);
+        for server in servers {
+            server.join().expect("service backend");
+        }
+        (spread, from_probe)
+    });
+    let addresses: Vec<Ipv4Addr> = backends.iter().map(|(ip, _, _)| *ip).collect();
+    let smf0 = ip("smf-0", "std");
+    let mut answered = BTreeMap::new();
+    let mut as_predicted = 0;
+    for answer in spread.iter().flatten() {
+        *answered.entry(answer.backend.clone()).or_insert(0) += 1;
+        let predicted =
+            expected_backend(&addresses, smf0, answer.source_port, service.vip, 2152, false);
+        let name = backends
+            .iter()
+            .find(|(ip, _, _)| Some(*ip) == predicted)
+            .map(|(_, name, _)| name);
+        as_predicted += usize::from(name == Some(&answer.backend));
+    }
+    for ((_, name, node), share) in backends.iter().zip(maglev_shares(&addresses)) {
+        println!(
+            "  {name:<6} on {node}: {:>3} of {} connections from smf-0 (its table share {:.1}%)",
+            answered.get(name).unwrap_or(&0),
+            spread.len(),
+            100.0 * share
+        );
+    }
+    let answers = spread.iter().flatten().count();
+    check(
+        format!(
+            "udp  smf-0 -> {}:2152: {answers} of {} answered, {as_predicted} by their Maglev slot's backend, from the service's address",
+            service.vip,
+            spread.len()
+        ),
+        true,
+        answers == spread.len() && as_predicted == answers && answered.len() == backends.len(),
+    );
+    check(
+        format!(
+            "udp  probe-0 -> {}:2152: the backends' group upf allows udp 2152 only from group smf",
+            service.vip
+        ),
+        false,
+        from_probe.iter().any(Option::is_some),
     );
 
     println!(
