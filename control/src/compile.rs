@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ctpath_common::{
     maps::{
         endpoint_flags, endpoint_kind, network_flags, node_flags, port_flags, Endpoint,
-        EndpointKey, Network, NodeConfig, PodPort, MAX_XSK_INTERFACES, NO_POLICY, XSK_QUEUES_PER_INTERFACE,
+        EndpointKey, Network, NodeConfig, PodPort, MAX_XSK_INTERFACES, NO_POLICY,
+        XSK_QUEUES_PER_INTERFACE,
     },
     wire::VXLAN_ENCAP_LEN,
 };
@@ -773,7 +774,10 @@ mod tests {
         assert_eq!(plan.node.flags, node_flags::SERVICES);
         for vip in [[10, 96, 0, 10], [10, 244, 0, 53]] {
             let endpoint = plan.endpoints[&EndpointKey { vni: 100, ip: vip }];
-            assert_eq!((endpoint.kind, endpoint.mac), (endpoint_kind::SERVICE, ROUTER_MAC));
+            assert_eq!(
+                (endpoint.kind, endpoint.mac),
+                (endpoint_kind::SERVICE, ROUTER_MAC)
+            );
         }
         // web: 2 ports; dns: all ports, an entry each for TCP, UDP and ICMP.
         assert_eq!(plan.services.entries.len(), 5);

@@ -324,9 +324,7 @@ impl MapLayout {
             // `struct bpf_devmap_val`: the target's ifindex and a program (unused: 0).
             names::DEVICES => layout::<u32, [u32; 2]>(MapType::DevMapHash, MAX_DEVICES),
             names::RULE_HITS => layout::<u32, Tally>(MapType::PerCpuArray, MAX_RULES),
-            names::SERVICES => {
-                layout::<ServiceKey, ServiceEntry>(MapType::Hash, MAX_SERVICE_PORTS)
-            }
+            names::SERVICES => layout::<ServiceKey, ServiceEntry>(MapType::Hash, MAX_SERVICE_PORTS),
             names::MAGLEV_SMALL => layout::<u64, MaglevSmall>(MapType::Hash, MAX_MAGLEV_SMALL),
             names::MAGLEV_LARGE => layout::<u64, MaglevLarge>(MapType::Hash, MAX_MAGLEV_LARGE),
             names::NAT_FLOWS | names::NAT_REPLIES => {
@@ -879,10 +877,16 @@ pub fn reconcile(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<Reconciled, Datapat
         prune_devices(ebpf, &devices(plan))?,
         prune_hash(ebpf, names::SERVICES, &plan.services.entries)?,
         prune_keys::<u64, MaglevSmall>(ebpf, names::MAGLEV_SMALL, |key| {
-            plan.services.tables.get(key).is_some_and(|table| !table.large)
+            plan.services
+                .tables
+                .get(key)
+                .is_some_and(|table| !table.large)
         })?,
         prune_keys::<u64, MaglevLarge>(ebpf, names::MAGLEV_LARGE, |key| {
-            plan.services.tables.get(key).is_some_and(|table| table.large)
+            plan.services
+                .tables
+                .get(key)
+                .is_some_and(|table| table.large)
         })?,
     ]
     .iter()

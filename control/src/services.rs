@@ -136,11 +136,7 @@ pub fn table_of(backends: &[[u8; 4]]) -> Option<(u64, MaglevTable)> {
         .map(|ip| BackendId(u32::from_be_bytes(*ip)))
         .collect();
     let maglev = Maglev::build(&ids, size).ok()?;
-    let slots = maglev
-        .slots()
-        .iter()
-        .map(|id| id.0.to_be_bytes())
-        .collect();
+    let slots = maglev.slots().iter().map(|id| id.0.to_be_bytes()).collect();
     Some((table_key(large, &ids), MaglevTable { large, slots }))
 }
 

@@ -124,7 +124,10 @@ mod tests {
         let new_dst = [10, 96, 255, 254];
         let old_dst = [header[16], header[17], header[18], header[19]];
         header[16..20].copy_from_slice(&new_dst);
-        assert_eq!(replace32(before, old_dst, new_dst), ipv4_header_checksum(&header));
+        assert_eq!(
+            replace32(before, old_dst, new_dst),
+            ipv4_header_checksum(&header)
+        );
     }
 
     #[test]

@@ -168,7 +168,11 @@ pub fn to_service<T: ServiceTables>(
         _ => tuple.dst_port,
     };
     let forward = Rewrite {
-        src: if backend == tuple.src { tuple.dst } else { tuple.src },
+        src: if backend == tuple.src {
+            tuple.dst
+        } else {
+            tuple.src
+        },
         dst: backend,
         src_port: tuple.src_port,
         dst_port: target_port,

@@ -15,14 +15,13 @@
 use aya_ebpf::{
     bindings::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action, BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
-        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR,
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO,
-        TC_ACT_OK, TC_ACT_SHOT,
+        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT,
     },
     helpers::generated::{
-        bpf_l4_csum_replace, bpf_redirect, bpf_redirect_peer, bpf_skb_adjust_room, bpf_skb_change_head,
-        bpf_skb_change_tail, bpf_skb_change_type, bpf_skb_pull_data, bpf_xdp_adjust_head,
-        bpf_xdp_adjust_tail,
+        bpf_l4_csum_replace, bpf_redirect, bpf_redirect_peer, bpf_skb_adjust_room,
+        bpf_skb_change_head, bpf_skb_change_tail, bpf_skb_change_type, bpf_skb_pull_data,
+        bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
     },
     programs::{TcContext, XdpContext},
     EbpfContext,
@@ -267,7 +266,8 @@ impl PacketContext for XdpContext {
         _pseudo: bool,
         udp: bool,
     ) -> Result<(), DropReason> {
-        let check = header_at::<[u8; 2], _>(self, offset).ok_or(DropReason::ServiceRewriteFailed)?;
+        let check =
+            header_at::<[u8; 2], _>(self, offset).ok_or(DropReason::ServiceRewriteFailed)?;
         let check = replaced(u16::from_be_bytes(check), old, new, udp);
         write_at(self, offset, check.to_be_bytes()).ok_or(DropReason::ServiceRewriteFailed)
     }
@@ -398,12 +398,16 @@ impl PacketContext for TcContext {
         udp: bool,
     ) -> Result<(), DropReason> {
         let (old, new, size) = match (old, new) {
-            (Field::Address(old), Field::Address(new)) => {
-                (u32::from_ne_bytes(old) as u64, u32::from_ne_bytes(new) as u64, 4)
-            }
-            (Field::Port(old), Field::Port(new)) => {
-                (u16::from_ne_bytes(old) as u64, u16::from_ne_bytes(new) as u64, 2)
-            }
+            (Field::Address(old), Field::Address(new)) => (
+                u32::from_ne_bytes(old) as u64,
+                u32::from_ne_bytes(new) as u64,
+                4,
+            ),
+            (Field::Port(old), Field::Port(new)) => (
+                u16::from_ne_bytes(old) as u64,
+                u16::from_ne_bytes(new) as u64,
+                2,
+            ),
             _ => return Ok(()),
         };
         let mut flags = size;

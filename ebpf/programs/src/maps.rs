@@ -6,20 +6,17 @@
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_ns,
     macros::map,
-    maps::{
-        lpm_trie::Key, Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap,
-    },
+    maps::{lpm_trie::Key, Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap},
 };
 use ctpath_common::{
     maps::{
         AffinityEntry, AffinityKey, CtEntry, CtKey, Endpoint, EndpointKey, FlowKey, MaglevLarge,
-        MaglevSmall, NatEntry, Network, NextHopEntry, NodeConfig, PodPort, PolicyRuleKey,
-        ScopedIp, ScopedMac, ServiceEntry, ServiceKey, SourceMac, Vtep, AFFINITY_ENTRIES,
-        BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD,
-        MAX_DEVICES, MAX_ENDPOINTS, MAX_IDENTITIES, MAX_MAGLEV_LARGE, MAX_MAGLEV_SMALL,
-        MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES, MAX_SERVICE_PORTS,
-        MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS, NAT_ENTRIES, POLICY_KEY_FIXED_BITS,
-        XSK_QUEUES_PER_INTERFACE,
+        MaglevSmall, NatEntry, Network, NextHopEntry, NodeConfig, PodPort, PolicyRuleKey, ScopedIp,
+        ScopedMac, ServiceEntry, ServiceKey, SourceMac, Vtep, AFFINITY_ENTRIES, BPF_F_MMAPABLE,
+        BPF_F_NO_PREALLOC, DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD, MAX_DEVICES, MAX_ENDPOINTS,
+        MAX_IDENTITIES, MAX_MAGLEV_LARGE, MAX_MAGLEV_SMALL, MAX_NETWORKS, MAX_POD_PORTS,
+        MAX_POLICY_ENTRIES, MAX_RULES, MAX_SERVICE_PORTS, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS,
+        NAT_ENTRIES, POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
     },
     Tally,
 };

@@ -48,13 +48,14 @@ impl ServiceTables for KernelServices {
         // Behind `black_box`: LLVM knows a remainder is below its divisor and drops the
         // checks below, which the verifier needs (it does not bound a remainder).
         let slot = core::hint::black_box(slot);
-        // SAFETY (both arms): a pointer from a successful lookup to a whole table, valid for
-        // this program run; `slot` is checked against the table's length.
         if large {
             let table = MAGLEV_LARGE.get_ptr(table)?;
+            // SAFETY: a pointer from a successful lookup to a whole table, valid for this
+            // program run; `slot` is checked against the table's length.
             (slot < MAGLEV_LARGE_SLOTS).then(|| unsafe { (*table)[slot] })
         } else {
             let table = MAGLEV_SMALL.get_ptr(table)?;
+            // SAFETY: as above.
             (slot < MAGLEV_SMALL_SLOTS).then(|| unsafe { (*table)[slot] })
         }
     }
@@ -63,19 +64,25 @@ impl ServiceTables for KernelServices {
     fn flow(&mut self, key: &FlowKey) -> Option<&mut NatEntry> {
         // SAFETY: a pointer from a successful lookup, valid for this program run; concurrent
         // updates of the timestamp from other CPUs race benignly (last writer wins).
-        NAT_FLOWS.get_ptr_mut(*key).map(|entry| unsafe { &mut *entry })
+        NAT_FLOWS
+            .get_ptr_mut(*key)
+            .map(|entry| unsafe { &mut *entry })
     }
 
     #[inline(always)]
     fn reply(&mut self, key: &FlowKey) -> Option<&mut NatEntry> {
         // SAFETY: as for `flow`.
-        NAT_REPLIES.get_ptr_mut(*key).map(|entry| unsafe { &mut *entry })
+        NAT_REPLIES
+            .get_ptr_mut(*key)
+            .map(|entry| unsafe { &mut *entry })
     }
 
     #[inline(always)]
     fn affinity(&mut self, key: &AffinityKey) -> Option<&mut AffinityEntry> {
         // SAFETY: as for `flow`.
-        AFFINITY.get_ptr_mut(*key).map(|entry| unsafe { &mut *entry })
+        AFFINITY
+            .get_ptr_mut(*key)
+            .map(|entry| unsafe { &mut *entry })
     }
 
     // An LRU map makes room for every store; a failure (out of memory) leaves the connection
@@ -114,7 +121,9 @@ pub fn tuple_of(vni: u32, packet: &Ipv4Packet) -> Tuple {
 /// [`service::to_service`] over the kernel's maps, its keys built in `SCRATCH`.
 #[inline(always)]
 pub fn to_service(node: &NodeConfig, tuple: &Tuple) -> Result<Rewrite, DropReason> {
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(DropReason::ServiceRewriteFailed)?;
+    let scratch = SCRATCH
+        .get_ptr_mut(0)
+        .ok_or(DropReason::ServiceRewriteFailed)?;
     // SAFETY: this CPU's slot of a per-CPU array, valid for the whole program run and used by
     // nothing else while this program runs on this CPU.
     service::to_service(&mut KernelServices, unsafe { &mut *scratch }, node, tuple)

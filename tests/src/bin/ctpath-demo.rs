@@ -212,8 +212,14 @@ fn main() -> ExitCode {
     let mut as_predicted = 0;
     for answer in spread.iter().flatten() {
         *answered.entry(answer.backend.clone()).or_insert(0) += 1;
-        let predicted =
-            expected_backend(&addresses, smf0, answer.source_port, service.vip, 2152, false);
+        let predicted = expected_backend(
+            &addresses,
+            smf0,
+            answer.source_port,
+            service.vip,
+            2152,
+            false,
+        );
         let name = backends
             .iter()
             .find(|(ip, _, _)| Some(*ip) == predicted)
