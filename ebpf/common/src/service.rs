@@ -25,6 +25,7 @@
 //! Every function is `#[inline(always)]` for the verifier. Panic contract: nothing here panics.
 
 use crate::{
+    conntrack::Packet,
     flow::flow_hash,
     maps::{
         ct_state, service_flags, AffinityEntry, AffinityKey, FlowKey, NatEntry, NodeConfig,
@@ -64,46 +65,17 @@ pub struct Scratch {
 }
 const _: () = assert!(core::mem::size_of::<Scratch>() == 96);
 
-/// A packet's connection tuple as the service maps key it: ports as conntrack has them (the
-/// echo identifier twice for ICMP echo, 0 and 0 for protocols without ports).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tuple {
-    pub vni: u32,
-    pub protocol: u8,
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
-    pub src_port: u16,
-    pub dst_port: u16,
-    /// TCP flags; 0 for other protocols.
-    pub tcp_flags: u8,
-    /// ICMP type; 0 for other protocols.
-    pub icmp_type: u8,
-}
-
-impl Tuple {
-    #[inline(always)]
-    fn flow_key(&self) -> FlowKey {
-        FlowKey {
-            vni: self.vni,
-            src: self.src,
-            dst: self.dst,
-            src_port: self.src_port,
-            dst_port: self.dst_port,
-            protocol: self.protocol,
-            _pad: [0; 3],
-        }
-    }
-
-    /// This tuple as `rewrite` leaves it.
-    #[inline(always)]
-    pub fn rewritten(&self, rewrite: &Rewrite) -> Tuple {
-        Tuple {
-            src: rewrite.src,
-            dst: rewrite.dst,
-            src_port: rewrite.src_port,
-            dst_port: rewrite.dst_port,
-            ..*self
-        }
+/// The key of `packet`'s direction of its connection in `NAT_FLOWS` and `NAT_REPLIES`.
+#[inline(always)]
+fn flow_key(packet: &Packet) -> FlowKey {
+    FlowKey {
+        vni: packet.vni,
+        src: packet.src,
+        dst: packet.dst,
+        src_port: packet.src_port,
+        dst_port: packet.dst_port,
+        protocol: packet.protocol,
+        _pad: [0; 3],
     }
 }
 
@@ -117,7 +89,7 @@ fn lifetime_ns(node: &NodeConfig, protocol: u8) -> u64 {
 /// Whether a packet of `protocol` with these flags starts a connection whatever was there
 /// before: a TCP SYN.
 #[inline(always)]
-fn starts_afresh(tuple: &Tuple) -> bool {
+fn starts_afresh(tuple: &Packet) -> bool {
     tuple.protocol == IPPROTO_TCP && tuple.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
 }
 
@@ -128,7 +100,7 @@ pub fn to_service<T: ServiceTables>(
     tables: &mut T,
     scratch: &mut Scratch,
     node: &NodeConfig,
-    tuple: &Tuple,
+    tuple: &Packet,
 ) -> Result<Rewrite, DropReason> {
     let port = match tuple.protocol {
         IPPROTO_TCP | IPPROTO_UDP => tuple.dst_port,
@@ -136,7 +108,7 @@ pub fn to_service<T: ServiceTables>(
         _ => return Err(DropReason::ServiceUnsupported),
     };
     let now = tables.now_ns();
-    scratch.flow = tuple.flow_key();
+    scratch.flow = flow_key(tuple);
     if !starts_afresh(tuple) {
         let lifetime = lifetime_ns(node, tuple.protocol);
         if let Some(flow) = tables.flow(&scratch.flow) {
@@ -212,7 +184,7 @@ fn backend_for<T: ServiceTables>(
     tables: &mut T,
     scratch: &mut Scratch,
     service: &ServiceEntry,
-    tuple: &Tuple,
+    tuple: &Packet,
     now: u64,
 ) -> Result<[u8; 4], DropReason> {
     if service.table == NO_TABLE {
@@ -267,11 +239,11 @@ fn backend_for<T: ServiceTables>(
 pub fn from_backend<T: ServiceTables>(
     tables: &mut T,
     node: &NodeConfig,
-    tuple: &Tuple,
+    tuple: &Packet,
 ) -> Option<Rewrite> {
     let now = tables.now_ns();
     let lifetime = lifetime_ns(node, tuple.protocol);
-    let reply = tables.reply(&tuple.flow_key())?;
+    let reply = tables.reply(&flow_key(tuple))?;
     if now.saturating_sub(reply.last_seen_ns) >= lifetime {
         return None;
     }

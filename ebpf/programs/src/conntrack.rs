@@ -68,6 +68,22 @@ impl CtTable for KernelConntrack {
     }
 }
 
+/// `packet` on plane `vni` as conntrack and the service maps see it.
+#[inline(always)]
+pub fn summary_of(vni: u32, packet: &Ipv4Packet) -> Packet {
+    let (header, l4) = (&packet.header, &packet.l4);
+    Packet {
+        vni,
+        protocol: header.protocol,
+        src: header.src,
+        dst: header.dst,
+        src_port: l4.src_port,
+        dst_port: l4.dst_port,
+        tcp_flags: l4.tcp_flags,
+        icmp_type: l4.icmp_type,
+    }
+}
+
 /// Who sends a packet and who receives it, as conntrack and the rules see them.
 #[derive(Clone, Copy)]
 pub struct Parties<'a> {
@@ -97,17 +113,7 @@ pub fn admit<C: PacketContext>(
         receiver_policy,
         translated,
     } = *parties;
-    let (header, l4) = (&packet.header, &packet.l4);
-    let mut summary = Packet {
-        vni,
-        protocol: header.protocol,
-        src: header.src,
-        dst: header.dst,
-        src_port: l4.src_port,
-        dst_port: l4.dst_port,
-        tcp_flags: l4.tcp_flags,
-        icmp_type: l4.icmp_type,
-    };
+    let mut summary = summary_of(vni, packet);
     if let Some(rewrite) = translated {
         summary.src = rewrite.src;
         summary.dst = rewrite.dst;

@@ -118,8 +118,7 @@ pub trait PacketContext: EbpfContext {
     /// hands the packet to it; `None` on the tc side, which carries the packet itself.
     fn hand_to_tc(&self) -> Option<u32>;
 
-    /// Updates the TCP or UDP checksum at `offset` for a field it covers that changes from
-    /// `old` to `new` (an address of the pseudo-header when `pseudo`, else a port). A UDP
+    /// Updates the TCP or UDP checksum at `offset` for `change` of a field it covers. A UDP
     /// checksum of 0 (none) stays 0 (`udp`). XDP: the checksum is complete, updated by hand.
     /// tc: `bpf_l4_csum_replace`, which also serves a packet whose checksum the device is
     /// still to complete (`CHECKSUM_PARTIAL`, a pod's TX offload: only its pseudo-header
@@ -127,33 +126,32 @@ pub trait PacketContext: EbpfContext {
     fn replace_l4_checksum(
         &self,
         offset: usize,
-        old: Field,
-        new: Field,
-        pseudo: bool,
+        change: Change,
         udp: bool,
     ) -> Result<(), DropReason>;
 }
 
-/// A field a checksum covers, as its bytes.
+/// A change of a field a TCP or UDP checksum covers, as the field's bytes before and after.
 #[derive(Clone, Copy)]
-pub enum Field {
-    Address([u8; 4]),
-    Port([u8; 2]),
+pub enum Change {
+    /// An address of the IPv4 pseudo-header.
+    Address { old: [u8; 4], new: [u8; 4] },
+    /// A port of the TCP or UDP header.
+    Port { old: [u8; 2], new: [u8; 2] },
 }
 
-/// The `check` of a complete checksum after `old` became `new` (a UDP `check` of 0 stays 0,
-/// and a computed 0 is sent as 0xffff, RFC 768).
+/// The `check` of a complete checksum after `change` (a UDP `check` of 0 stays 0, and a
+/// computed 0 is sent as 0xffff, RFC 768).
 #[inline(always)]
-fn replaced(check: u16, old: Field, new: Field, udp: bool) -> u16 {
+fn replaced(check: u16, change: Change, udp: bool) -> u16 {
     if udp && check == 0 {
         return 0;
     }
-    let check = match (old, new) {
-        (Field::Address(old), Field::Address(new)) => replace32(check, old, new),
-        (Field::Port(old), Field::Port(new)) => {
+    let check = match change {
+        Change::Address { old, new } => replace32(check, old, new),
+        Change::Port { old, new } => {
             replace16(check, u16::from_be_bytes(old), u16::from_be_bytes(new))
         }
-        _ => check,
     };
     if udp && check == 0 {
         0xffff
@@ -261,14 +259,12 @@ impl PacketContext for XdpContext {
     fn replace_l4_checksum(
         &self,
         offset: usize,
-        old: Field,
-        new: Field,
-        _pseudo: bool,
+        change: Change,
         udp: bool,
     ) -> Result<(), DropReason> {
         let check =
             header_at::<[u8; 2], _>(self, offset).ok_or(DropReason::ServiceRewriteFailed)?;
-        let check = replaced(u16::from_be_bytes(check), old, new, udp);
+        let check = replaced(u16::from_be_bytes(check), change, udp);
         write_at(self, offset, check.to_be_bytes()).ok_or(DropReason::ServiceRewriteFailed)
     }
 }
@@ -392,28 +388,21 @@ impl PacketContext for TcContext {
     fn replace_l4_checksum(
         &self,
         offset: usize,
-        old: Field,
-        new: Field,
-        pseudo: bool,
+        change: Change,
         udp: bool,
     ) -> Result<(), DropReason> {
-        let (old, new, size) = match (old, new) {
-            (Field::Address(old), Field::Address(new)) => (
+        let (old, new, mut flags) = match change {
+            Change::Address { old, new } => (
                 u32::from_ne_bytes(old) as u64,
                 u32::from_ne_bytes(new) as u64,
-                4,
+                4 | BPF_F_PSEUDO_HDR as u64,
             ),
-            (Field::Port(old), Field::Port(new)) => (
+            Change::Port { old, new } => (
                 u16::from_ne_bytes(old) as u64,
                 u16::from_ne_bytes(new) as u64,
                 2,
             ),
-            _ => return Ok(()),
         };
-        let mut flags = size;
-        if pseudo {
-            flags |= BPF_F_PSEUDO_HDR as u64;
-        }
         if udp {
             flags |= BPF_F_MARK_MANGLED_0 as u64;
         }

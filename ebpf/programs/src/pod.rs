@@ -233,7 +233,7 @@ fn translate<C: PacketContext>(
     vni: u32,
     packet: &Ipv4Packet,
 ) -> Result<Routed, DropReason> {
-    let tuple = service::tuple_of(vni, packet);
+    let tuple = conntrack::summary_of(vni, packet);
     let (rewrite, translation) = match service::from_backend(node, &tuple) {
         Some(rewrite) => (rewrite, Translation::FromService),
         None => {

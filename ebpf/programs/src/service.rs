@@ -6,11 +6,12 @@
 use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
 use ctpath_common::{
     checksum::replace32,
+    conntrack::Packet,
     maps::{
         AffinityEntry, AffinityKey, FlowKey, NatEntry, NodeConfig, Rewrite, ServiceEntry,
         ServiceKey, MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_SLOTS,
     },
-    service::{self, Scratch, ServiceTables, Tuple},
+    service::{self, Scratch, ServiceTables},
     wire::{IPPROTO_TCP, IPPROTO_UDP},
     DropReason,
 };
@@ -20,7 +21,7 @@ use ctpath_common::{
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 use crate::{
-    context::{Field, PacketContext},
+    context::{Change, PacketContext},
     maps::{AFFINITY, MAGLEV_LARGE, MAGLEV_SMALL, NAT_FLOWS, NAT_REPLIES, SERVICES},
     packet::{header_at, write_at},
     parse::Ipv4Packet,
@@ -103,24 +104,9 @@ impl ServiceTables for KernelServices {
     }
 }
 
-/// The tuple of `packet` on plane `vni`, as the service maps key it.
-#[inline(always)]
-pub fn tuple_of(vni: u32, packet: &Ipv4Packet) -> Tuple {
-    Tuple {
-        vni,
-        protocol: packet.header.protocol,
-        src: packet.header.src,
-        dst: packet.header.dst,
-        src_port: packet.l4.src_port,
-        dst_port: packet.l4.dst_port,
-        tcp_flags: packet.l4.tcp_flags,
-        icmp_type: packet.l4.icmp_type,
-    }
-}
-
 /// [`service::to_service`] over the kernel's maps, its keys built in `SCRATCH`.
 #[inline(always)]
-pub fn to_service(node: &NodeConfig, tuple: &Tuple) -> Result<Rewrite, DropReason> {
+pub fn to_service(node: &NodeConfig, tuple: &Packet) -> Result<Rewrite, DropReason> {
     let scratch = SCRATCH
         .get_ptr_mut(0)
         .ok_or(DropReason::ServiceRewriteFailed)?;
@@ -131,7 +117,7 @@ pub fn to_service(node: &NodeConfig, tuple: &Tuple) -> Result<Rewrite, DropReaso
 
 /// [`service::from_backend`] over the kernel's maps.
 #[inline(always)]
-pub fn from_backend(node: &NodeConfig, tuple: &Tuple) -> Option<Rewrite> {
+pub fn from_backend(node: &NodeConfig, tuple: &Packet) -> Option<Rewrite> {
     service::from_backend(&mut KernelServices, node, tuple)
 }
 
@@ -164,8 +150,7 @@ pub fn rewrite<C: PacketContext>(
     };
     for (old, new) in [(header.src, rewrite.src), (header.dst, rewrite.dst)] {
         if old != new {
-            let (old, new) = (Field::Address(old), Field::Address(new));
-            ctx.replace_l4_checksum(check_at, old, new, true, udp)?;
+            ctx.replace_l4_checksum(check_at, Change::Address { old, new }, udp)?;
         }
     }
     let ports = [
@@ -175,7 +160,7 @@ pub fn rewrite<C: PacketContext>(
     for (old, new, at) in ports {
         if old != new {
             let (old, new) = (old.to_be_bytes(), new.to_be_bytes());
-            ctx.replace_l4_checksum(check_at, Field::Port(old), Field::Port(new), false, udp)?;
+            ctx.replace_l4_checksum(check_at, Change::Port { old, new }, udp)?;
             write_at(ctx, at, new).ok_or(FAILED)?;
         }
     }

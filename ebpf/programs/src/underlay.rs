@@ -86,7 +86,7 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
             conntrack::admit(ctx, &node, &packet, &parties)?;
             // A backend's reply to a client of this node comes from the service.
             if node.flags & node_flags::SERVICES != 0 {
-                let tuple = service::tuple_of(received.vni, &packet);
+                let tuple = conntrack::summary_of(received.vni, &packet);
                 if let Some(rewrite) = service::from_backend(&node, &tuple) {
                     service::rewrite(ctx, VXLAN_ENCAP_LEN + ETH_HDR_LEN, &packet, &rewrite)?;
                 }
