@@ -23,7 +23,7 @@
 //! 9. conntrack and policy (`admit`): egress of the port, ingress of a local destination; a
 //!    packet to a service as translated (client to backend), a reply as it came;
 //! 10. delivery to the local pod (`pod_redirected_local`) or VXLAN to the remote pod's node
-//!    (`pod_encapsulated`), the outer source port hashed from the packet as it leaves.
+//!     (`pod_encapsulated`), the outer source port hashed from the packet as it leaves.
 //!
 //! `from_underlay(frame)`:
 //! 1. not VXLAN for this node: to the kernel (`underlay_passed`); malformed VXLAN for this
