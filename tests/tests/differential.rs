@@ -1208,10 +1208,11 @@ fn agree(
 /// of a BPF hash costs its whole bucket array.
 const MIRROR_ENTRIES: u32 = 1024;
 
-/// Size of the kernel objects' conntrack tables (XDP and tc subjects): small for the same
-/// reason as [`MIRROR_ENTRIES`] (each is walked twice per sequence too; at the state's default
-/// of 262,144 entries the two walks of one table cost about a tenth of the run). A table of any
-/// size that never fills behaves the same.
+/// Size of the kernel objects' conntrack tables and services' translation and affinity tables
+/// (XDP and tc subjects): small for the same reason as [`MIRROR_ENTRIES`] (each is walked per
+/// sequence too; at the state's default of 262,144 entries the two walks of one conntrack
+/// table cost about a tenth of the run). A table of any size that never fills behaves the
+/// same.
 const KERNEL_ENTRIES: u32 = MIRROR_ENTRIES;
 
 /// Room the pipeline's buffers have after a frame (encapsulation adds 50 bytes).
@@ -1285,7 +1286,11 @@ fn kernel_pipeline_and_model_agree_on_random_sequences() {
                 services: vec![None; VIPS.len()],
             });
             let loaded = |hook, plan: NodePlan| {
-                let mut runner = FixtureRunner::on_hook(XdpProgram::FromPod, hook, KERNEL_ENTRIES);
+                let mut runner = FixtureRunner::with_connection_tables(
+                    XdpProgram::FromPod,
+                    hook,
+                    KERNEL_ENTRIES,
+                );
                 runner.set_program(XdpProgram::FromUnderlay);
                 datapath::write_plan(runner.ebpf_mut(), &plan).unwrap();
                 RefCell::new(Kernel {
