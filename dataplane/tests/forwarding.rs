@@ -357,6 +357,34 @@ fn fixtures() -> Vec<(&'static str, Hook, Vec<u8>, Counted)> {
             over_vxlan(VNI, &udp(REMOTE_PLAIN, OPEN, 2, 1)),
             C(Counter::UnderlayDecapsulated),
         ),
+        (
+            "to a service port the service does not forward",
+            Hook::Pod(OPEN.ifindex),
+            FrameBuilder::udp(OPEN.mac, ROUTER_MAC, OPEN.ip, WEB_SERVICE, 1, 54, b""),
+            D(ServicePortUnknown),
+        ),
+        (
+            "to a service without backends",
+            Hook::Pod(OPEN.ifindex),
+            FrameBuilder::tcp(
+                OPEN.mac,
+                ROUTER_MAC,
+                OPEN.ip,
+                EMPTY_SERVICE,
+                1,
+                80,
+                Flags::SYN,
+                b"",
+            ),
+            D(ServiceNoBackend),
+        ),
+        (
+            "GRE to a service",
+            Hook::Pod(OPEN.ifindex),
+            FrameBuilder::udp(OPEN.mac, ROUTER_MAC, OPEN.ip, WEB_SERVICE, 1, 2, b"")
+                .with_ipv4_protocol(47),
+            D(ServiceUnsupported),
+        ),
     ]
 }
 
@@ -387,6 +415,8 @@ fn every_reason_and_counter_has_a_fixture() {
         DropReason::AdjustFailed,
         DropReason::UnderlayForwardingOff,
         DropReason::ConntrackFull,
+        // The kernel failing to write a translated frame it has read.
+        DropReason::ServiceRewriteFailed,
         // The AF_XDP forwarder's own sockets (tests/tests/fastpath.rs), not semantics.
         DropReason::ForwarderCannotPass,
         DropReason::ForwarderNoSocket,

@@ -29,9 +29,9 @@ use crate::{format_mac, model_of, LinkInfo, Netns, Testbed};
 
 use aya::{
     programs::{TestRun, TestRunOptions, TestRunResult},
-    Ebpf,
+    Ebpf, EbpfLoader,
 };
-use ctpath_common::{Counter, CounterKind, DropReason, Tally};
+use ctpath_common::{maps::names, Counter, CounterKind, DropReason, Tally};
 use ctpath_control::{
     compile::{self, NodePlan},
     datapath::{self, TcProgram, XdpProgram},
@@ -162,6 +162,24 @@ impl FixtureRunner {
     /// Like [`Self::with_conntrack_entries`], running `program`'s twin on `hook`.
     pub fn on_hook(program: XdpProgram, hook: Hook, entries: u32) -> FixtureRunner {
         let ebpf = datapath::load_with(entries).expect("load the eBPF object (are you root?)");
+        Self::of(ebpf, program, hook)
+    }
+
+    /// Like [`Self::on_hook`], with every per-connection table of `entries` entries: conntrack
+    /// and the services' translations and affinities (a test that empties them between runs
+    /// walks them, and a walk of a BPF hash costs its whole bucket array).
+    pub fn with_connection_tables(program: XdpProgram, hook: Hook, entries: u32) -> FixtureRunner {
+        let ebpf = EbpfLoader::new()
+            .map_max_entries(names::CONNTRACK, entries)
+            .map_max_entries(names::NAT_FLOWS, entries)
+            .map_max_entries(names::NAT_REPLIES, entries)
+            .map_max_entries(names::AFFINITY, entries)
+            .load(datapath::OBJECT)
+            .expect("load the eBPF object (are you root?)");
+        Self::of(ebpf, program, hook)
+    }
+
+    fn of(ebpf: Ebpf, program: XdpProgram, hook: Hook) -> FixtureRunner {
         let mut runner = FixtureRunner {
             ebpf,
             program,

@@ -7,7 +7,9 @@
 //! The translation reads the state as its schema documents it, not through the agent's
 //! compiler (which is one of the things under test): a plane's MTU is the state's or the
 //! underlay's less the VXLAN overhead; every other node is a VTEP, and a remote pod's VTEP is
-//! its node's underlay address; the router MAC is the one the agent answers for gateways. What
+//! its node's underlay address; the router MAC is the one the agent answers for gateways; a
+//! service's backends are the pods the state's `service_backends` chooses (the schema's one
+//! reading of a selector or a list). What
 //! the state does not say, the node's devices do: the underlay's MAC and MTU, and the ifindex
 //! of each local pod's host-side veth.
 //!
@@ -26,7 +28,8 @@ use ctpath_dataplane::{
     model::{
         topology::{
             AddressPair, ConntrackConfig, Direction, Ipv4Prefix, LocalPort, Node, Plane, PortRange,
-            Protocol, Remote, RemoteEndpoint, Rule, SecurityGroup, Topology,
+            Protocol, Remote, RemoteEndpoint, Rule, SecurityGroup, Service, ServicePort,
+            ServiceProtocol, Topology,
         },
         vxlan::{encapsulate, Outer},
         Outcome,
@@ -121,6 +124,41 @@ pub fn topology(
             timeouts: state.conntrack.timeouts(),
             max_entries: state.conntrack.max_entries,
         },
+        services: state
+            .services
+            .iter()
+            .map(|service| {
+                let vni = plane(&service.network).vni;
+                self::service(state, service, vni)
+            })
+            .collect(),
+    }
+}
+
+/// A service of `state` on plane `vni`: its backends as the state chooses them
+/// ([`ClusterState::service_backends`]).
+fn service(state: &ClusterState, service: &state::Service, vni: u32) -> Service {
+    let port = |port: &state::ServicePort| ServicePort {
+        protocol: match port.protocol {
+            state::ServiceProtocol::Tcp => ServiceProtocol::Tcp,
+            state::ServiceProtocol::Udp => ServiceProtocol::Udp,
+        },
+        port: port.port,
+        target_port: port.target_port(),
+    };
+    Service {
+        vni,
+        vip: service.vip,
+        ports: service
+            .ports
+            .as_ref()
+            .map(|ports| ports.iter().map(port).collect()),
+        backends: state
+            .service_backends(service)
+            .into_iter()
+            .map(|(_, interface)| interface.ip)
+            .collect(),
+        affinity_timeout_s: service.affinity_timeout(),
     }
 }
 

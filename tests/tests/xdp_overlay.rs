@@ -192,6 +192,7 @@ fn topology(pod_ifindex: u32) -> Topology {
         vteps: vec![NODE_B_IP.into()],
         security_groups: Vec::new(),
         conntrack: ConntrackConfig::default(),
+        services: Vec::new(),
     }
 }
 

@@ -18,6 +18,9 @@
 //! - [`mod@vxlan`]: the outer headers on the underlay.
 //! - [`replies`]: the frames the datapath writes (ARP replies, ICMP errors, readdressed
 //!   frames).
+//! - [`services`]: services' virtual IPs, translated to a backend at the source pod's hook
+//!   and back for the replies: the choice of a backend (Maglev, client-IP affinity), the
+//!   translation tables, the rewrite of a frame.
 //! - [`node`]: [`NodeModel`], one node's `from_pod` and `from_underlay`, which runs the stages
 //!   above in the programs' order and decides each frame's [`Verdict`].
 //!
@@ -28,6 +31,7 @@ pub mod conntrack;
 pub mod node;
 pub mod policy;
 pub mod replies;
+pub mod services;
 pub mod spoofing;
 pub mod topology;
 pub mod vxlan;
@@ -38,5 +42,6 @@ pub use node::{Counted, NodeModel, Outcome, Verdict, XdpAction, INITIAL_GENERATI
 pub use policy::{RuleHits, RuleId};
 pub use topology::{
     AddressPair, ConntrackConfig, Direction, Ipv4Prefix, LocalPort, Node, Plane, PortRange,
-    Protocol, Remote, RemoteEndpoint, Rule, SecurityGroup, Topology,
+    Protocol, Remote, RemoteEndpoint, Rule, SecurityGroup, Service, ServicePort, ServiceProtocol,
+    Topology,
 };

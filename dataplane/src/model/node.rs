@@ -1,5 +1,5 @@
 //! The model of one node's datapath: what `from_pod` and `from_underlay` do with a frame,
-//! security groups, anti-spoofing and connection tracking included. The specification is
+//! security groups, anti-spoofing, connection tracking and services included. The specification is
 //! `docs/security-groups.md` with the forwarding pipeline of `ebpf/programs/src/pod.rs` and
 //! `underlay.rs`; this module is that specification as code, in the order the programs run:
 //!
@@ -8,16 +8,22 @@
 //! 2. the port behind `ifindex`, else `unconfigured_port` (the model's node is always
 //!    configured);
 //! 3. anti-spoofing if the port has port security ([`super::spoofing`]);
-//! 4. ARP: a request for an address of the port's plane (local, remote or gateway) is answered
-//!    back out of the port (`pod_arp_replied`), else `arp_not_request` / `arp_unknown_target`;
+//! 4. ARP: a request for an address of the port's plane (local, remote, gateway or a
+//!    service's virtual IP; the last two with the router MAC) is answered back out of the
+//!    port (`pod_arp_replied`), else `arp_not_request` / `arp_unknown_target`;
 //! 5. other ethertypes go to the kernel (`pod_passed`);
 //! 6. IPv4 larger than the port's MTU: "fragmentation needed" back to the pod if DF is set
 //!    (`icmp_frag_needed_sent`), else `mtu_exceeded`;
-//! 7. the destination on the port's plane: a local or remote pod interface, else (the gateway
-//!    included) `unknown_destination`;
-//! 8. conntrack and policy (`admit`): egress of the port, ingress of a local destination;
-//! 9. delivery to the local pod (`pod_redirected_local`) or VXLAN to the remote pod's node
-//!    (`pod_encapsulated`).
+//! 7. services, on a node whose cluster has any ([`super::services`]): the reply of a live
+//!    translated connection is translated back (from the service); else a packet to a
+//!    service's virtual IP is translated to a backend (`service_unsupported`,
+//!    `service_port_unknown`, `service_no_backend`);
+//! 8. the destination (as translated) on the port's plane: a local or remote pod interface,
+//!    else (the gateway included) `unknown_destination`;
+//! 9. conntrack and policy (`admit`): egress of the port, ingress of a local destination; a
+//!    packet to a service as translated (client to backend), a reply as it came;
+//! 10. delivery to the local pod (`pod_redirected_local`) or VXLAN to the remote pod's node
+//!     (`pod_encapsulated`), the outer source port hashed from the packet as it leaves.
 //!
 //! `from_underlay(frame)`:
 //! 1. not VXLAN for this node: to the kernel (`underlay_passed`); malformed VXLAN for this
@@ -26,8 +32,9 @@
 //! 3. classify the inner frame;
 //! 4. ARP: a request for a *local* pod is answered back over VXLAN (`underlay_arp_replied`);
 //! 5. IPv4 larger than the plane's MTU: `mtu_exceeded`; its destination must be a local pod
-//!    (`unknown_destination`); conntrack and policy, ingress of the destination only; then
-//!    delivery (`underlay_decapsulated`);
+//!    (`unknown_destination`); conntrack and policy, ingress of the destination only; the
+//!    reply of a live translated connection (a remote backend's to a local client) is
+//!    translated back; then delivery (`underlay_decapsulated`);
 //! 6. any other inner ethertype: `inner_unsupported`.
 //!
 //! Outside the model: the underlay next hop of an encapsulated frame (the kernel's FIB and
@@ -67,6 +74,7 @@ use super::conntrack::{
 };
 use super::policy::{self, Connection, RuleHits};
 use super::replies;
+use super::services::{self, Rewrite, ServiceState};
 use super::spoofing;
 use super::topology::{Endpoint, LocalPort, Topology};
 use super::vxlan::{self, Outer};
@@ -82,6 +90,7 @@ pub struct NodeModel {
     topology: Topology,
     generation: u32,
     table: Table,
+    services: ServiceState,
 }
 
 /// What the datapath does with one frame.
@@ -192,6 +201,7 @@ impl Verdict {
 impl NodeModel {
     pub fn new(topology: Topology) -> NodeModel {
         NodeModel {
+            services: ServiceState::new(&topology),
             topology,
             generation: INITIAL_GENERATION,
             table: Table::default(),
@@ -212,7 +222,10 @@ impl NodeModel {
     /// every change it applies. The conntrack table is kept: its entries are re-checked as
     /// their packets come. The new timeouts apply at once; so does a new `max_entries`, which
     /// the agent applies only when it restarts: keep it unchanged to compare with the kernel.
+    /// The services' tables are rebuilt; their translations are kept (a backend's
+    /// established connections go on).
     pub fn set_policy(&mut self, topology: Topology) {
+        self.services.set_services(&topology);
         self.topology = topology;
         self.generation = self.generation.wrapping_add(1);
     }
@@ -252,6 +265,7 @@ impl NodeModel {
             topology,
             generation,
             table,
+            services,
         } = self;
         let classified = classify(frame)?;
         let port = topology.port(ifindex).ok_or(DropReason::UnconfiguredPort)?;
@@ -281,35 +295,40 @@ impl NodeModel {
                 Outcome::Bounce { frame },
             ));
         }
-        let destination = match topology.endpoint(port.vni, ip.dst) {
-            Some(Endpoint::Gateway) | None => return Err(DropReason::UnknownDestination),
-            Some(endpoint) => endpoint,
-        };
-        let receiver = match destination {
+        let routed = route(topology, services, port.vni, ip, now_ns)?;
+        let leaving = routed.leaving(ip);
+        let receiver = match routed.destination {
             Endpoint::Local(receiver) => Some(receiver),
             _ => None,
         };
         let message = ipv4_payload(frame);
+        // Conntrack and the rules see the connection between the client and the backend: a
+        // packet to a service as translated, a backend's reply as it came.
+        let tracked = match routed.translation {
+            Translation::ToBackend(_) => &leaving,
+            Translation::None | Translation::FromService(_) => ip,
+        };
         let packet = Packet {
             vni: port.vni,
-            ip,
+            ip: tracked,
             message,
             sender: Some(port),
             receiver,
         };
         let rules = admit(topology, table, *generation, &packet, now_ns)?;
+        let frame = routed.frame(frame);
         // A routed frame (to the router MAC) leaves from the router MAC, as from a router.
         let src_mac = if classified.dst_mac == router_mac {
             router_mac
         } else {
             classified.src_mac
         };
-        let (counter, outcome) = match destination {
+        let (counter, outcome) = match routed.destination {
             Endpoint::Local(receiver) => (
                 Counter::PodRedirectedLocal,
                 Outcome::Redirect {
                     ifindex: receiver.ifindex,
-                    frame: replies::readdressed(frame, receiver.mac, src_mac),
+                    frame: replies::readdressed(&frame, receiver.mac, src_mac),
                 },
             ),
             Endpoint::Remote(remote) => (
@@ -317,11 +336,11 @@ impl NodeModel {
                 Outcome::Encapsulate {
                     vtep: remote.vtep,
                     vni: port.vni,
-                    src_port: outer_source_port(ip),
-                    inner: replies::readdressed(frame, remote.mac, src_mac),
+                    src_port: outer_source_port(&leaving),
+                    inner: replies::readdressed(&frame, remote.mac, src_mac),
                 },
             ),
-            Endpoint::Gateway => return Err(DropReason::UnknownDestination),
+            Endpoint::Gateway | Endpoint::Service(_) => return Err(DropReason::UnknownDestination),
         };
         Ok(Verdict {
             outcome,
@@ -335,6 +354,7 @@ impl NodeModel {
             topology,
             generation,
             table,
+            services,
         } = self;
         let node = topology.node;
         let Some(received) = vxlan::receive(frame, node.underlay_ip)? else {
@@ -381,14 +401,92 @@ impl NodeModel {
             receiver: Some(receiver),
         };
         let rules = admit(topology, table, *generation, &packet, now_ns)?;
+        // A backend's reply to a client of this node comes from the service.
+        let reply = (!topology.services.is_empty())
+            .then(|| services.from_backend(topology, received.vni, ip, now_ns))
+            .flatten();
+        let inner = match reply {
+            Some(rewrite) => services::rewritten(inner, ETH_HDR_LEN, &rewrite),
+            None => inner.to_vec(),
+        };
         Ok(Verdict {
             outcome: Outcome::Redirect {
                 ifindex: receiver.ifindex,
-                frame: replies::readdressed(inner, receiver.mac, classified.src_mac),
+                frame: replies::readdressed(&inner, receiver.mac, classified.src_mac),
             },
             counted: Counted::Counter(Counter::UnderlayDecapsulated),
             rules,
         })
+    }
+}
+
+/// How a packet from a pod was translated on its way.
+#[derive(Clone, Copy, Debug)]
+enum Translation {
+    None,
+    /// A packet to a service, now to one of its backends.
+    ToBackend(Rewrite),
+    /// A backend's reply, now from the service.
+    FromService(Rewrite),
+}
+
+/// Where a packet from a pod goes, and how it was translated on its way there.
+struct Routed<'a> {
+    destination: Endpoint<'a>,
+    translation: Translation,
+}
+
+impl Routed<'_> {
+    fn rewrite(&self) -> Option<&Rewrite> {
+        match &self.translation {
+            Translation::None => None,
+            Translation::ToBackend(rewrite) | Translation::FromService(rewrite) => Some(rewrite),
+        }
+    }
+
+    /// The packet `ip` as it leaves.
+    fn leaving(&self, ip: &Ipv4Summary) -> Ipv4Summary {
+        self.rewrite().map_or(*ip, |rewrite| rewrite.applied_to(ip))
+    }
+
+    /// The frame `frame` as it leaves, before its Ethernet header is readdressed.
+    fn frame(&self, frame: &[u8]) -> Vec<u8> {
+        match self.rewrite() {
+            Some(rewrite) => services::rewritten(frame, ETH_HDR_LEN, rewrite),
+            None => frame.to_vec(),
+        }
+    }
+}
+
+/// Where `ip`, from a pod on plane `vni`, goes. On a node with services, the reply of a live
+/// translated connection is translated back first; else a packet to a service's virtual IP
+/// is translated to a backend. The destination (as translated) must be a pod interface.
+fn route<'a>(
+    topology: &'a Topology,
+    services: &mut ServiceState,
+    vni: u32,
+    ip: &Ipv4Summary,
+    now_ns: u64,
+) -> Result<Routed<'a>, DropReason> {
+    let translation = if topology.services.is_empty() {
+        Translation::None
+    } else if let Some(rewrite) = services.from_backend(topology, vni, ip, now_ns) {
+        Translation::FromService(rewrite)
+    } else if let Some(Endpoint::Service(_)) = topology.endpoint(vni, ip.dst) {
+        Translation::ToBackend(services.to_service(topology, vni, ip, now_ns)?)
+    } else {
+        Translation::None
+    };
+    let dst = match translation {
+        Translation::None => ip.dst,
+        Translation::ToBackend(rewrite) | Translation::FromService(rewrite) => rewrite.dst,
+    };
+    match topology.endpoint(vni, dst) {
+        Some(destination @ (Endpoint::Local(_) | Endpoint::Remote(_))) => Ok(Routed {
+            destination,
+            translation,
+        }),
+        _ => Err(DropReason::UnknownDestination),
     }
 }
 
@@ -520,7 +618,7 @@ fn arp_answer(
     match (topology.endpoint(vni, request.target_ip), over_vxlan) {
         (Some(Endpoint::Local(port)), _) => Ok(port.mac),
         (Some(Endpoint::Remote(remote)), false) => Ok(remote.mac),
-        (Some(Endpoint::Gateway), false) => Ok(topology.node.router_mac),
+        (Some(Endpoint::Gateway | Endpoint::Service(_)), false) => Ok(topology.node.router_mac),
         _ => Err(DropReason::ArpUnknownTarget),
     }
 }

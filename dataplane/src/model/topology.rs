@@ -4,8 +4,8 @@
 //!
 //! Owns: the shape of that data, and the lookups every stage makes in it, each written once:
 //! a local port by ifindex, an endpoint by (VNI, address) as the `ENDPOINTS` map answers it,
-//! a security group by name, and group membership (`remote_group`) as
-//! `docs/security-groups.md` defines it.
+//! a security group by name, group membership (`remote_group`) as
+//! `docs/security-groups.md` defines it, and a service by its virtual IP.
 //!
 //! A topology is not validated here: the control plane's validator refuses duplicate names,
 //! two endpoints at one address, ports on a protocol without ports, and so on. Given such a
@@ -36,6 +36,8 @@ pub struct Topology {
     pub vteps: Vec<Ipv4Addr>,
     pub security_groups: Vec<SecurityGroup>,
     pub conntrack: ConntrackConfig,
+    /// Every service of the cluster, on every plane (services are cluster-wide).
+    pub services: Vec<Service>,
 }
 
 /// This node.
@@ -229,6 +231,49 @@ impl Default for ConntrackConfig {
     }
 }
 
+/// A service: a virtual IP on one plane whose connections are spread over its backends
+/// (translated at the source pod's hook: [`super::services`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub vni: u32,
+    pub vip: Ipv4Addr,
+    /// The ports served; `None`: an IP-level service (`all_ports`), every TCP and UDP port
+    /// and ICMP echo, each to the same port of the backend.
+    pub ports: Option<Vec<ServicePort>>,
+    /// The backends' addresses on the plane, each once.
+    pub backends: Vec<Ipv4Addr>,
+    /// With client-IP affinity: how long, in seconds, a client's new connections keep going
+    /// to the backend of its last one; `None`: each new connection is placed on its own.
+    pub affinity_timeout_s: Option<u32>,
+}
+
+/// One port of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    pub protocol: ServiceProtocol,
+    /// The port clients connect to on the virtual IP.
+    pub port: u16,
+    /// The port on the backend.
+    pub target_port: u16,
+}
+
+/// The transport protocol of a service port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceProtocol {
+    Tcp,
+    Udp,
+}
+
+impl ServiceProtocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            ServiceProtocol::Tcp => IPPROTO_TCP,
+            ServiceProtocol::Udp => IPPROTO_UDP,
+        }
+    }
+}
+
 /// What an address on a plane is, as the `ENDPOINTS` map answers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint<'a> {
@@ -236,6 +281,9 @@ pub enum Endpoint<'a> {
     Remote(&'a RemoteEndpoint),
     /// The plane's gateway address: answered (ARP) by the node, never forwarded to.
     Gateway,
+    /// A service's virtual IP: answered (ARP) by the node; packets to it are translated to
+    /// a backend.
+    Service(&'a Service),
 }
 
 impl LocalPort {
@@ -279,19 +327,28 @@ impl Topology {
         self.vteps.contains(&ip)
     }
 
-    /// What `ip` is on plane `vni`: a local port, a remote endpoint or the gateway, looked up
-    /// in that order. Address pairs are not endpoints: nothing is forwarded to them.
+    /// What `ip` is on plane `vni`: a local port, a remote endpoint, the gateway or a
+    /// service's virtual IP, looked up in that order. Address pairs are not endpoints: nothing
+    /// is forwarded to them.
     pub fn endpoint(&self, vni: u32, ip: Ipv4Addr) -> Option<Endpoint<'_>> {
         let local = self.ports.iter().find(|p| p.vni == vni && p.ip == ip);
         let remote = || self.remotes.iter().find(|r| r.vni == vni && r.ip == ip);
         let gateway = || self.planes.iter().any(|p| p.vni == vni && p.gateway == ip);
-        match local {
-            Some(port) => Some(Endpoint::Local(port)),
-            None => match remote() {
-                Some(remote) => Some(Endpoint::Remote(remote)),
-                None => gateway().then_some(Endpoint::Gateway),
-            },
+        if let Some(port) = local {
+            return Some(Endpoint::Local(port));
         }
+        if let Some(remote) = remote() {
+            return Some(Endpoint::Remote(remote));
+        }
+        if gateway() {
+            return Some(Endpoint::Gateway);
+        }
+        self.service(vni, ip).map(Endpoint::Service)
+    }
+
+    /// The service with virtual IP `vip` on plane `vni` (the first, should two have it).
+    pub fn service(&self, vni: u32, vip: Ipv4Addr) -> Option<&Service> {
+        self.services.iter().find(|s| s.vni == vni && s.vip == vip)
     }
 
     /// The security group named `name` (the first, should two have it).

@@ -15,6 +15,11 @@
 //!     WEB200 10.2.0.10  if 20  groups [web]
 //! ```
 //!
+//! Services on plane 100 ([`services`]): `WEB_SERVICE` (10.96.0.10) TCP 80 -> 8080 and UDP
+//! 53 on DB, OPEN and REMOTE_PLAIN; `ALL_PORTS_SERVICE` (10.96.0.11), every port, on DB and
+//! REMOTE_PLAIN with client-IP affinity for 600 s; `EMPTY_SERVICE` (10.96.0.12) TCP 80 without
+//! backends.
+//!
 //! Security groups are empty: each test writes the ones it needs ([`with_groups`]).
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
@@ -22,7 +27,8 @@ use std::net::Ipv4Addr;
 
 use ctpath_dataplane::model::{
     AddressPair, ConntrackConfig, Direction, Ipv4Prefix, LocalPort, Node, NodeModel, Plane,
-    PortRange, Protocol, Remote, RemoteEndpoint, Rule, SecurityGroup, Topology,
+    PortRange, Protocol, Remote, RemoteEndpoint, Rule, SecurityGroup, Service, ServicePort,
+    ServiceProtocol, Topology,
 };
 use ctpath_dataplane::testing::FrameBuilder;
 use ctpath_dataplane::wire::tcp::Flags;
@@ -45,6 +51,45 @@ pub const MTU: u16 = 1450;
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
 pub const VIP_NET: Ipv4Prefix = Ipv4Prefix::new(Ipv4Addr::new(10, 1, 9, 0), 24);
 pub const VIP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x09, 0x09];
+pub const WEB_SERVICE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+pub const ALL_PORTS_SERVICE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
+pub const EMPTY_SERVICE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
+pub const AFFINITY_TIMEOUT_S: u32 = 600;
+
+/// The services of the module doc.
+pub fn services() -> Vec<Service> {
+    let port = |protocol, port, target_port| ServicePort {
+        protocol,
+        port,
+        target_port,
+    };
+    vec![
+        Service {
+            vni: VNI,
+            vip: WEB_SERVICE,
+            ports: Some(vec![
+                port(ServiceProtocol::Tcp, 80, 8080),
+                port(ServiceProtocol::Udp, 53, 53),
+            ]),
+            backends: vec![DB.ip, OPEN.ip, REMOTE_PLAIN.ip],
+            affinity_timeout_s: None,
+        },
+        Service {
+            vni: VNI,
+            vip: ALL_PORTS_SERVICE,
+            ports: None,
+            backends: vec![DB.ip, REMOTE_PLAIN.ip],
+            affinity_timeout_s: Some(AFFINITY_TIMEOUT_S),
+        },
+        Service {
+            vni: VNI,
+            vip: EMPTY_SERVICE,
+            ports: Some(vec![port(ServiceProtocol::Tcp, 80, 80)]),
+            backends: vec![],
+            affinity_timeout_s: None,
+        },
+    ]
+}
 
 /// A pod interface: where it is, and its addresses.
 #[derive(Clone, Copy, Debug)]
@@ -154,6 +199,7 @@ pub fn topology() -> Topology {
         vteps: vec![PEER_VTEP, OTHER_VTEP],
         security_groups: vec![],
         conntrack: ConntrackConfig::default(),
+        services: services(),
     }
 }
 

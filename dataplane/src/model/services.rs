@@ -1,0 +1,416 @@
+//! Services (issue 11): a connection to a service's virtual IP is translated at the source
+//! pod's hook to one of the service's backends, and the backend's replies are translated back
+//! so the client sees the virtual IP. This is the meaning the programs' shared decision
+//! (`ctpath_common::service`) and rewrite (`ebpf/programs/src/service.rs`) are tested against,
+//! written here on its own.
+//!
+//! Owns: one node's service state, as plain maps (the programs' `NAT_FLOWS`, `NAT_REPLIES`
+//! and `AFFINITY`, and a Maglev table per service), the choice of a connection's backend, and
+//! the rewrite of a translated frame.
+//!
+//! - A packet to a virtual IP must be TCP, UDP or an ICMP echo request
+//!   (`service_unsupported`). Its connection (plane, protocol, addresses, ports as conntrack
+//!   keys them) keeps the translation it was given while the translation is live (used within
+//!   the conntrack timeout of an established connection of its protocol); every use refreshes
+//!   it. A TCP SYN (without ACK) is always a new connection: a reused client port chooses
+//!   again, so a backend that left never gets it.
+//! - A new connection needs a service port: the listed (protocol, port), or for an IP-level
+//!   service any TCP or UDP port and ICMP echo (`service_port_unknown`), and a backend
+//!   (`service_no_backend`). Under client-IP affinity it is the backend the client's last new
+//!   connection to the same service port got, if that was within the affinity timeout and the
+//!   service's backends are still the same set; else slot `flow_hash(client, vip, protocol,
+//!   client port, service port) mod size` of the service's Maglev table
+//!   ([`crate::maglev::Maglev`], backend id the address as a big-endian `u32`; 1,021 slots up
+//!   to 10 backends, else 16,381). Affinity is refreshed by each new connection, not by the
+//!   connection's later packets.
+//! - The connection leaves to the backend on the target port (an IP-level service keeps the
+//!   port); from the client's address, or from the virtual IP when the backend is the client
+//!   itself (hairpin: the pod would drop a packet from its own address). Its reply (from the
+//!   backend's target port to where it left from) is translated back to come from the virtual
+//!   IP and service port, to the client; a reply refreshes only its own translation.
+//!
+//! The programs' tables are LRU maps with room for every connection a test makes; these maps
+//! never forget, which is the same while nothing is evicted. Time is an argument, as for
+//! conntrack.
+//!
+//! A rewrite changes the addresses and, for TCP and UDP, the ports; the IPv4 and the TCP or
+//! UDP checksums are updated incrementally (RFC 1624, one 16-bit word at a time), so a valid
+//! checksum stays valid and a wrong one stays wrong; a UDP datagram without a checksum (0)
+//! keeps none, and a UDP checksum that comes out 0 is sent as 0xffff (RFC 768). ICMP's
+//! checksum covers no address, and an echo keeps its identifier.
+//!
+//! Panic contract: nothing here panics, whatever the frame or the topology.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ctpath_common::checksum::replace16;
+use ctpath_common::flow::flow_hash;
+use ctpath_common::maps::{MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_MAX_BACKENDS, MAGLEV_SMALL_SLOTS};
+use ctpath_common::wire::{ICMP_ECHO_REQUEST, IPPROTO_TCP, IPPROTO_UDP};
+use ctpath_common::DropReason;
+
+use super::classify::{Ipv4Summary, L4};
+use super::conntrack::{key_ports, CtState};
+use super::topology::{Service, Topology};
+use crate::maglev::{BackendId, Maglev};
+use crate::wire::{ipv4, tcp};
+
+/// A packet's connection as the service tables key it: ports as conntrack has them (the echo
+/// identifier twice for ICMP echo, 0 and 0 where there are none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NatKey {
+    pub vni: u32,
+    pub protocol: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl NatKey {
+    /// The key of packet `ip` on plane `vni`.
+    pub fn of(vni: u32, ip: &Ipv4Summary) -> NatKey {
+        let (src_port, dst_port) = key_ports(&ip.l4);
+        NatKey {
+            vni,
+            protocol: ip.protocol,
+            src: ip.src,
+            dst: ip.dst,
+            src_port,
+            dst_port,
+        }
+    }
+}
+
+/// What a translated packet leaves with: its addresses and ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl Rewrite {
+    /// `ip` as this rewrite leaves it (ports changed where the protocol has them).
+    pub fn applied_to(&self, ip: &Ipv4Summary) -> Ipv4Summary {
+        let l4 = match ip.l4 {
+            L4::Tcp { flags, .. } => L4::Tcp {
+                src_port: self.src_port,
+                dst_port: self.dst_port,
+                flags,
+            },
+            L4::Udp { .. } => L4::Udp {
+                src_port: self.src_port,
+                dst_port: self.dst_port,
+            },
+            other => other,
+        };
+        Ipv4Summary {
+            src: self.src,
+            dst: self.dst,
+            l4,
+            ..*ip
+        }
+    }
+}
+
+/// A live translation, and when it was last used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Translation {
+    rewrite: Rewrite,
+    last_seen_ns: u64,
+}
+
+/// A client of a service port: plane, virtual IP, protocol, service port (0 for an IP-level
+/// service), client address.
+type AffinityKey = (u32, Ipv4Addr, u8, u16, Ipv4Addr);
+
+/// The backend a client's last new connection to a service port got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Affinity {
+    backend: Ipv4Addr,
+    /// The service's backends then: a service whose backends changed chooses again.
+    backends: BTreeSet<Ipv4Addr>,
+    last_seen_ns: u64,
+}
+
+/// One node's service state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceState {
+    /// The Maglev table of each service of the topology, in its order (`None`: no backends,
+    /// or a backend given twice).
+    tables: Vec<Option<Maglev>>,
+    /// The client's packets, by their connection: to the backend.
+    flows: BTreeMap<NatKey, Translation>,
+    /// The backend's packets, by their connection: from the service.
+    replies: BTreeMap<NatKey, Translation>,
+    affinity: BTreeMap<AffinityKey, Affinity>,
+}
+
+/// Slots of the Maglev table of a service with `backends` backends.
+pub fn table_size(backends: usize) -> usize {
+    if backends > MAGLEV_SMALL_MAX_BACKENDS {
+        MAGLEV_LARGE_SLOTS
+    } else {
+        MAGLEV_SMALL_SLOTS
+    }
+}
+
+/// The Maglev table of `service`; `None` without backends or for a backend given twice.
+fn table_of(service: &Service) -> Option<Maglev> {
+    let ids: Vec<BackendId> = service
+        .backends
+        .iter()
+        .map(|ip| BackendId(u32::from(*ip)))
+        .collect();
+    Maglev::build(&ids, table_size(ids.len()))
+        .ok()
+        .filter(|table| !table.slots().is_empty())
+}
+
+/// How long a translation of `protocol` lives unused: the conntrack timeout of an
+/// established connection of that protocol.
+fn lifetime_ns(topology: &Topology, protocol: u8) -> u64 {
+    CtState::Established.timeout_ns(protocol, &topology.conntrack.timeouts)
+}
+
+fn live(translation: &Translation, lifetime_ns: u64, now_ns: u64) -> bool {
+    now_ns.saturating_sub(translation.last_seen_ns) < lifetime_ns
+}
+
+impl ServiceState {
+    /// The state of a node with `topology`'s services and empty tables.
+    pub fn new(topology: &Topology) -> ServiceState {
+        let mut state = ServiceState::default();
+        state.set_services(topology);
+        state
+    }
+
+    /// The services changed to `topology`'s: their tables are rebuilt; translations and
+    /// affinities are kept (established connections keep their backends).
+    pub fn set_services(&mut self, topology: &Topology) {
+        self.tables = topology.services.iter().map(table_of).collect();
+    }
+
+    /// The translation back of `ip` on plane `vni` if it is the reply of a live translated
+    /// connection (refreshed).
+    pub fn from_backend(
+        &mut self,
+        topology: &Topology,
+        vni: u32,
+        ip: &Ipv4Summary,
+        now_ns: u64,
+    ) -> Option<Rewrite> {
+        let lifetime = lifetime_ns(topology, ip.protocol);
+        let reply = self.replies.get_mut(&NatKey::of(vni, ip))?;
+        if !live(reply, lifetime, now_ns) {
+            return None;
+        }
+        reply.last_seen_ns = now_ns;
+        Some(reply.rewrite)
+    }
+
+    /// The translation of `ip`, a packet on plane `vni` to a service's virtual IP
+    /// (`ip.dst`).
+    pub fn to_service(
+        &mut self,
+        topology: &Topology,
+        vni: u32,
+        ip: &Ipv4Summary,
+        now_ns: u64,
+    ) -> Result<Rewrite, DropReason> {
+        let (service_port, starts_connection) = match ip.l4 {
+            L4::Tcp {
+                dst_port, flags, ..
+            } => (
+                dst_port,
+                flags.0 & (tcp::Flags::SYN.0 | tcp::Flags::ACK.0) == tcp::Flags::SYN.0,
+            ),
+            L4::Udp { dst_port, .. } => (dst_port, false),
+            L4::Icmp {
+                icmp_type: ICMP_ECHO_REQUEST,
+                ..
+            } => (0, false),
+            _ => return Err(DropReason::ServiceUnsupported),
+        };
+        let key = NatKey::of(vni, ip);
+        if !starts_connection {
+            let lifetime = lifetime_ns(topology, ip.protocol);
+            if let Some(flow) = self.flows.get_mut(&key) {
+                if live(flow, lifetime, now_ns) {
+                    flow.last_seen_ns = now_ns;
+                    return Ok(flow.rewrite);
+                }
+            }
+        }
+        let index = topology
+            .services
+            .iter()
+            .position(|s| s.vni == vni && s.vip == ip.dst)
+            .ok_or(DropReason::ServicePortUnknown)?;
+        let service = &topology.services[index];
+        let (port, target_port) = match &service.ports {
+            None => (0, key.dst_port),
+            Some(ports) => ports
+                .iter()
+                .find(|p| p.protocol.number() == ip.protocol && p.port == service_port)
+                .map(|p| (p.port, p.target_port))
+                .ok_or(DropReason::ServicePortUnknown)?,
+        };
+        let backend = self.backend(index, service, &key, port, now_ns)?;
+        let forward = Rewrite {
+            src: if backend == key.src { key.dst } else { key.src },
+            dst: backend,
+            src_port: key.src_port,
+            dst_port: target_port,
+        };
+        let back = Rewrite {
+            src: key.dst,
+            dst: key.src,
+            src_port: key.dst_port,
+            dst_port: key.src_port,
+        };
+        let reply_key = NatKey {
+            vni,
+            protocol: ip.protocol,
+            src: forward.dst,
+            dst: forward.src,
+            src_port: forward.dst_port,
+            dst_port: forward.src_port,
+        };
+        let fresh = |rewrite| Translation {
+            rewrite,
+            last_seen_ns: now_ns,
+        };
+        self.flows.insert(key, fresh(forward));
+        self.replies.insert(reply_key, fresh(back));
+        Ok(forward)
+    }
+
+    /// The backend of a new connection `key` to service port `port` of `service`, the
+    /// topology's `index`-th.
+    fn backend(
+        &mut self,
+        index: usize,
+        service: &Service,
+        key: &NatKey,
+        port: u16,
+        now_ns: u64,
+    ) -> Result<Ipv4Addr, DropReason> {
+        let table = self
+            .tables
+            .get(index)
+            .and_then(Option::as_ref)
+            .ok_or(DropReason::ServiceNoBackend)?;
+        let backends: BTreeSet<Ipv4Addr> = service.backends.iter().copied().collect();
+        let client = (key.vni, key.dst, key.protocol, port, key.src);
+        if let Some(timeout_s) = service.affinity_timeout_s {
+            if let Some(last) = self.affinity.get_mut(&client) {
+                let fresh =
+                    now_ns.saturating_sub(last.last_seen_ns) < u64::from(timeout_s) * 1_000_000_000;
+                if fresh && last.backends == backends {
+                    last.last_seen_ns = now_ns;
+                    return Ok(last.backend);
+                }
+            }
+        }
+        let hash = flow_hash(
+            key.src.octets(),
+            key.dst.octets(),
+            key.protocol,
+            key.src_port,
+            key.dst_port,
+        );
+        let backend = table
+            .lookup(u64::from(hash))
+            .map(|id| Ipv4Addr::from(id.0))
+            .ok_or(DropReason::ServiceNoBackend)?;
+        if service.affinity_timeout_s.is_some() {
+            let chosen = Affinity {
+                backend,
+                backends,
+                last_seen_ns: now_ns,
+            };
+            self.affinity.insert(client, chosen);
+        }
+        Ok(backend)
+    }
+}
+
+/// `frame` (a classified IPv4 frame whose IPv4 header starts at `l3`) rewritten to the
+/// addresses and ports of `rewrite`, checksums updated (module doc).
+pub fn rewritten(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    let Some(datagram) = frame.get_mut(l3..) else {
+        return frame;
+    };
+    let Ok(mut packet) = ipv4::Packet::new_checked(datagram) else {
+        return frame;
+    };
+    let (src, dst) = (packet.src_addr(), packet.dst_addr());
+    let mut check = packet.checksum();
+    for (old, new) in [(src, rewrite.src), (dst, rewrite.dst)] {
+        check = updated(check, &old.octets(), &new.octets(), false);
+    }
+    packet.set_checksum(check);
+    packet.set_src_addr(rewrite.src);
+    packet.set_dst_addr(rewrite.dst);
+    let protocol = packet.protocol();
+    let l4 = packet.header_len();
+    let Some(segment) = datagram_l4(&mut frame, l3 + l4) else {
+        return frame;
+    };
+    let (check_at, udp) = match protocol {
+        IPPROTO_TCP => (16, false),
+        IPPROTO_UDP => (6, true),
+        _ => return frame,
+    };
+    if segment.len() < check_at + 2 {
+        return frame;
+    }
+    let ports = [
+        u16::from_be_bytes([segment[0], segment[1]]),
+        u16::from_be_bytes([segment[2], segment[3]]),
+    ];
+    let mut check = u16::from_be_bytes([segment[check_at], segment[check_at + 1]]);
+    for (old, new) in [(src, rewrite.src), (dst, rewrite.dst)] {
+        check = updated(check, &old.octets(), &new.octets(), udp);
+    }
+    for (old, new) in ports.into_iter().zip([rewrite.src_port, rewrite.dst_port]) {
+        check = updated(check, &old.to_be_bytes(), &new.to_be_bytes(), udp);
+    }
+    segment[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
+    segment[0..2].copy_from_slice(&rewrite.src_port.to_be_bytes());
+    segment[2..4].copy_from_slice(&rewrite.dst_port.to_be_bytes());
+    frame
+}
+
+/// The bytes of `frame` from `at` on (the transport header and payload).
+fn datagram_l4(frame: &mut [u8], at: usize) -> Option<&mut [u8]> {
+    frame.get_mut(at..).filter(|segment| segment.len() >= 4)
+}
+
+/// Checksum `check` after the field `old` (16-bit words) became `new`: unchanged where the
+/// field is; for UDP (`udp`) an absent checksum (0) stays absent and a computed 0 is 0xffff.
+fn updated(check: u16, old: &[u8], new: &[u8], udp: bool) -> u16 {
+    if old == new || (udp && check == 0) {
+        return check;
+    }
+    let words = |bytes: &[u8]| -> Vec<u16> {
+        bytes
+            .chunks(2)
+            .map(|pair| u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]))
+            .collect()
+    };
+    let check = words(old)
+        .into_iter()
+        .zip(words(new))
+        .fold(check, |check, (old, new)| replace16(check, old, new));
+    if udp && check == 0 {
+        0xffff
+    } else {
+        check
+    }
+}
