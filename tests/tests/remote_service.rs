@@ -181,8 +181,8 @@ fn rules_naming_a_service_admit_its_backends_and_follow_its_membership() {
         cluster
             .state
             .service_members(cluster.state.service("web").unwrap()),
-        [*VIP.ip(), ip("web-a"), ip("other-b")],
-        "the edit moved the labels"
+        [*VIP.ip(), ip("other-b"), ip("web-a")],
+        "the edit moved the labels (backends in name order)"
     );
     assert!(
         !direct(&cluster, "web-b", "db-a", DB_PORT),
