@@ -1,13 +1,21 @@
 //! The compiler from security groups to the datapath's policy maps (docs/security-groups.md):
 //! per node, every distinct set of groups on a filtered local interface becomes a *policy*;
-//! every prefix that matters to a rule (member addresses of referenced groups, `remote_cidr`s)
-//! gets an *identity* per plane, naming which selectors it matches; every rule becomes `POLICY`
+//! every prefix that matters to a rule (member addresses of referenced groups, `remote_cidr`s,
+//! the virtual IP and backend addresses of referenced services) gets an *identity* per plane,
+//! naming which selectors it matches; every rule becomes `POLICY`
 //! LPM entries keyed by (policy, identity, direction, protocol, port prefix). The datapath then
 //! decides a connection in a fixed number of lookups, whatever the number of rules.
 //!
 //! Identities follow longest-prefix semantics: the identity of a prefix is the union of the
 //! selectors of every prefix containing it, so the most specific match in the trie carries
 //! everything that matches the address.
+//!
+//! A service named by `remote_service` is compiled as a group whose members are its VIP and
+//! its backends' addresses (`ClusterState::service_members`), each a /32 on the service's
+//! plane only: an address that is both a backend and a group member gets one identity naming
+//! both, so a rule naming a service costs the datapath no extra lookup. Membership is read
+//! from the state at each compile: a backend leaving the service leaves its identity, and the
+//! new plan's policy generation makes conntrack re-check the connections it had.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,13 +25,14 @@ use ctpath_common::maps::{
 use ipnet::Ipv4Net;
 use thiserror::Error;
 
-use crate::state::{ClusterState, Direction, PortRange, Protocol, Rule};
+use crate::state::{ClusterState, Direction, PortRange, Protocol, RemoteSide, Rule};
 
 /// Something a rule's remote side can name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Selector {
     Group(String),
     Cidr(Ipv4Net),
+    Service(String),
 }
 
 /// A rule's id: its position among all rules of all groups, in the state's order. It indexes
@@ -114,10 +123,11 @@ pub fn describe(rule: &Rule) -> String {
     } else {
         "to"
     };
-    let remote = match (&rule.remote_group, &rule.remote_cidr) {
-        (Some(group), _) => format!("group {group}"),
-        (None, Some(cidr)) => cidr.to_string(),
-        (None, None) => "anywhere".to_owned(),
+    let remote = match rule.remote() {
+        RemoteSide::Group(group) => format!("group {group}"),
+        RemoteSide::Cidr(cidr) => cidr.to_string(),
+        RemoteSide::Service(service) => format!("service {service}"),
+        RemoteSide::Anywhere => "anywhere".to_owned(),
     };
     format!(
         "{direction} {}{ports} {preposition} {remote}",
@@ -194,10 +204,11 @@ pub fn compile(state: &ClusterState, node: &str) -> Result<CompiledPolicy, Polic
 }
 
 fn selector(rule: &Rule) -> Option<Selector> {
-    match (&rule.remote_group, &rule.remote_cidr) {
-        (Some(group), _) => Some(Selector::Group(group.clone())),
-        (None, Some(cidr)) => Some(Selector::Cidr(cidr.trunc())),
-        (None, None) => None,
+    match rule.remote() {
+        RemoteSide::Group(group) => Some(Selector::Group(group.to_owned())),
+        RemoteSide::Cidr(cidr) => Some(Selector::Cidr(cidr.trunc())),
+        RemoteSide::Service(service) => Some(Selector::Service(service.to_owned())),
+        RemoteSide::Anywhere => None,
     }
 }
 
@@ -211,7 +222,7 @@ fn identities(
         .iter()
         .filter_map(|s| match s {
             Selector::Cidr(net) => Some(*net),
-            Selector::Group(_) => None,
+            Selector::Group(_) | Selector::Service(_) => None,
         })
         .collect();
     let mut by_selectors: BTreeMap<BTreeSet<Selector>, u32> = BTreeMap::new();
@@ -234,6 +245,16 @@ fn identities(
                 for pair in &interface.allowed_address_pairs {
                     members.push((pair.ip.trunc(), groups.clone()));
                 }
+            }
+        }
+        // The VIP and backends of referenced services on this plane.
+        for service in state.services.iter().filter(|s| s.network == network.name) {
+            let named = Selector::Service(service.name.clone());
+            if !selectors.contains(&named) {
+                continue;
+            }
+            for address in state.service_members(service) {
+                members.push((Ipv4Net::from(address), BTreeSet::from([named.clone()])));
             }
         }
         let prefixes: BTreeSet<Ipv4Net> = members
@@ -444,6 +465,111 @@ pods:
                 .map(|(id, group, index, _)| (id, group, index))
                 .last(),
             Some((3, "client", 0))
+        );
+    }
+
+    const SERVICE_STATE: &str = r#"
+version: 1
+networks:
+  - { name: std, vni: 100, cidr: 10.244.0.0/16, gateway: 10.244.0.1 }
+  - { name: media, vni: 200, cidr: 10.250.0.0/16, gateway: 10.250.0.1 }
+nodes:
+  - { name: node-a, underlay_interface: eth0, underlay_ip: 192.168.77.1 }
+  - { name: node-b, underlay_interface: eth0, underlay_ip: 192.168.77.2 }
+security_groups:
+  - name: db
+    rules:
+      - { direction: ingress, protocol: tcp, ports: "5432", remote_service: web }
+      - { direction: ingress, protocol: icmp, remote_group: client }
+  - name: client
+    rules: []
+pods:
+  - name: db-0
+    node: node-a
+    interfaces:
+      - { network: std, host_interface: vdb0, ip: 10.244.1.9, mac: "02:00:00:00:01:09", security_groups: [db] }
+  - name: web-0
+    node: node-a
+    labels: { app: web }
+    interfaces:
+      - { network: std, host_interface: vweb0, ip: 10.244.1.2, mac: "02:00:00:00:01:02" }
+      - { network: media, host_interface: vweb0m, ip: 10.250.1.2, mac: "02:00:00:00:01:12" }
+  - name: web-1
+    node: node-b
+    labels: { app: web }
+    interfaces:
+      - { network: std, host_interface: vweb1, ip: 10.244.2.2, mac: "02:00:00:00:02:02", security_groups: [client] }
+  - name: other-0
+    node: node-b
+    interfaces:
+      - { network: std, host_interface: voth0, ip: 10.244.2.3, mac: "02:00:00:00:02:03" }
+services:
+  - { name: web, network: std, vip: 10.96.0.10, ports: [{ port: 80, protocol: tcp, target_port: 8080 }], selector: { app: web } }
+"#;
+
+    #[test]
+    fn a_service_is_a_group_of_its_vip_and_backends_on_its_plane() {
+        let mut state = ClusterState::from_yaml_str(SERVICE_STATE).unwrap();
+        let compiled = compile(&state, "node-a").unwrap();
+        let identity = |compiled: &CompiledPolicy, vni, ip: &str| {
+            compiled
+                .identities
+                .get(&(
+                    vni,
+                    Ipv4Net::from(ip.parse::<std::net::Ipv4Addr>().unwrap()),
+                ))
+                .copied()
+        };
+        let key = |identity, protocol, port: u16| PolicyRuleKey {
+            policy: 1,
+            identity,
+            direction: direction::INGRESS,
+            protocol,
+            port: port.to_be_bytes(),
+        };
+        let vip = identity(&compiled, 100, "10.96.0.10").unwrap();
+        let web_0 = identity(&compiled, 100, "10.244.1.2").unwrap();
+        let web_1 = identity(&compiled, 100, "10.244.2.2").unwrap();
+        // web-1 is also a member of `client`: one identity naming both, the VIP's and web-0's
+        // naming the service only.
+        assert_eq!(vip, web_0);
+        assert_ne!(web_1, web_0);
+        for member in [vip, web_1] {
+            assert_eq!(compiled.entries[&(key(member, 6, 5432), 16)], 0);
+        }
+        assert_eq!(compiled.entries[&(key(web_1, 1, 0), 0)], 1);
+        assert!(!compiled.entries.contains_key(&(key(vip, 1, 0), 0)));
+        // Not a backend, and a backend's address on another plane: no identity.
+        assert_eq!(identity(&compiled, 100, "10.244.2.3"), None);
+        assert_eq!(identity(&compiled, 200, "10.250.1.2"), None);
+        assert_eq!(compiled.identities.len(), 3);
+        assert_eq!(
+            describe(&state.security_groups[0].rules[0]),
+            "ingress tcp 5432 from service web"
+        );
+
+        // web-1 leaves the service (its label changes): it keeps its `client` identity only,
+        // which the service's rule no longer names; other-0 joins.
+        state.pods[2].labels.clear();
+        state.pods[3].labels.insert("app".into(), "web".into());
+        let compiled = compile(&state, "node-a").unwrap();
+        let web_1 = identity(&compiled, 100, "10.244.2.2").unwrap();
+        let other_0 = identity(&compiled, 100, "10.244.2.3").unwrap();
+        assert_eq!(other_0, identity(&compiled, 100, "10.96.0.10").unwrap());
+        assert!(!compiled.entries.contains_key(&(key(web_1, 6, 5432), 16)));
+        assert_eq!(compiled.entries[&(key(web_1, 1, 0), 0)], 1);
+        assert_eq!(compiled.entries[&(key(other_0, 6, 5432), 16)], 0);
+    }
+
+    #[test]
+    fn a_service_no_rule_names_makes_no_identities() {
+        let mut state = ClusterState::from_yaml_str(SERVICE_STATE).unwrap();
+        state.security_groups[0].rules.remove(0);
+        let compiled = compile(&state, "node-a").unwrap();
+        // web-1 as a member of `client` only.
+        assert_eq!(
+            compiled.identities.keys().collect::<Vec<_>>(),
+            [&(100, "10.244.2.2/32".parse().unwrap())]
         );
     }
 

@@ -1010,6 +1010,26 @@ services:
     }
 
     #[test]
+    fn a_rule_naming_a_service_round_trips_in_its_group() {
+        let layout = Layout::new(DEFAULT_PREFIX);
+        let mut state = with_services();
+        let mut rule = state.security_groups[0].rules[0].clone();
+        rule.remote_service = Some("web-all".to_owned());
+        state.security_groups[0].rules.push(rule);
+        let mut keys = values(&layout, &state);
+        let group = String::from_utf8(keys["/ctpath/v1/security_groups/web"].clone()).unwrap();
+        assert!(group.contains(r#""remote_service":"web-all""#), "{group}");
+        assert_eq!(layout.decode(&keys).unwrap(), state);
+        // The service gone, the rule is reported at its group's key.
+        keys.remove("/ctpath/v1/services/web-all");
+        assert_eq!(
+            layout.decode(&keys).unwrap_err().to_string(),
+            "invalid cluster state: /ctpath/v1/security_groups/web: rules[1].remote_service: \
+             no service named web-all"
+        );
+    }
+
+    #[test]
     fn a_service_violation_is_reported_at_the_services_key() {
         let layout = Layout::new(DEFAULT_PREFIX);
         let mut keys = values(&layout, &with_services());

@@ -74,7 +74,7 @@ fn services_are_validated_and_their_backends_listed() {
     assert_eq!(
         text(&output.stdout),
         format!(
-            "{SERVICES_PATH}: ok (1 networks, 2 nodes, 0 security groups, 4 pods, 4 interfaces)\n\
+            "{SERVICES_PATH}: ok (1 networks, 2 nodes, 1 security groups, 4 pods, 4 interfaces)\n\
              {SERVICES_PATH}: 2 services, each balanced over its backends by Maglev:\n  \
              service web 10.96.0.10: 2 backends: default/web-0 10.244.1.2, default/web-1 \
              10.244.2.2\n  \

@@ -217,6 +217,38 @@ fn remote_group_matches_member_addresses_on_the_same_plane() {
 }
 
 #[test]
+fn remote_service_matches_its_members_on_its_plane() {
+    // A service on plane 100: its VIP, a local and a remote backend.
+    let service = Remote::Service {
+        vni: VNI,
+        members: vec![VIP, DB.ip, REMOTE_TWIN.ip],
+    };
+    let mut m = model(vec![
+        group("web", vec![egress(ALL_UDP, service.clone())]),
+        group("db", vec![ingress(ALL_UDP, service)]),
+    ]);
+    assert_forwarded(&send(&mut m, WEB, &udp(WEB, REMOTE_TWIN, 1, 2), 0));
+    assert_dropped(
+        &send(&mut m, WEB, &udp(WEB, REMOTE_PLAIN, 1, 2), 0),
+        DropReason::PolicyDeniedEgress,
+    );
+    // DB's ingress rule names the service too: WEB is not a member, the remote backend and the
+    // VIP (which WEB owns as an address pair) are.
+    assert_dropped(
+        &send(&mut m, WEB, &udp(WEB, DB, 1, 2), 0),
+        DropReason::PolicyDeniedIngress,
+    );
+    assert_forwarded(&receive(&mut m, VNI, &udp(REMOTE_TWIN, DB, 3, 4), 0));
+    let from_vip = FrameBuilder::udp(WEB.mac, ROUTER_MAC, VIP, DB.ip, 5, 6, b"");
+    assert_forwarded(&send(&mut m, WEB, &from_vip, 0));
+    // 10.1.0.22 on plane 200 is not the backend on plane 100.
+    assert_dropped(
+        &send(&mut m, WEB200, &udp(WEB200, REMOTE_TWIN_200, 1, 2), 0),
+        DropReason::PolicyDeniedEgress,
+    );
+}
+
+#[test]
 fn absent_remote_means_anywhere() {
     let mut m = model(vec![group("web", vec![egress(ALL_UDP, Remote::Anywhere)])]);
     for to in [REMOTE_PLAIN, REMOTE_WEB, OPEN, DB] {

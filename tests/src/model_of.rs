@@ -14,7 +14,7 @@
 //! of each local pod's host-side veth.
 //!
 //! Panic contract: [`topology`] panics on a state the validator would refuse (an interface on
-//! an unknown plane, a pod on an unknown node) and when a local pod's host interface is not in
+//! an unknown plane, a pod on an unknown node, a rule naming an unknown service) and when a local pod's host interface is not in
 //! the ifindex map: test set-up errors, reported with the offending name.
 
 use std::collections::BTreeMap;
@@ -55,16 +55,11 @@ pub fn topology(
             (underlay.mtu.saturating_sub(VXLAN_ENCAP_LEN as u32)).min(u32::from(u16::MAX)) as u16
         })
     };
-    let plane = |name: &str| {
-        state
-            .network(name)
-            .unwrap_or_else(|| panic!("plane {name} is not in the state"))
-    };
     let mut ports = Vec::new();
     let mut remotes = Vec::new();
     for pod in &state.pods {
         for interface in &pod.interfaces {
-            let network = plane(&interface.network);
+            let network = plane(state, &interface.network);
             if pod.node == node {
                 let ifindex = *ifindex.get(&interface.host_interface).unwrap_or_else(|| {
                     panic!("no device {} on node {node}", interface.host_interface)
@@ -119,7 +114,11 @@ pub fn topology(
             .filter(|other| other.name != node)
             .map(|other| other.underlay_ip)
             .collect(),
-        security_groups: state.security_groups.iter().map(security_group).collect(),
+        security_groups: state
+            .security_groups
+            .iter()
+            .map(|group| security_group(state, group))
+            .collect(),
         conntrack: ConntrackConfig {
             timeouts: state.conntrack.timeouts(),
             max_entries: state.conntrack.max_entries,
@@ -128,7 +127,7 @@ pub fn topology(
             .services
             .iter()
             .map(|service| {
-                let vni = plane(&service.network).vni;
+                let vni = plane(state, &service.network).vni;
                 self::service(state, service, vni)
             })
             .collect(),
@@ -162,6 +161,12 @@ fn service(state: &ClusterState, service: &state::Service, vni: u32) -> Service 
     }
 }
 
+fn plane<'a>(state: &'a ClusterState, name: &str) -> &'a state::Network {
+    state
+        .network(name)
+        .unwrap_or_else(|| panic!("plane {name} is not in the state"))
+}
+
 fn address_pairs(interface: &state::PodInterface) -> Vec<AddressPair> {
     interface
         .allowed_address_pairs
@@ -173,14 +178,14 @@ fn address_pairs(interface: &state::PodInterface) -> Vec<AddressPair> {
         .collect()
 }
 
-fn security_group(group: &state::SecurityGroup) -> SecurityGroup {
+fn security_group(state: &ClusterState, group: &state::SecurityGroup) -> SecurityGroup {
     SecurityGroup {
         name: group.name.clone(),
-        rules: group.rules.iter().map(rule).collect(),
+        rules: group.rules.iter().map(|r| rule(state, r)).collect(),
     }
 }
 
-fn rule(rule: &state::Rule) -> Rule {
+fn rule(state: &ClusterState, rule: &state::Rule) -> Rule {
     let ports = rule.ports.map(|ports| PortRange {
         first: ports.first(),
         last: ports.last(),
@@ -196,11 +201,25 @@ fn rule(rule: &state::Rule) -> Rule {
             state::Protocol::Icmp => Protocol::Icmp,
             state::Protocol::Any => Protocol::Any,
         },
-        remote: match (&rule.remote_group, &rule.remote_cidr) {
-            (Some(group), _) => Remote::Group(group.clone()),
-            (None, Some(cidr)) => Remote::Cidr(Ipv4Prefix::new(cidr.network(), cidr.prefix_len())),
-            (None, None) => Remote::Anywhere,
+        remote: match rule.remote() {
+            state::RemoteSide::Group(group) => Remote::Group(group.to_owned()),
+            state::RemoteSide::Cidr(cidr) => {
+                Remote::Cidr(Ipv4Prefix::new(cidr.network(), cidr.prefix_len()))
+            }
+            state::RemoteSide::Service(name) => service_members(state, name),
+            state::RemoteSide::Anywhere => Remote::Anywhere,
         },
+    }
+}
+
+/// A service as a rule's remote side: its members, on its plane.
+fn service_members(state: &ClusterState, name: &str) -> Remote {
+    let service = state
+        .service(name)
+        .unwrap_or_else(|| panic!("service {name} is not in the state"));
+    Remote::Service {
+        vni: plane(state, &service.network).vni,
+        members: state.service_members(service),
     }
 }
 

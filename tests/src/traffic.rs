@@ -1,7 +1,7 @@
 //! Traffic between pods for end-to-end tests and the demo: ping, and UDP and TCP request/echo
 //! exchanges written with std sockets inside the pods' namespaces, so a test learns exactly which
-//! messages arrived, and a TCP echo server to run any client against (`with_tcp_echo`: a
-//! container's `nc`). Bounded in count and time; every call stops by itself.
+//! messages arrived, and TCP echo servers to run any client against (`with_tcp_echo`: a
+//! container's `nc`; `with_tcp_echo_servers`: a service's backends). Bounded in count and time; every call stops by itself.
 
 use std::{
     io::{Read, Write},
@@ -86,29 +86,50 @@ pub fn tcp_echo(
     bytes: usize,
 ) -> bool {
     with_tcp_echo(server, server_ip, port, || {
-        client
-            .run_in(|| {
-                let Ok(mut stream) =
-                    TcpStream::connect_timeout(&SocketAddrV4::new(server_ip, port).into(), WAIT)
-                else {
-                    return false;
-                };
-                stream.set_read_timeout(Some(WAIT)).expect("timeout");
-                let sent: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
-                let writer = stream.try_clone().expect("clone stream");
-                let sender = std::thread::spawn(move || {
-                    let mut writer = writer;
-                    let ok = writer.write_all(&sent).is_ok();
-                    let _ = writer.shutdown(std::net::Shutdown::Write);
-                    ok
-                });
-                let mut received = Vec::with_capacity(bytes);
-                let _ = stream.read_to_end(&mut received);
-                let expected: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
-                sender.join().unwrap_or(false) && received == expected
-            })
-            .expect("enter client namespace")
+        tcp_echo_client(client, SocketAddrV4::new(server_ip, port), bytes)
     })
+}
+
+/// Opens a TCP connection from `client` to `to`, where an echo server answers (directly, or
+/// behind a service's virtual IP: [`with_tcp_echo_servers`]); sends `bytes` bytes and returns
+/// whether all came back intact.
+pub fn tcp_echo_client(client: &Netns, to: SocketAddrV4, bytes: usize) -> bool {
+    client
+        .run_in(|| {
+            let Ok(mut stream) = TcpStream::connect_timeout(&to.into(), WAIT) else {
+                return false;
+            };
+            stream.set_read_timeout(Some(WAIT)).expect("timeout");
+            let sent: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+            let writer = stream.try_clone().expect("clone stream");
+            let sender = std::thread::spawn(move || {
+                let mut writer = writer;
+                let ok = writer.write_all(&sent).is_ok();
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+                ok
+            });
+            let mut received = Vec::with_capacity(bytes);
+            let _ = stream.read_to_end(&mut received);
+            let expected: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+            sender.join().unwrap_or(false) && received == expected
+        })
+        .expect("enter client namespace")
+}
+
+/// Runs `client` while each of `servers` listens on its address and `port` as
+/// [`with_tcp_echo`] does (the backends of a service: whichever one a connection is given to
+/// answers it); returns what `client` returned.
+pub fn with_tcp_echo_servers<T>(
+    servers: &[(&Netns, Ipv4Addr)],
+    port: u16,
+    client: impl FnOnce() -> T,
+) -> T {
+    match servers.split_first() {
+        None => client(),
+        Some(((server, ip), others)) => with_tcp_echo(server, *ip, port, || {
+            with_tcp_echo_servers(others, port, client)
+        }),
+    }
 }
 
 /// Runs `client` while `server` listens on `server_ip:port` (TCP) and echoes what the first

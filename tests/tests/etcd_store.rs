@@ -365,6 +365,7 @@ fn a_state_larger_than_grpc_s_default_message_is_listed_and_watched() {
                     .parse()
                     .unwrap(),
             ),
+            remote_service: None,
         })
         .collect();
     let json = serde_json::to_vec(&state.security_groups[0]).unwrap();

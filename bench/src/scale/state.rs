@@ -127,6 +127,7 @@ fn rule(
         }),
         remote_group,
         remote_cidr,
+        remote_service: None,
     }
 }
 

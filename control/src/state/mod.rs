@@ -20,6 +20,7 @@ mod validate;
 mod values;
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde_path_to_error::Segment;
@@ -27,8 +28,8 @@ use thiserror::Error;
 
 pub use model::{
     AddressPair, BackendRef, ClusterState, ConntrackSettings, Datapath, Direction, Network, Node,
-    Pod, PodInterface, Protocol, Rule, SecurityGroup, Service, ServicePort, ServiceProtocol,
-    SessionAffinity, DEFAULT_AFFINITY_TIMEOUT_S,
+    Pod, PodInterface, Protocol, RemoteSide, Rule, SecurityGroup, Service, ServicePort,
+    ServiceProtocol, SessionAffinity, DEFAULT_AFFINITY_TIMEOUT_S,
 };
 pub use values::{MacAddr, PortRange, SchemaVersion, ValueError};
 
@@ -127,6 +128,24 @@ impl ClusterState {
     /// The security group called `name`.
     pub fn security_group(&self, name: &str) -> Option<&SecurityGroup> {
         self.security_groups.iter().find(|group| group.name == name)
+    }
+
+    /// The service called `name`.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|service| service.name == name)
+    }
+
+    /// The addresses a rule naming `service` as its remote side (`remote_service`) matches,
+    /// on the service's network: its VIP, then its backends' addresses
+    /// ([`ClusterState::service_backends`]).
+    pub fn service_members(&self, service: &Service) -> Vec<Ipv4Addr> {
+        std::iter::once(service.vip)
+            .chain(
+                self.service_backends(service)
+                    .into_iter()
+                    .map(|(_, interface)| interface.ip),
+            )
+            .collect()
     }
 
     /// Every interface of every pod scheduled on `node`, with its pod, in document order.
@@ -334,6 +353,8 @@ pods:
         assert_eq!(upf.rules[0].remote_group.as_deref(), Some("smf"));
         assert_eq!(upf.rules[1].protocol, Protocol::Any);
         assert_eq!(upf.rules[1].ports, None);
+        assert_eq!(upf.rules[0].remote(), RemoteSide::Group("smf"));
+        assert_eq!(upf.rules[1].remote(), RemoteSide::Anywhere);
 
         let upf_std = &state.pods[0].interfaces[0];
         assert_eq!(upf_std.mac, MacAddr([0x02, 0x00, 0x0a, 0xf4, 0x01, 0x02]));
@@ -404,6 +425,24 @@ pods:
             ClusterState::from_yaml_str(&state.to_yaml()).unwrap(),
             state
         );
+    }
+
+    #[test]
+    fn a_service_s_members_are_its_vip_then_its_backends() {
+        let state = services_example();
+        let members = |name| state.service_members(state.service(name).unwrap());
+        let ips = |list: &[&str]| -> Vec<Ipv4Addr> {
+            list.iter().map(|ip| ip.parse().unwrap()).collect()
+        };
+        assert_eq!(
+            members("web"),
+            ips(&["10.96.0.10", "10.244.1.2", "10.244.2.2"])
+        );
+        assert_eq!(members("dns"), ips(&["10.244.0.53", "10.244.1.3"]));
+        assert!(state.service("www").is_none());
+        let rules = &state.security_groups[0].rules;
+        assert_eq!(rules[0].remote(), RemoteSide::Service("web"));
+        assert_eq!(rules[2].remote(), RemoteSide::Service("dns"));
     }
 
     #[test]

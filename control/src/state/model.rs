@@ -32,8 +32,8 @@ pub struct ClusterState {
     /// Connection tracking: table size and idle timeouts (docs/security-groups.md).
     #[serde(default)]
     pub conntrack: ConntrackSettings,
-    /// Virtual addresses whose connections go to a set of pod interfaces. Optional; validated,
-    /// not yet carried by the datapath.
+    /// Virtual addresses whose connections go to a set of pod interfaces (`crate::services`).
+    /// Optional.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Service>,
 }
@@ -163,12 +163,41 @@ pub struct Rule {
     /// tcp and udp only; absent means all ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<PortRange>,
-    /// The peer is any interface in this group. At most one of `remote_group` and `remote_cidr`;
-    /// neither means anywhere.
+    /// The peer is any interface in this group. At most one of `remote_group`, `remote_cidr`
+    /// and `remote_service`; none means anywhere. Read the remote side through
+    /// [`Rule::remote`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_cidr: Option<Ipv4Net>,
+    /// The peer is this service's virtual IP or one of its backends, on the service's plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_service: Option<String>,
+}
+
+/// The other end of a connection a rule allows, as [`Rule::remote`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteSide<'a> {
+    Anywhere,
+    /// A member address of the group, on the connection's plane.
+    Group(&'a str),
+    /// An address in the prefix, on any plane.
+    Cidr(Ipv4Net),
+    /// The service's virtual IP or a backend's address, on the service's plane.
+    Service(&'a str),
+}
+
+impl Rule {
+    /// The rule's remote side. A valid state sets at most one of the three fields; should a
+    /// rule set more, `remote_group` wins over `remote_cidr`, which wins over `remote_service`.
+    pub fn remote(&self) -> RemoteSide<'_> {
+        match (&self.remote_group, &self.remote_cidr, &self.remote_service) {
+            (Some(group), _, _) => RemoteSide::Group(group),
+            (None, Some(cidr), _) => RemoteSide::Cidr(*cidr),
+            (None, None, Some(service)) => RemoteSide::Service(service),
+            (None, None, None) => RemoteSide::Anywhere,
+        }
+    }
 }
 
 /// Traffic direction, seen from the pod.

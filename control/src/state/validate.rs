@@ -31,6 +31,8 @@
 //!   a known pod with an interface on the service's network, listed once; the list may be
 //!   empty). `affinity_timeout_seconds` only with `session_affinity: client_ip`, 1 to 86400
 //!   (a day, Kubernetes' limit). A selector that matches no pod is not an error.
+//! - A security-group rule sets at most one of `remote_group`, `remote_cidr` and
+//!   `remote_service`; the group or service it names must exist.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -285,17 +287,39 @@ fn check_security_groups(state: &ClusterState, report: &mut Report) {
                     ),
                 );
             }
-            if rule.remote_group.is_some() && rule.remote_cidr.is_some() {
-                report.add(
-                    &path,
-                    "has both remote_group and remote_cidr; set at most one",
-                );
+            let remotes: Vec<&str> = [
+                ("remote_group", rule.remote_group.is_some()),
+                ("remote_cidr", rule.remote_cidr.is_some()),
+                ("remote_service", rule.remote_service.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(field, set)| set.then_some(field))
+            .collect();
+            if let [others @ .., last] = remotes.as_slice() {
+                if !others.is_empty() {
+                    report.add(
+                        &path,
+                        format_args!(
+                            "has {} and {last}; set at most one of remote_group, remote_cidr and \
+                             remote_service",
+                            others.join(", ")
+                        ),
+                    );
+                }
             }
             if let Some(remote) = &rule.remote_group {
                 if !first_by_name.contains_key(remote.as_str()) {
                     report.add(
                         format!("{path}.remote_group"),
                         format!("unknown security group {remote}"),
+                    );
+                }
+            }
+            if let Some(service) = &rule.remote_service {
+                if state.service(service).is_none() {
+                    report.add(
+                        format!("{path}.remote_service"),
+                        format!("no service named {service}"),
                     );
                 }
             }
@@ -1156,7 +1180,44 @@ services:
         state.security_groups[1].rules[0].remote_cidr = Some("10.0.0.0/8".parse().unwrap());
         assert_eq!(
             problems(&state),
-            ["security_groups[1].rules[0]: has both remote_group and remote_cidr; set at most one"]
+            [
+                "security_groups[1].rules[0]: has remote_group and remote_cidr; set at most one \
+                 of remote_group, remote_cidr and remote_service"
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_naming_a_service_as_its_remote_side() {
+        let mut state = base();
+        state.security_groups[0].rules[0].remote_group = None;
+        state.security_groups[0].rules[0].remote_service = Some("sbi".to_owned());
+        assert_eq!(problems(&state), Vec::<String>::new());
+        state.security_groups[0].rules[0].remote_service = Some("amf".to_owned());
+        assert_eq!(
+            problems(&state),
+            ["security_groups[0].rules[0].remote_service: no service named amf"]
+        );
+    }
+
+    #[test]
+    fn rule_with_more_than_one_remote_side() {
+        let mut state = base();
+        state.security_groups[1].rules[0].remote_service = Some("sbi".to_owned());
+        state.security_groups[0].rules[1].remote_cidr = Some("10.0.0.0/8".parse().unwrap());
+        state.security_groups[0].rules[1].remote_service = Some("sbi".to_owned());
+        state.security_groups[0].rules[0].remote_cidr = Some("10.0.0.0/8".parse().unwrap());
+        state.security_groups[0].rules[0].remote_service = Some("sbi".to_owned());
+        assert_eq!(
+            problems(&state),
+            [
+                "security_groups[0].rules[0]: has remote_group, remote_cidr and remote_service; \
+                 set at most one of remote_group, remote_cidr and remote_service",
+                "security_groups[0].rules[1]: has remote_cidr and remote_service; set at most \
+                 one of remote_group, remote_cidr and remote_service",
+                "security_groups[1].rules[0]: has remote_group and remote_service; set at most \
+                 one of remote_group, remote_cidr and remote_service",
+            ]
         );
     }
 

@@ -70,6 +70,9 @@ impl Rule {
                 Remote::Anywhere => true,
                 Remote::Cidr(prefix) => prefix.contains(remote),
                 Remote::Group(group) => topology.is_member(group, connection.vni, remote),
+                Remote::Service { vni, members } => {
+                    connection.vni == *vni && members.contains(&remote)
+                }
             }
     }
 }

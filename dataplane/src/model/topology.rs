@@ -211,6 +211,12 @@ pub enum Remote {
     /// The other end's address is a member of the group on the connection's plane
     /// ([`Topology::is_member`]).
     Group(String),
+    /// The other end's address is one of `members` (a service's virtual IP and its backends'
+    /// addresses, resolved from the state by whoever builds the topology) on plane `vni`.
+    Service {
+        vni: u32,
+        members: Vec<Ipv4Addr>,
+    },
 }
 
 /// The conntrack table's size and idle timeouts (the state's `conntrack:` section).
