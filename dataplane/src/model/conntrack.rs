@@ -301,6 +301,23 @@ pub fn is_icmp_error(icmp_type: u8) -> bool {
 /// header first), sent to `to` on plane `vni`, quotes; `None` if the quote is not an IPv4
 /// header and 8 bytes, or if the quoted packet was not sent by `to`.
 pub fn quoted_key(vni: u32, message: &[u8], to: Ipv4Addr) -> Option<CtKey> {
+    let quoted = quoted(message, to)?;
+    Some(CtKey::of_packet(vni, quoted.protocol, quoted.src, quoted.dst).0)
+}
+
+/// The packet an ICMP error quotes, as its connection is keyed: protocol, and source and
+/// destination with their ports (TCP/UDP ports, an echo's identifier twice, 0/0 otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotedPacket {
+    pub protocol: u8,
+    pub src: (Ipv4Addr, u16),
+    pub dst: (Ipv4Addr, u16),
+}
+
+/// The packet the ICMP error `message` (the whole ICMP message, header first), sent to `to`,
+/// quotes; `None` if the quote is not an IPv4 header and 8 bytes, or if the quoted packet was
+/// not sent by `to`.
+pub fn quoted(message: &[u8], to: Ipv4Addr) -> Option<QuotedPacket> {
     let quote = message.get(icmp::field::DATA)?;
     if quote.len() < IPV4_MIN_HDR_LEN {
         return None;
@@ -323,9 +340,11 @@ pub fn quoted_key(vni: u32, message: &[u8], to: Ipv4Addr) -> Option<CtKey> {
         }
         _ => (0, 0),
     };
-    let src = (header.src_addr(), src_port);
-    let dst = (header.dst_addr(), dst_port);
-    Some(CtKey::of_packet(vni, protocol, src, dst).0)
+    Some(QuotedPacket {
+        protocol,
+        src: (header.src_addr(), src_port),
+        dst: (header.dst_addr(), dst_port),
+    })
 }
 
 /// The table: every entry it holds, live or expired, in key order.

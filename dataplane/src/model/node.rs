@@ -14,14 +14,17 @@
 //! 5. other ethertypes go to the kernel (`pod_passed`);
 //! 6. IPv4 larger than the port's MTU: "fragmentation needed" back to the pod if DF is set
 //!    (`icmp_frag_needed_sent`), else `mtu_exceeded`;
-//! 7. services, on a node whose cluster has any ([`super::services`]): the reply of a live
+//! 7. services, on a node whose cluster has any ([`super::services`]): an ICMP error about a
+//!    packet of a live translated connection follows that connection (an error to a virtual
+//!    IP about nothing translated is `service_unsupported`); else the reply of a live
 //!    translated connection is translated back (from the service); else a packet to a
 //!    service's virtual IP is translated to a backend (`service_unsupported`,
 //!    `service_port_unknown`, `service_no_backend`);
 //! 8. the destination (as translated) on the port's plane: a local or remote pod interface,
 //!    else (the gateway included) `unknown_destination`;
 //! 9. conntrack and policy (`admit`): egress of the port, ingress of a local destination; a
-//!    packet to a service as translated (client to backend), a reply as it came;
+//!    packet to a service as translated (client to backend), a reply as it came, an ICMP
+//!    error (and its quote) on the backend's side as it is there;
 //! 10. delivery to the local pod (`pod_redirected_local`) or VXLAN to the remote pod's node
 //!     (`pod_encapsulated`), the outer source port hashed from the packet as it leaves.
 //!
@@ -33,8 +36,9 @@
 //! 4. ARP: a request for a *local* pod is answered back over VXLAN (`underlay_arp_replied`);
 //! 5. IPv4 larger than the plane's MTU: `mtu_exceeded`; its destination must be a local pod
 //!    (`unknown_destination`); conntrack and policy, ingress of the destination only; the
-//!    reply of a live translated connection (a remote backend's to a local client) is
-//!    translated back; then delivery (`underlay_decapsulated`);
+//!    reply of a live translated connection (a remote backend's to a local client), or an
+//!    ICMP error about a packet of one, is translated back; then delivery
+//!    (`underlay_decapsulated`);
 //! 6. any other inner ethertype: `inner_unsupported`.
 //!
 //! Outside the model: the underlay next hop of an encapsulated frame (the kernel's FIB and
@@ -70,7 +74,7 @@ use ctpath_common::{Counter, DropReason};
 
 use super::classify::{classify, Ipv4Summary, L3, L4};
 use super::conntrack::{
-    has_ports, is_icmp_error, key_ports, quoted_key, CtEntry, CtKey, CtState, Table,
+    has_ports, is_icmp_error, key_ports, quoted, quoted_key, CtEntry, CtKey, CtState, Table,
 };
 use super::policy::{self, Connection, RuleHits};
 use super::replies;
@@ -295,18 +299,30 @@ impl NodeModel {
                 Outcome::Bounce { frame },
             ));
         }
-        let routed = route(topology, services, port.vni, ip, now_ns)?;
+        let routed = route(
+            topology,
+            services,
+            port.vni,
+            ip,
+            ipv4_payload(frame),
+            now_ns,
+        )?;
         let leaving = routed.leaving(ip);
+        let leaving_frame = routed.frame(frame);
         let receiver = match routed.destination {
             Endpoint::Local(receiver) => Some(receiver),
             _ => None,
         };
-        let message = ipv4_payload(frame);
         // Conntrack and the rules see the connection between the client and the backend: a
-        // packet to a service as translated, a backend's reply as it came.
-        let tracked = match routed.translation {
-            Translation::ToBackend(_) => &leaving,
-            Translation::None | Translation::FromService(_) => ip,
+        // packet to a service as translated, a backend's reply as it came, and an ICMP error
+        // about a packet of theirs likewise (its quote included).
+        let (tracked, message) = match routed.translation {
+            Translation::ToBackend(_) | Translation::ErrorToBackend(_) => {
+                (&leaving, ipv4_payload(&leaving_frame))
+            }
+            Translation::None | Translation::FromService(_) | Translation::ErrorFromService(_) => {
+                (ip, ipv4_payload(frame))
+            }
         };
         let packet = Packet {
             vni: port.vni,
@@ -316,7 +332,7 @@ impl NodeModel {
             receiver,
         };
         let rules = admit(topology, table, *generation, &packet, now_ns)?;
-        let frame = routed.frame(frame);
+        let frame = leaving_frame;
         // A routed frame (to the router MAC) leaves from the router MAC, as from a router.
         let src_mac = if classified.dst_mac == router_mac {
             router_mac
@@ -401,13 +417,23 @@ impl NodeModel {
             receiver: Some(receiver),
         };
         let rules = admit(topology, table, *generation, &packet, now_ns)?;
-        // A backend's reply to a client of this node comes from the service.
-        let reply = (!topology.services.is_empty())
-            .then(|| services.from_backend(topology, received.vni, ip, now_ns))
-            .flatten();
-        let inner = match reply {
-            Some(rewrite) => services::rewritten(inner, ETH_HDR_LEN, &rewrite),
-            None => inner.to_vec(),
+        // A backend's reply to a client of this node comes from the service, and so does an
+        // ICMP error about a packet of the client's to the backend.
+        let inner = if topology.services.is_empty() {
+            inner.to_vec()
+        } else if is_error(ip) {
+            let message = ipv4_payload(inner);
+            match quoted(message, ip.dst).and_then(|quoted| {
+                services.of_error(topology, received.vni, false, &quoted, now_ns)
+            }) {
+                Some(rewrite) => services::rewritten_error(inner, ETH_HDR_LEN, &rewrite),
+                None => inner.to_vec(),
+            }
+        } else {
+            match services.from_backend(topology, received.vni, ip, now_ns) {
+                Some(rewrite) => services::rewritten(inner, ETH_HDR_LEN, &rewrite),
+                None => inner.to_vec(),
+            }
         };
         Ok(Verdict {
             outcome: Outcome::Redirect {
@@ -428,6 +454,11 @@ enum Translation {
     ToBackend(Rewrite),
     /// A backend's reply, now from the service.
     FromService(Rewrite),
+    /// An ICMP error to a service's virtual IP about a reply from it, now to the backend.
+    ErrorToBackend(Rewrite),
+    /// An ICMP error about a packet from a client to a service's backend, now from the
+    /// service.
+    ErrorFromService(Rewrite),
 }
 
 /// Where a packet from a pod goes, and how it was translated on its way there.
@@ -436,24 +467,36 @@ struct Routed<'a> {
     translation: Translation,
 }
 
-impl Routed<'_> {
+impl Translation {
     fn rewrite(&self) -> Option<&Rewrite> {
-        match &self.translation {
+        match self {
             Translation::None => None,
-            Translation::ToBackend(rewrite) | Translation::FromService(rewrite) => Some(rewrite),
+            Translation::ToBackend(rewrite)
+            | Translation::FromService(rewrite)
+            | Translation::ErrorToBackend(rewrite)
+            | Translation::ErrorFromService(rewrite) => Some(rewrite),
         }
     }
+}
 
+impl Routed<'_> {
     /// The packet `ip` as it leaves.
     fn leaving(&self, ip: &Ipv4Summary) -> Ipv4Summary {
-        self.rewrite().map_or(*ip, |rewrite| rewrite.applied_to(ip))
+        self.translation
+            .rewrite()
+            .map_or(*ip, |rewrite| rewrite.applied_to(ip))
     }
 
     /// The frame `frame` as it leaves, before its Ethernet header is readdressed.
     fn frame(&self, frame: &[u8]) -> Vec<u8> {
-        match self.rewrite() {
-            Some(rewrite) => services::rewritten(frame, ETH_HDR_LEN, rewrite),
-            None => frame.to_vec(),
+        match &self.translation {
+            Translation::None => frame.to_vec(),
+            Translation::ToBackend(rewrite) | Translation::FromService(rewrite) => {
+                services::rewritten(frame, ETH_HDR_LEN, rewrite)
+            }
+            Translation::ErrorToBackend(rewrite) | Translation::ErrorFromService(rewrite) => {
+                services::rewritten_error(frame, ETH_HDR_LEN, rewrite)
+            }
         }
     }
 }
@@ -466,21 +509,29 @@ fn route<'a>(
     services: &mut ServiceState,
     vni: u32,
     ip: &Ipv4Summary,
+    message: &[u8],
     now_ns: u64,
 ) -> Result<Routed<'a>, DropReason> {
+    let to_service = matches!(topology.endpoint(vni, ip.dst), Some(Endpoint::Service(_)));
     let translation = if topology.services.is_empty() {
         Translation::None
+    } else if is_error(ip) {
+        let found = quoted(message, ip.dst)
+            .and_then(|quoted| services.of_error(topology, vni, to_service, &quoted, now_ns));
+        match found {
+            Some(rewrite) if to_service => Translation::ErrorToBackend(rewrite),
+            Some(rewrite) => Translation::ErrorFromService(rewrite),
+            None if to_service => return Err(DropReason::ServiceUnsupported),
+            None => Translation::None,
+        }
     } else if let Some(rewrite) = services.from_backend(topology, vni, ip, now_ns) {
         Translation::FromService(rewrite)
-    } else if let Some(Endpoint::Service(_)) = topology.endpoint(vni, ip.dst) {
+    } else if to_service {
         Translation::ToBackend(services.to_service(topology, vni, ip, now_ns)?)
     } else {
         Translation::None
     };
-    let dst = match translation {
-        Translation::None => ip.dst,
-        Translation::ToBackend(rewrite) | Translation::FromService(rewrite) => rewrite.dst,
-    };
+    let dst = translation.rewrite().map_or(ip.dst, |rewrite| rewrite.dst);
     match topology.endpoint(vni, dst) {
         Some(destination @ (Endpoint::Local(_) | Endpoint::Remote(_))) => Ok(Routed {
             destination,
@@ -488,6 +539,11 @@ fn route<'a>(
         }),
         _ => Err(DropReason::UnknownDestination),
     }
+}
+
+/// Whether `ip` is an ICMP error (types 3, 11, 12).
+fn is_error(ip: &Ipv4Summary) -> bool {
+    matches!(ip.l4, L4::Icmp { icmp_type, .. } if is_icmp_error(icmp_type))
 }
 
 /// An IPv4 packet on its way through conntrack and policy.

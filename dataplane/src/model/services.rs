@@ -29,6 +29,16 @@
 //!   backend's target port to where it left from) is translated back to come from the virtual
 //!   IP and service port, to the client; a reply refreshes only its own translation.
 //!
+//! - An ICMP error (types 3, 11 and 12) about a packet of a live translated connection (its
+//!   quote as conntrack reads it, [`super::conntrack::quoted`]) is translated as a packet of
+//!   that connection sent its way would be: an error to a virtual IP (a client's, about a
+//!   reply from the service) as the client's packets, any other (a backend's, or a hop's on
+//!   its way, about a client's packet to the backend) as the backend's replies. Its addresses
+//!   become those of that translation, and its quote the reverse: the quoted addresses, and a
+//!   quoted TCP or UDP packet's ports. An error does not refresh the translation. An error to
+//!   a virtual IP about nothing translated is `service_unsupported`; any other goes on as it
+//!   came.
+//!
 //! The programs' tables are LRU maps with room for every connection a test makes; these maps
 //! never forget, which is the same while nothing is evicted. Time is an argument, as for
 //! conntrack.
@@ -37,7 +47,11 @@
 //! UDP checksums are updated incrementally (RFC 1624, one 16-bit word at a time), so a valid
 //! checksum stays valid and a wrong one stays wrong; a UDP datagram without a checksum (0)
 //! keeps none, and a UDP checksum that comes out 0 is sent as 0xffff (RFC 768). ICMP's
-//! checksum covers no address, and an echo keeps its identifier.
+//! checksum covers no address, and an echo keeps its identifier. In an ICMP error, the quoted
+//! IPv4 header's checksum is updated likewise and the ICMP checksum follows the quoted ports
+//! only: an IPv4 header updated incrementally keeps its sum, so the quoted header's changes
+//! leave the ICMP sum as it was. The quoted TCP or UDP checksum is left as it is (8 bytes of a
+//! TCP header are quoted; no receiver checks it).
 //!
 //! Panic contract: nothing here panics, whatever the frame or the topology.
 
@@ -47,11 +61,13 @@ use std::net::Ipv4Addr;
 use ctpath_common::checksum::replace16;
 use ctpath_common::flow::flow_hash;
 use ctpath_common::maps::{MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_MAX_BACKENDS, MAGLEV_SMALL_SLOTS};
-use ctpath_common::wire::{ICMP_ECHO_REQUEST, IPPROTO_TCP, IPPROTO_UDP};
+use ctpath_common::wire::{
+    ICMP_ECHO_REQUEST, ICMP_HDR_LEN, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HDR_LEN,
+};
 use ctpath_common::DropReason;
 
 use super::classify::{Ipv4Summary, L4};
-use super::conntrack::{key_ports, CtState};
+use super::conntrack::{key_ports, CtState, QuotedPacket};
 use super::topology::{Service, Topology};
 use crate::maglev::{BackendId, Maglev};
 use crate::wire::{ipv4, tcp};
@@ -212,6 +228,36 @@ impl ServiceState {
         Some(reply.rewrite)
     }
 
+    /// The translation of an ICMP error on plane `vni` about `quoted`, if that packet belongs
+    /// to a live translated connection: that of the connection's packets sent the error's
+    /// way, the client's if the error goes to a service (`to_service`), else the backend's
+    /// (module doc). Nothing is refreshed.
+    pub fn of_error(
+        &self,
+        topology: &Topology,
+        vni: u32,
+        to_service: bool,
+        quoted: &QuotedPacket,
+        now_ns: u64,
+    ) -> Option<Rewrite> {
+        let key = NatKey {
+            vni,
+            protocol: quoted.protocol,
+            src: quoted.dst.0,
+            dst: quoted.src.0,
+            src_port: quoted.dst.1,
+            dst_port: quoted.src.1,
+        };
+        let table = if to_service {
+            &self.flows
+        } else {
+            &self.replies
+        };
+        let translation = table.get(&key)?;
+        live(translation, lifetime_ns(topology, quoted.protocol), now_ns)
+            .then_some(translation.rewrite)
+    }
+
     /// The translation of `ip`, a packet on plane `vni` to a service's virtual IP
     /// (`ip.dst`).
     pub fn to_service(
@@ -343,22 +389,16 @@ impl ServiceState {
 /// addresses and ports of `rewrite`, checksums updated (module doc).
 pub fn rewritten(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
     let mut frame = frame.to_vec();
-    let Some(datagram) = frame.get_mut(l3..) else {
+    let Some((src, dst, protocol)) = frame
+        .get(l3..)
+        .and_then(|datagram| ipv4::Packet::new_checked(datagram).ok())
+        .map(|packet| (packet.src_addr(), packet.dst_addr(), packet.protocol()))
+    else {
         return frame;
     };
-    let Ok(mut packet) = ipv4::Packet::new_checked(datagram) else {
+    let Some(l4) = readdressed(&mut frame, l3, rewrite.src, rewrite.dst) else {
         return frame;
     };
-    let (src, dst) = (packet.src_addr(), packet.dst_addr());
-    let mut check = packet.checksum();
-    for (old, new) in [(src, rewrite.src), (dst, rewrite.dst)] {
-        check = updated(check, &old.octets(), &new.octets(), false);
-    }
-    packet.set_checksum(check);
-    packet.set_src_addr(rewrite.src);
-    packet.set_dst_addr(rewrite.dst);
-    let protocol = packet.protocol();
-    let l4 = packet.header_len();
     let Some(segment) = datagram_l4(&mut frame, l3 + l4) else {
         return frame;
     };
@@ -385,6 +425,63 @@ pub fn rewritten(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
     segment[0..2].copy_from_slice(&rewrite.src_port.to_be_bytes());
     segment[2..4].copy_from_slice(&rewrite.dst_port.to_be_bytes());
     frame
+}
+
+/// `frame`, a classified ICMP error whose IPv4 header starts at `l3` and whose quote
+/// [`super::conntrack::quoted`] reads, translated as `rewrite` says: its addresses become the
+/// rewrite's, its quote's the reverse, checksums updated (module doc).
+pub fn rewritten_error(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    let Some(header_len) = readdressed(&mut frame, l3, rewrite.src, rewrite.dst) else {
+        return frame;
+    };
+    let quote_at = l3 + header_len + ICMP_HDR_LEN;
+    let Some(quote_len) = readdressed(&mut frame, quote_at, rewrite.dst, rewrite.src) else {
+        return frame;
+    };
+    if !matches!(frame.get(quote_at + 9), Some(&(IPPROTO_TCP | IPPROTO_UDP))) {
+        return frame;
+    }
+    let (check_at, ports_at) = (l3 + header_len + 2, quote_at + quote_len);
+    let Some(bytes) = frame.get(ports_at..ports_at + 4) else {
+        return frame;
+    };
+    let old = [
+        u16::from_be_bytes([bytes[0], bytes[1]]),
+        u16::from_be_bytes([bytes[2], bytes[3]]),
+    ];
+    let new = [rewrite.dst_port, rewrite.src_port];
+    let mut check = u16::from_be_bytes([frame[check_at], frame[check_at + 1]]);
+    for (old, new) in old.into_iter().zip(new) {
+        check = updated(check, &old.to_be_bytes(), &new.to_be_bytes(), false);
+    }
+    frame[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
+    frame[ports_at..ports_at + 2].copy_from_slice(&new[0].to_be_bytes());
+    frame[ports_at + 2..ports_at + 4].copy_from_slice(&new[1].to_be_bytes());
+    frame
+}
+
+/// Sets the addresses of the IPv4 header at `at` in `frame` to `src` and `dst`, its checksum
+/// updated; its length, or `None` if there is no IPv4 header there. Only the header is looked
+/// at: a quoted header's total length is that of the packet it was cut from.
+fn readdressed(frame: &mut [u8], at: usize, src: Ipv4Addr, dst: Ipv4Addr) -> Option<usize> {
+    let bytes = frame
+        .get_mut(at..)
+        .filter(|bytes| bytes.len() >= IPV4_MIN_HDR_LEN)?;
+    let len = bytes.len();
+    let mut header = ipv4::Packet::new_unchecked(bytes);
+    let header_len = header.header_len();
+    if header_len < IPV4_MIN_HDR_LEN || len < header_len {
+        return None;
+    }
+    let mut check = header.checksum();
+    for (old, new) in [(header.src_addr(), src), (header.dst_addr(), dst)] {
+        check = updated(check, &old.octets(), &new.octets(), false);
+    }
+    header.set_checksum(check);
+    header.set_src_addr(src);
+    header.set_dst_addr(dst);
+    Some(header.header_len())
 }
 
 /// The bytes of `frame` from `at` on (the transport header and payload).

@@ -12,6 +12,10 @@
 //!   packets, translated to the backend). Later packets cost one lookup.
 //! - [`from_backend`]: a packet that may be a backend's reply: its `NAT_REPLIES` entry, if
 //!   live, says what it becomes.
+//! - [`of_error`]: an ICMP error about a packet of a translated connection (a backend's port
+//!   unreachable, or a client's about a reply from the service): the live entry of the
+//!   error's direction of that connection says what the error's addresses become, and the
+//!   quote is translated to match (the caller applies both).
 //!
 //! Hairpin: when the backend chosen is the client itself, the packet also leaves from the
 //! virtual IP (the pod would drop a packet from its own address as a martian), so its reply
@@ -249,4 +253,40 @@ pub fn from_backend<T: ServiceTables>(
     }
     reply.last_seen_ns = now;
     Some(reply.rewrite)
+}
+
+/// The translation of an ICMP error about the quoted packet `quoted` (its connection's key, as
+/// [`from_backend`] and [`to_service`] take a packet's), if that packet belongs to a live
+/// translated connection: what a packet of the connection sent the error's way (from the
+/// quoted packet's receiver to its sender) becomes. `to_service`: the error goes to a service's
+/// virtual IP (a client's, about a reply from the service), else it may be a backend's (or a
+/// hop's on its way) about a packet from a client.
+///
+/// The error's addresses become the rewrite's; its quote, the reverse (source and destination
+/// swapped, and TCP or UDP ports). An error does not keep its connection alive: the entry is
+/// not refreshed.
+#[inline(always)]
+pub fn of_error<T: ServiceTables>(
+    tables: &mut T,
+    node: &NodeConfig,
+    to_service: bool,
+    quoted: &Packet,
+) -> Option<Rewrite> {
+    let key = FlowKey {
+        vni: quoted.vni,
+        src: quoted.dst,
+        dst: quoted.src,
+        src_port: quoted.dst_port,
+        dst_port: quoted.src_port,
+        protocol: quoted.protocol,
+        _pad: [0; 3],
+    };
+    let now = tables.now_ns();
+    let entry = if to_service {
+        tables.flow(&key)?
+    } else {
+        tables.reply(&key)?
+    };
+    (now.saturating_sub(entry.last_seen_ns) < lifetime_ns(node, quoted.protocol))
+        .then_some(entry.rewrite)
 }

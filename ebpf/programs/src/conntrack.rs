@@ -117,11 +117,17 @@ pub fn admit<C: PacketContext>(
     if let Some(rewrite) = translated {
         summary.src = rewrite.src;
         summary.dst = rewrite.dst;
-        summary.src_port = rewrite.src_port;
-        summary.dst_port = rewrite.dst_port;
+        // ICMP has no ports to translate (an echo keeps its identifier).
+        if matches!(summary.protocol, IPPROTO_TCP | IPPROTO_UDP) {
+            summary.src_port = rewrite.src_port;
+            summary.dst_port = rewrite.dst_port;
+        }
     }
     let quoted = if summary.is_icmp_error() {
-        quoted_key(ctx, vni, packet)
+        quoted(ctx, vni, packet).map(|quoted| {
+            let q = &quoted.packet;
+            ct_key(vni, q.protocol, q.src, q.dst, q.src_port, q.dst_port).0
+        })
     } else {
         None
     };
@@ -138,11 +144,22 @@ pub fn admit<C: PacketContext>(
     Ok(())
 }
 
-/// The key of the connection whose packet the ICMP error `packet` quotes, if the quote is an
-/// IPv4 header and 8 bytes within the error and goes back to its sender (Linux requires as
-/// much).
+/// The packet an ICMP error quotes, and where its quote lies in the frame.
+#[derive(Clone, Copy)]
+pub struct Quoted {
+    /// The quoted packet as conntrack keys it: on the error's plane, with its connection's
+    /// ports (TCP/UDP ports, an echo's identifier twice, 0/0 otherwise).
+    pub packet: Packet,
+    /// Offset of the quoted IPv4 header in the frame.
+    pub offset: usize,
+    /// Length of the quoted IPv4 header.
+    pub header_len: usize,
+}
+
+/// The packet the ICMP error `packet` on plane `vni` quotes, if the quote is an IPv4 header
+/// and 8 bytes within the error and goes back to its sender (Linux requires as much).
 #[inline(always)]
-fn quoted_key<C: PacketContext>(ctx: &C, vni: u32, packet: &Ipv4Packet) -> Option<CtKey> {
+pub fn quoted<C: PacketContext>(ctx: &C, vni: u32, packet: &Ipv4Packet) -> Option<Quoted> {
     // Masked to its real range (at most 50 + 14 + 60 bytes): read back from the stack, the
     // offset has lost the bounds the verifier needs for packet access.
     let quoted_at = (packet.l4_offset & 0xff) + ICMP_HDR_LEN;
@@ -169,15 +186,20 @@ fn quoted_key<C: PacketContext>(ctx: &C, vni: u32, packet: &Ipv4Packet) -> Optio
         }
         _ => (0, 0),
     };
-    let (key, _) = ct_key(
-        vni,
-        quoted.protocol,
-        quoted.src,
-        quoted.dst,
-        src_port,
-        dst_port,
-    );
-    Some(key)
+    Some(Quoted {
+        packet: Packet {
+            vni,
+            protocol: quoted.protocol,
+            src: quoted.src,
+            dst: quoted.dst,
+            src_port,
+            dst_port,
+            tcp_flags: 0,
+            icmp_type: 0,
+        },
+        offset: quoted_at,
+        header_len: quoted_len,
+    })
 }
 
 /// Counts a packet of `bytes` towards the rules that allowed its connection.

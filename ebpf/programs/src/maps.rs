@@ -114,8 +114,11 @@ fn read<T: Copy>(ptr: *const T) -> T {
 
 /// This node's configuration, once the agent has written it.
 #[inline(always)]
-pub fn node() -> Option<NodeConfig> {
-    let node = read(NODE.get_ptr(0)?);
+pub fn node() -> Option<&'static NodeConfig> {
+    // SAFETY: the array's only element, from a successful lookup: it lives as long as the map,
+    // and the agent rewrites it whole and seldom (a program reading it meanwhile may see a mix
+    // of the old and the new value, as a copy would).
+    let node = unsafe { &*NODE.get_ptr(0)? };
     (node.configured != 0).then_some(node)
 }
 

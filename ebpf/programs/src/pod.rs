@@ -25,7 +25,7 @@ use ctpath_common::{
         endpoint_kind, node_flags, port_flags, Endpoint, NodeConfig, PodPort, Rewrite, NO_POLICY,
         XSK_FRAME_ROOM,
     },
-    wire::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, VXLAN_ENCAP_LEN},
+    wire::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, IPPROTO_TCP, IPPROTO_UDP, VXLAN_ENCAP_LEN},
     Counter, DropReason,
 };
 
@@ -39,6 +39,7 @@ use crate::{
     route, service, spoof, stats, vxlan,
 };
 
+#[inline(always)]
 pub fn try_from_pod<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
     let ifindex = ctx.ingress_ifindex();
     let port = maps::pod_port(ifindex);
@@ -66,7 +67,7 @@ pub fn try_from_pod<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
             arp::reply_in_place(ctx, 0, &request, mac)?;
             Ok(bounce(ctx))
         }
-        Payload::Ipv4(packet) => forward(ctx, &node, &port, &frame.eth, &packet),
+        Payload::Ipv4(packet) => forward(ctx, node, &port, &frame.eth, &packet),
         Payload::Other => {
             stats::count(ctx, Counter::PodPassed);
             Ok(C::PASS)
@@ -132,14 +133,29 @@ fn forward<C: PacketContext>(
         _ => return Err(DropReason::UnknownDestination),
     };
     // Conntrack and the rules see the connection between the client and the backend: a
-    // packet to a service as translated, a backend's reply as it came.
+    // packet to a service as translated (before), a backend's reply as it came (translated
+    // after), and an ICMP error about one of theirs likewise.
+    let to_backend = matches!(
+        routed.translation,
+        Translation::ToBackend | Translation::ErrorToBackend
+    );
     let parties = Parties {
         vni: port.vni,
         sender_policy: port.policy,
         receiver_policy,
-        translated: (routed.translation == Translation::ToBackend).then_some(&routed.rewrite),
+        translated: to_backend.then_some(&routed.rewrite),
     };
     conntrack::admit(ctx, node, packet, &parties)?;
+    match routed.translation {
+        Translation::FromService => service::rewrite(ctx, ETH_HDR_LEN, packet, &routed.rewrite)?,
+        Translation::ErrorFromService => {
+            // Read again rather than kept from `translate`: the stack has no room for it.
+            let quoted =
+                conntrack::quoted(ctx, port.vni, packet).ok_or(DropReason::ServiceRewriteFailed)?;
+            service::rewrite_error(ctx, ETH_HDR_LEN, packet, &quoted, &routed.rewrite)?
+        }
+        _ => {}
+    }
     let src_mac = if eth.dst == node.router_mac {
         node.router_mac
     } else {
@@ -153,25 +169,7 @@ fn forward<C: PacketContext>(
         }
         endpoint_kind::REMOTE => {
             let hop = route::towards(ctx, node, destination.vtep)?;
-            let hash = match routed.translation {
-                Translation::None => flow_hash(
-                    packet.header.src,
-                    packet.header.dst,
-                    packet.header.protocol,
-                    packet.l4.src_port,
-                    packet.l4.dst_port,
-                ),
-                _ => {
-                    let leaving = &routed.rewrite;
-                    flow_hash(
-                        leaving.src,
-                        leaving.dst,
-                        packet.header.protocol,
-                        leaving.src_port,
-                        leaving.dst_port,
-                    )
-                }
-            };
+            let hash = leaving_hash(&routed, packet);
             stats::count(ctx, Counter::PodEncapsulated);
             vxlan::encapsulate(
                 ctx,
@@ -188,6 +186,26 @@ fn forward<C: PacketContext>(
     }
 }
 
+/// The flow hash of `packet` as it leaves (the VXLAN source port's).
+#[inline(always)]
+fn leaving_hash(routed: &Routed, packet: &Ipv4Packet) -> u32 {
+    let (header, l4) = (&packet.header, &packet.l4);
+    let (src, dst) = match routed.translation {
+        Translation::None => (header.src, header.dst),
+        _ => (routed.rewrite.src, routed.rewrite.dst),
+    };
+    let (src_port, dst_port) = match (
+        routed.translation,
+        matches!(header.protocol, IPPROTO_TCP | IPPROTO_UDP),
+    ) {
+        (Translation::ToBackend | Translation::FromService, true) => {
+            (routed.rewrite.src_port, routed.rewrite.dst_port)
+        }
+        _ => (l4.src_port, l4.dst_port),
+    };
+    flow_hash(src, dst, header.protocol, src_port, dst_port)
+}
+
 /// How a packet was translated on its way.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Translation {
@@ -196,13 +214,19 @@ enum Translation {
     ToBackend,
     /// A backend's reply, now from the service.
     FromService,
+    /// An ICMP error to a service's virtual IP about a reply from it, now to the backend.
+    ErrorToBackend,
+    /// An ICMP error about a packet from a client to a service's backend, now from the
+    /// service.
+    ErrorFromService,
 }
 
 /// Where a packet goes, and how it was translated on its way there.
 struct Routed {
     destination: Endpoint,
     translation: Translation,
-    /// Unless `translation` is `None`, the addresses and ports it left with.
+    /// Unless `translation` is `None`, the addresses (and for a TCP or UDP packet the ports)
+    /// it leaves with.
     rewrite: Rewrite,
 }
 
@@ -223,9 +247,11 @@ fn endpoint(vni: u32, ip: [u8; 4]) -> Result<Endpoint, DropReason> {
     maps::endpoint(vni, ip).ok_or(DropReason::UnknownDestination)
 }
 
-/// Where `packet` goes on plane `vni` of a node with services, translated in place on its
-/// way: a backend's reply of a translated connection comes from the service, and a packet to
-/// a service's virtual IP goes to a backend.
+/// Where `packet` goes on plane `vni` of a node with services, and how it is translated: a
+/// backend's reply of a translated connection comes from the service, and a packet to a
+/// service's virtual IP goes to a backend; an ICMP error about a packet of a translated
+/// connection follows its connection. A packet (or error) to a service is translated in place
+/// here, one from the backend's side once conntrack has seen it as it came.
 #[inline(always)]
 fn translate<C: PacketContext>(
     ctx: &C,
@@ -234,6 +260,9 @@ fn translate<C: PacketContext>(
     packet: &Ipv4Packet,
 ) -> Result<Routed, DropReason> {
     let tuple = conntrack::summary_of(vni, packet);
+    if tuple.is_icmp_error() {
+        return translate_error(ctx, node, vni, packet);
+    }
     let (rewrite, translation) = match service::from_backend(node, &tuple) {
         Some(rewrite) => (rewrite, Translation::FromService),
         None => {
@@ -241,10 +270,42 @@ fn translate<C: PacketContext>(
             if destination.kind != endpoint_kind::SERVICE {
                 return Ok(Routed::direct(destination));
             }
-            (service::to_service(node, &tuple)?, Translation::ToBackend)
+            let rewrite = service::to_service(node, &tuple)?;
+            service::rewrite(ctx, ETH_HDR_LEN, packet, &rewrite)?;
+            (rewrite, Translation::ToBackend)
         }
     };
-    service::rewrite(ctx, ETH_HDR_LEN, packet, &rewrite)?;
+    Ok(Routed {
+        destination: endpoint(vni, rewrite.dst)?,
+        translation,
+        rewrite,
+    })
+}
+
+/// [`translate`] for the ICMP error `packet`. An error to a service's virtual IP about
+/// nothing it translated is `service_unsupported`; any other error about nothing translated
+/// goes on as it is.
+#[inline(always)]
+fn translate_error<C: PacketContext>(
+    ctx: &C,
+    node: &NodeConfig,
+    vni: u32,
+    packet: &Ipv4Packet,
+) -> Result<Routed, DropReason> {
+    let destination = endpoint(vni, packet.header.dst)?;
+    let to_service = destination.kind == endpoint_kind::SERVICE;
+    let Some((quoted, rewrite)) = service::of_error(ctx, node, vni, to_service, packet) else {
+        if to_service {
+            return Err(DropReason::ServiceUnsupported);
+        }
+        return Ok(Routed::direct(destination));
+    };
+    let translation = if to_service {
+        service::rewrite_error(ctx, ETH_HDR_LEN, packet, &quoted, &rewrite)?;
+        Translation::ErrorToBackend
+    } else {
+        Translation::ErrorFromService
+    };
     Ok(Routed {
         destination: endpoint(vni, rewrite.dst)?,
         translation,

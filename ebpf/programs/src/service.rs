@@ -5,7 +5,7 @@
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
 use ctpath_common::{
-    checksum::replace32,
+    checksum::{replace16, replace32},
     conntrack::Packet,
     maps::{
         AffinityEntry, AffinityKey, FlowKey, NatEntry, NodeConfig, Rewrite, ServiceEntry,
@@ -21,6 +21,7 @@ use ctpath_common::{
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 use crate::{
+    conntrack::{self, Quoted},
     context::{Change, PacketContext},
     maps::{AFFINITY, MAGLEV_LARGE, MAGLEV_SMALL, NAT_FLOWS, NAT_REPLIES, SERVICES},
     packet::{header_at, write_at},
@@ -121,6 +122,41 @@ pub fn from_backend(node: &NodeConfig, tuple: &Packet) -> Option<Rewrite> {
     service::from_backend(&mut KernelServices, node, tuple)
 }
 
+/// The quote of the ICMP error `packet` on plane `vni`, and the translation
+/// [`service::of_error`] finds for it over the kernel's maps, if it is about a packet of a
+/// translated connection.
+#[inline(always)]
+pub fn of_error<C: PacketContext>(
+    ctx: &C,
+    node: &NodeConfig,
+    vni: u32,
+    to_service: bool,
+    packet: &Ipv4Packet,
+) -> Option<(Quoted, Rewrite)> {
+    let quoted = conntrack::quoted(ctx, vni, packet)?;
+    let rewrite = service::of_error(&mut KernelServices, node, to_service, &quoted.packet)?;
+    Some((quoted, rewrite))
+}
+
+const FAILED: DropReason = DropReason::ServiceRewriteFailed;
+
+/// Sets the addresses of the IPv4 header at `l3` (masked to its real range) from `old` to
+/// `new` (source, destination), its checksum updated.
+#[inline(always)]
+fn readdress<C: PacketContext>(
+    ctx: &C,
+    l3: usize,
+    old: ([u8; 4], [u8; 4]),
+    new: ([u8; 4], [u8; 4]),
+) -> Result<(), DropReason> {
+    let check = header_at::<[u8; 2], _>(ctx, l3 + 10).ok_or(FAILED)?;
+    let check = replace32(u16::from_be_bytes(check), old.0, new.0);
+    let check = replace32(check, old.1, new.1);
+    write_at(ctx, l3 + 10, check.to_be_bytes()).ok_or(FAILED)?;
+    write_at(ctx, l3 + 12, new.0).ok_or(FAILED)?;
+    write_at(ctx, l3 + 16, new.1).ok_or(FAILED)
+}
+
 /// Rewrites `packet` (validated, its IPv4 header at `l3_offset`) to the addresses and ports
 /// of `rewrite`, with its IPv4 header checksum and its TCP or UDP checksum updated.
 #[inline(always)]
@@ -130,18 +166,17 @@ pub fn rewrite<C: PacketContext>(
     packet: &Ipv4Packet,
     rewrite: &Rewrite,
 ) -> Result<(), DropReason> {
-    const FAILED: DropReason = DropReason::ServiceRewriteFailed;
     let header = &packet.header;
     // Masked to its real range (read back from the stack, offsets lose the bounds the
     // verifier needs for packet access).
     let l3 = l3_offset & 0xff;
     let l4 = packet.l4_offset & 0xff;
-    let check = header_at::<[u8; 2], _>(ctx, l3 + 10).ok_or(FAILED)?;
-    let check = replace32(u16::from_be_bytes(check), header.src, rewrite.src);
-    let check = replace32(check, header.dst, rewrite.dst);
-    write_at(ctx, l3 + 10, check.to_be_bytes()).ok_or(FAILED)?;
-    write_at(ctx, l3 + 12, rewrite.src).ok_or(FAILED)?;
-    write_at(ctx, l3 + 16, rewrite.dst).ok_or(FAILED)?;
+    readdress(
+        ctx,
+        l3,
+        (header.src, header.dst),
+        (rewrite.src, rewrite.dst),
+    )?;
     let (check_at, udp) = match header.protocol {
         IPPROTO_TCP => (l4 + 16, false),
         IPPROTO_UDP => (l4 + 6, true),
@@ -165,4 +200,49 @@ pub fn rewrite<C: PacketContext>(
         }
     }
     Ok(())
+}
+
+/// Rewrites the ICMP error `packet` (validated, its IPv4 header at `l3_offset`), whose quote
+/// is `quoted`, as [`of_error`]'s `rewrite` says: its addresses become the rewrite's, the
+/// quoted header's the reverse, with its checksum updated, and a quoted TCP or UDP packet's
+/// ports the reverse too.
+///
+/// The ICMP checksum follows the ports only: an IPv4 header updated incrementally sums to what
+/// it summed to before, so the quoted header's new addresses and checksum leave the ICMP sum
+/// as it was. The quoted TCP or UDP checksum is left as it is, as the quote may not hold it
+/// (8 bytes are quoted of a TCP header) and no receiver checks it.
+#[inline(always)]
+pub fn rewrite_error<C: PacketContext>(
+    ctx: &C,
+    l3_offset: usize,
+    packet: &Ipv4Packet,
+    quoted: &Quoted,
+    rewrite: &Rewrite,
+) -> Result<(), DropReason> {
+    let header = &packet.header;
+    readdress(
+        ctx,
+        l3_offset & 0xff,
+        (header.src, header.dst),
+        (rewrite.src, rewrite.dst),
+    )?;
+    let quote = &quoted.packet;
+    let at = quoted.offset & 0xff;
+    readdress(ctx, at, (quote.src, quote.dst), (rewrite.dst, rewrite.src))?;
+    if !matches!(quote.protocol, IPPROTO_TCP | IPPROTO_UDP) {
+        return Ok(());
+    }
+    let check_at = (packet.l4_offset & 0xff) + 2;
+    let mut check = u16::from_be_bytes(header_at::<[u8; 2], _>(ctx, check_at).ok_or(FAILED)?);
+    let ports_at = at + (quoted.header_len & 0x3f);
+    for (old, new, field) in [
+        (quote.src_port, rewrite.dst_port, ports_at),
+        (quote.dst_port, rewrite.src_port, ports_at + 2),
+    ] {
+        if old != new {
+            check = replace16(check, old, new);
+            write_at(ctx, field, new.to_be_bytes()).ok_or(FAILED)?;
+        }
+    }
+    write_at(ctx, check_at, check.to_be_bytes()).ok_or(FAILED)
 }

@@ -30,14 +30,14 @@ use crate::{
     context::PacketContext,
     maps,
     packet::{write_at, EthHdr},
-    parse::{self, Payload},
+    parse::{self, Ipv4Packet, Payload},
     pod::bounce,
     service, stats, vxlan,
 };
 
 pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
     let received = match maps::node() {
-        Some(node) => vxlan::receive(ctx, &node)?.map(|received| (node, received)),
+        Some(node) => vxlan::receive(ctx, node)?.map(|received| (node, received)),
         None => None,
     };
     let Some((node, received)) = received else {
@@ -48,7 +48,7 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
     };
     // Looked up once for the three uses below (it was once per use).
     let network = maps::network(received.vni);
-    if let Some(action) = hand_to_forwarder(ctx, &node, network.as_ref()) {
+    if let Some(action) = hand_to_forwarder(ctx, node, network.as_ref()) {
         stats::count(ctx, Counter::UnderlayToForwarder);
         return Ok(action);
     }
@@ -62,7 +62,7 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
             let target = arp::resolve(&request, received.vni, arp::answerable_over_vxlan)?;
             stats::count(ctx, Counter::UnderlayArpReplied);
             arp::reply_in_place(ctx, VXLAN_ENCAP_LEN, &request, target.mac)?;
-            vxlan::turn_around(ctx, &node, &received)?;
+            vxlan::turn_around(ctx, node, &received)?;
             Ok(bounce(ctx))
         }
         Payload::Ipv4(packet) => {
@@ -83,13 +83,9 @@ pub fn try_from_underlay<C: PacketContext>(ctx: &C) -> Result<u32, DropReason> {
                 receiver_policy: destination.policy,
                 translated: None,
             };
-            conntrack::admit(ctx, &node, &packet, &parties)?;
-            // A backend's reply to a client of this node comes from the service.
+            conntrack::admit(ctx, node, &packet, &parties)?;
             if node.flags & node_flags::SERVICES != 0 {
-                let tuple = conntrack::summary_of(received.vni, &packet);
-                if let Some(rewrite) = service::from_backend(&node, &tuple) {
-                    service::rewrite(ctx, VXLAN_ENCAP_LEN + ETH_HDR_LEN, &packet, &rewrite)?;
-                }
+                from_service(ctx, node, received.vni, &packet)?;
             }
             stats::count(ctx, Counter::UnderlayDecapsulated);
             vxlan::decapsulate(ctx)?;
@@ -144,4 +140,25 @@ fn hand_to_tc<C: PacketContext>(
         return None;
     }
     ctx.hand_to_tc()
+}
+
+/// A backend's reply to a client of this node comes from the service, and so does an ICMP
+/// error about a packet of the client's to the backend: translated in place.
+#[inline(always)]
+fn from_service<C: PacketContext>(
+    ctx: &C,
+    node: &NodeConfig,
+    vni: u32,
+    packet: &Ipv4Packet,
+) -> Result<(), DropReason> {
+    const INNER_L3: usize = VXLAN_ENCAP_LEN + ETH_HDR_LEN;
+    let tuple = conntrack::summary_of(vni, packet);
+    if tuple.is_icmp_error() {
+        if let Some((quoted, rewrite)) = service::of_error(ctx, node, vni, false, packet) {
+            service::rewrite_error(ctx, INNER_L3, packet, &quoted, &rewrite)?;
+        }
+    } else if let Some(rewrite) = service::from_backend(node, &tuple) {
+        service::rewrite(ctx, INNER_L3, packet, &rewrite)?;
+    }
+    Ok(())
 }
