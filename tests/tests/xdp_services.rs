@@ -5,7 +5,10 @@
 //! affinity, a table change (new connections follow the new table, an established one keeps
 //! its backend, a SYN chooses again), the drops (`service_port_unknown`,
 //! `service_no_backend`, `service_unsupported`), ARP for a virtual IP, and checksums after
-//! the rewrite (TCP, UDP, UDP without a checksum keeps none): every expected frame is built
+//! the rewrite (TCP, UDP, UDP without a checksum keeps none), ICMP errors about translated
+//! connections (a backend's, local and over VXLAN, comes from the service quoting what the
+//! client sent; a client's to the virtual IP goes to the backend quoting what the backend
+//! sent; one about nothing translated is dropped): every expected frame is built
 //! whole by `FrameBuilder`, so its checksums are computed afresh, not updated.
 //!
 //! Node A runs in a namespace of its own with a real veth per local pod and a permanent
@@ -164,6 +167,11 @@ fn tcp(
 
 fn udp(src: ([u8; 6], [u8; 4]), dst: ([u8; 6], [u8; 4]), ports: (u16, u16)) -> Vec<u8> {
     FrameBuilder::udp(src.0, dst.0, src.1, dst.1, ports.0, ports.1, b"query")
+}
+
+/// A port unreachable from `src` to `dst` quoting `offending`.
+fn icmp_error(src: Pod, dst: Pod, offending: &[u8]) -> Vec<u8> {
+    FrameBuilder::icmp_error(src.0, dst.0, src.1, dst.1, 3, 3, offending)
 }
 
 /// `frame` (UDP without IP options) with no UDP checksum.
@@ -392,6 +400,20 @@ fn services_on(hook: Hook) {
                     DropReason::PolicyDeniedIngress,
                 ),
                 row(
+                    "web-0's port unreachable about the client's UDP: from the service, quoting \
+                     what the client sent (quoted UDP checksum updated too)",
+                    icmp_error(WEB0, client_at_vcli, &udp((ROUTER_MAC, CLIENT.1), WEB0, (udp_to_web0, 5353))),
+                    icmp_error((WEB0.0, WEB_VIP), CLIENT, &udp(CLIENT, vip, (udp_to_web0, 53))),
+                    Counter::PodRedirectedLocal,
+                ),
+                row(
+                    "web-0's ICMP error about the client's TCP SYN: from the service, quoting \
+                     what the client sent",
+                    icmp_error(WEB0, client_at_vcli, &tcp((ROUTER_MAC, CLIENT.1), WEB0, (to_web0, 8080), Flags::SYN)),
+                    icmp_error((WEB0.0, WEB_VIP), CLIENT, &tcp(CLIENT, vip, (to_web0, 80), Flags::SYN)),
+                    Counter::PodRedirectedLocal,
+                ),
+                row(
                     "hairpin: web-0 to its own service leaves from the virtual IP",
                     tcp(WEB0, vip, (hairpin, 80), Flags::SYN),
                     tcp((ROUTER_MAC, WEB_VIP), WEB0, (hairpin, 8080), Flags::SYN),
@@ -419,10 +441,35 @@ fn services_on(hook: Hook) {
                     FrameBuilder::icmp_echo_reply(WEB1.0, CLIENT.0, IP_LEVEL_VIP, CLIENT.1, 7, 1),
                     Counter::UnderlayDecapsulated,
                 ),
+                row(
+                    "web-1's ICMP error over VXLAN about the client's SYN: from the service",
+                    from_node_b(&icmp_error(WEB1, client_at_vcli, &tcp((ROUTER_MAC, CLIENT.1), WEB1, (to_web1, 8080), Flags::SYN))),
+                    icmp_error((WEB1.0, WEB_VIP), CLIENT, &tcp(CLIENT, vip, (to_web1, 80), Flags::SYN)),
+                    Counter::UnderlayDecapsulated,
+                ),
                 dropped(
                     "VXLAN to a virtual IP: no pod of this node",
                     from_node_b(&tcp(WEB1, to_vip(WEB_VIP), (1, 80), Flags::SYN)),
                     DropReason::UnknownDestination,
+                ),
+            ]);
+
+            // ICMP errors of the client's, about what came from the service: to the backend.
+            runner.set_program(XdpProgram::FromPod);
+            runner.set_ingress_ifindex(at("vcli"));
+            let from_vip = (WEB0.0, WEB_VIP);
+            runner.check_all(&[
+                row(
+                    "the client's port unreachable about web-0's UDP answer from the service: \
+                     to web-0, quoting what web-0 sent",
+                    icmp_error(CLIENT, vip, &udp(from_vip, CLIENT, (53, udp_to_web0))),
+                    icmp_error((ROUTER_MAC, CLIENT.1), WEB0, &udp(WEB0, CLIENT, (5353, udp_to_web0))),
+                    Counter::PodRedirectedLocal,
+                ),
+                dropped(
+                    "an ICMP error to the virtual IP about nothing it translated",
+                    icmp_error(CLIENT, vip, &udp(from_vip, CLIENT, (53, 1234))),
+                    DropReason::ServiceUnsupported,
                 ),
             ]);
 

@@ -48,10 +48,10 @@
 //! checksum stays valid and a wrong one stays wrong; a UDP datagram without a checksum (0)
 //! keeps none, and a UDP checksum that comes out 0 is sent as 0xffff (RFC 768). ICMP's
 //! checksum covers no address, and an echo keeps its identifier. In an ICMP error, the quoted
-//! IPv4 header's checksum is updated likewise and the ICMP checksum follows the quoted ports
-//! only: an IPv4 header updated incrementally keeps its sum, so the quoted header's changes
-//! leave the ICMP sum as it was. The quoted TCP or UDP checksum is left as it is (8 bytes of a
-//! TCP header are quoted; no receiver checks it).
+//! IPv4 header's checksum and a quoted UDP checksum are updated likewise (a quoted TCP
+//! checksum lies beyond the 8 bytes an error must quote, and is left as it is), and the ICMP
+//! checksum follows the quoted ports and UDP checksum: an IPv4 header updated incrementally
+//! keeps its sum, so the quoted header's changes leave the ICMP sum as it was.
 //!
 //! Panic contract: nothing here panics, whatever the frame or the topology.
 
@@ -436,6 +436,13 @@ pub fn rewritten_error(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
         return frame;
     };
     let quote_at = l3 + header_len + ICMP_HDR_LEN;
+    let Some((quoted_src, quoted_dst)) = frame.get(quote_at + 12..quote_at + 20).map(|bytes| {
+        let address =
+            |at: usize| Ipv4Addr::new(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]);
+        (address(0), address(4))
+    }) else {
+        return frame;
+    };
     let Some(quote_len) = readdressed(&mut frame, quote_at, rewrite.dst, rewrite.src) else {
         return frame;
     };
@@ -455,9 +462,31 @@ pub fn rewritten_error(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
     for (old, new) in old.into_iter().zip(new) {
         check = updated(check, &old.to_be_bytes(), &new.to_be_bytes(), false);
     }
-    frame[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
     frame[ports_at..ports_at + 2].copy_from_slice(&new[0].to_be_bytes());
     frame[ports_at + 2..ports_at + 4].copy_from_slice(&new[1].to_be_bytes());
+    if frame[quote_at + 9] == IPPROTO_UDP {
+        let udp_check_at = ports_at + 6;
+        if let Some(bytes) = frame.get(udp_check_at..udp_check_at + 2) {
+            let old_udp = u16::from_be_bytes([bytes[0], bytes[1]]);
+            let addresses = [(quoted_src, rewrite.dst), (quoted_dst, rewrite.src)];
+            let mut new_udp = old_udp;
+            for (old_address, new_address) in addresses {
+                let (old_address, new_address) = (old_address.octets(), new_address.octets());
+                new_udp = updated(new_udp, &old_address, &new_address, true);
+            }
+            for (old_port, new_port) in old.into_iter().zip(new) {
+                new_udp = updated(
+                    new_udp,
+                    &old_port.to_be_bytes(),
+                    &new_port.to_be_bytes(),
+                    true,
+                );
+            }
+            check = updated(check, &old_udp.to_be_bytes(), &new_udp.to_be_bytes(), false);
+            frame[udp_check_at..udp_check_at + 2].copy_from_slice(&new_udp.to_be_bytes());
+        }
+    }
+    frame[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
     frame
 }
 

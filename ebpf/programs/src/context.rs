@@ -143,7 +143,7 @@ pub enum Change {
 /// The `check` of a complete checksum after `change` (a UDP `check` of 0 stays 0, and a
 /// computed 0 is sent as 0xffff, RFC 768).
 #[inline(always)]
-fn replaced(check: u16, change: Change, udp: bool) -> u16 {
+pub fn replaced(check: u16, change: Change, udp: bool) -> u16 {
     if udp && check == 0 {
         return 0;
     }

@@ -22,7 +22,7 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 use crate::{
     conntrack::{self, Quoted},
-    context::{Change, PacketContext},
+    context::{replaced, Change, PacketContext},
     maps::{AFFINITY, MAGLEV_LARGE, MAGLEV_SMALL, NAT_FLOWS, NAT_REPLIES, SERVICES},
     packet::{header_at, write_at},
     parse::Ipv4Packet,
@@ -205,12 +205,12 @@ pub fn rewrite<C: PacketContext>(
 /// Rewrites the ICMP error `packet` (validated, its IPv4 header at `l3_offset`), whose quote
 /// is `quoted`, as [`of_error`]'s `rewrite` says: its addresses become the rewrite's, the
 /// quoted header's the reverse, with its checksum updated, and a quoted TCP or UDP packet's
-/// ports the reverse too.
+/// ports the reverse too, a quoted UDP checksum updated for them (as Linux's NAT does; a
+/// quoted TCP checksum lies beyond the 8 bytes an error must quote, and is left as it is).
 ///
-/// The ICMP checksum follows the ports only: an IPv4 header updated incrementally sums to what
-/// it summed to before, so the quoted header's new addresses and checksum leave the ICMP sum
-/// as it was. The quoted TCP or UDP checksum is left as it is, as the quote may not hold it
-/// (8 bytes are quoted of a TCP header) and no receiver checks it.
+/// The ICMP checksum follows the quoted ports and UDP checksum: an IPv4 header updated
+/// incrementally sums to what it summed to before, so the quoted header's new addresses and
+/// checksum leave the ICMP sum as it was.
 #[inline(always)]
 pub fn rewrite_error<C: PacketContext>(
     ctx: &C,
@@ -235,13 +235,41 @@ pub fn rewrite_error<C: PacketContext>(
     let check_at = (packet.l4_offset & 0xff) + 2;
     let mut check = u16::from_be_bytes(header_at::<[u8; 2], _>(ctx, check_at).ok_or(FAILED)?);
     let ports_at = at + (quoted.header_len & 0x3f);
-    for (old, new, field) in [
+    let ports = [
         (quote.src_port, rewrite.dst_port, ports_at),
         (quote.dst_port, rewrite.src_port, ports_at + 2),
-    ] {
+    ];
+    for (old, new, field) in ports {
         if old != new {
             check = replace16(check, old, new);
             write_at(ctx, field, new.to_be_bytes()).ok_or(FAILED)?;
+        }
+    }
+    if quote.protocol == IPPROTO_UDP {
+        let udp_check_at = ports_at + 6;
+        let old = u16::from_be_bytes(header_at::<[u8; 2], _>(ctx, udp_check_at).ok_or(FAILED)?);
+        let mut new = old;
+        for (old, new_address) in [(quote.src, rewrite.dst), (quote.dst, rewrite.src)] {
+            if old != new_address {
+                let change = Change::Address {
+                    old,
+                    new: new_address,
+                };
+                new = replaced(new, change, true);
+            }
+        }
+        for (old, new_port, _) in ports {
+            if old != new_port {
+                let change = Change::Port {
+                    old: old.to_be_bytes(),
+                    new: new_port.to_be_bytes(),
+                };
+                new = replaced(new, change, true);
+            }
+        }
+        if new != old {
+            check = replace16(check, old, new);
+            write_at(ctx, udp_check_at, new.to_be_bytes()).ok_or(FAILED)?;
         }
     }
     write_at(ctx, check_at, check.to_be_bytes()).ok_or(FAILED)
