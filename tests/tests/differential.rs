@@ -941,12 +941,19 @@ fn run_sequence(
                     continue;
                 };
                 let target = misdirected.unwrap_or(original.from);
-                let (reporter, target_pod) = (&PODS[reporter], &PODS[target]);
+                // To the quoted packet's source: its sender, or the virtual IP a reply came
+                // from (or a hairpin left from); misdirected, to another pod.
+                let quoted_src: [u8; 4] = original.frame[26..30].try_into().unwrap();
+                let (target_mac, target_ip) = match misdirected {
+                    None if quoted_src != PODS[target].ip => (ROUTER_MAC, quoted_src),
+                    _ => (PODS[target].mac, PODS[target].ip),
+                };
+                let reporter = &PODS[reporter];
                 let error = FrameBuilder::icmp_error(
                     reporter.mac,
-                    target_pod.mac,
+                    target_mac,
                     reporter.ip,
-                    target_pod.ip,
+                    target_ip,
                     3,
                     3,
                     &original.frame,
@@ -1076,9 +1083,9 @@ fn run_sequence(
             Packet::Again { index } => sent[index % sent.len()].sent.1,
             _ => false,
         };
-        let sent_now = match delivered(&verdict.outcome).filter(|_| translated) {
+        let sent_now = match delivered(&verdict.outcome) {
             // To a service: the backend the model chose, the frame as it reached it.
-            Some(frame) => {
+            Some(frame) if translated => {
                 let src: [u8; 4] = frame[26..30].try_into().unwrap();
                 let dst: [u8; 4] = frame[30..34].try_into().unwrap();
                 let backend = PODS
@@ -1097,7 +1104,19 @@ fn run_sequence(
                     sent: (inner, true),
                 }
             }
-            None => Sent {
+            // A backend's reply translated back: from the service, as it reached the client.
+            Some(frame)
+                if matches!(packet, Packet::Reply { .. }) && frame[26..30] != inner[26..30] =>
+            {
+                Sent {
+                    from,
+                    to,
+                    frame: frame.to_vec(),
+                    reply_to: (PODS[from].mac, sender_ip),
+                    sent: (inner, false),
+                }
+            }
+            _ => Sent {
                 from,
                 to,
                 frame: inner.clone(),
