@@ -167,6 +167,25 @@ pub fn udp_answers(client: &Netns, vip: Ipv4Addr, port: u16, count: usize) -> Ve
         .expect("enter client namespace")
 }
 
+/// Whether a UDP datagram from `client` to `vip:port` is refused: the socket, connected to
+/// the service, gets the port unreachable a backend sends about it (Linux hands an ICMP error
+/// to a connected socket only if its quote is that socket's own datagram, to the service's
+/// address and port). `false` if no answer or error came.
+pub fn udp_refused(client: &Netns, vip: Ipv4Addr, port: u16) -> bool {
+    client
+        .run_in(|| {
+            let exchange = || -> std::io::Result<usize> {
+                let socket = UdpSocket::bind("0.0.0.0:0")?;
+                socket.set_read_timeout(Some(WAIT))?;
+                socket.connect(SocketAddrV4::new(vip, port))?;
+                socket.send(b"anyone?")?;
+                socket.recv(&mut [0u8; 64])
+            };
+            matches!(exchange(), Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
+        .expect("enter client namespace")
+}
+
 /// A TCP connection to a service held open: its backend, and whether it still carries data.
 pub struct HeldConnection {
     stream: TcpStream,

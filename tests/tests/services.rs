@@ -2,7 +2,8 @@
 //! nodes reach a service's three backends (one on the client's node or not), every connection
 //! to the backend its Maglev slot names and the shares the table's; the client only ever sees
 //! the service's address; a backend reaching its own service (hairpin); an IP-level service
-//! (every port, and ping); security groups on the translated connection; a backend removed
+//! (every port, and ping); a backend's port unreachable reaching the client's socket from
+//! the service's address; security groups on the translated connection; a backend removed
 //! from the service while connections to it are open: they go on, and new connections never
 //! reach it.
 
@@ -16,7 +17,7 @@ use ctpath_testbed::{
     cluster::{pod_ip, Cluster, ClusterOptions},
     require_root,
     services::{
-        expected_backend, maglev_shares, serve_name, tcp_answers, udp_answers, Answer,
+        expected_backend, maglev_shares, serve_name, tcp_answers, udp_answers, udp_refused, Answer,
         HeldConnection,
     },
     traffic::ping,
@@ -38,6 +39,8 @@ security_groups:
     rules:
       - { direction: ingress, protocol: tcp, ports: "8080", remote_group: client }
       - { direction: ingress, protocol: udp, ports: "8080", remote_group: client }
+      # No server on port 9: the backend answers with port unreachable.
+      - { direction: ingress, protocol: udp, ports: "9", remote_group: client }
       - { direction: ingress, protocol: tcp, ports: "8080", remote_group: web }
       # A backend reaching itself through the service is reached from the VIP (hairpin).
       - { direction: ingress, protocol: tcp, ports: "8080", remote_cidr: 10.96.0.10/32 }
@@ -214,6 +217,17 @@ fn spread_and_churn(cluster: &mut Cluster, backends: &BTreeMap<Ipv4Addr, String>
         assert_eq!(
             answer.map(|answer| answer.backend).as_deref(),
             Some("web-b1")
+        );
+    }
+
+    // ICMP errors about translated connections come from the service: web-b1's port
+    // unreachable (no server on port 9) reaches the socket connected to the service, over
+    // VXLAN (cli-a) and on web-b1's own node (cli-b).
+    for client in ["cli-a", "cli-b"] {
+        let ns = cluster.pod(client).ns().clone();
+        assert!(
+            udp_refused(&ns, DNS_VIP, 9),
+            "{client}: no port unreachable from the service's address and port"
         );
     }
 
