@@ -170,7 +170,8 @@ struct RuleSpec {
     /// 0 tcp, 1 udp, 2 icmp, 3 any.
     protocol: usize,
     ports: usize,
-    /// 0 anywhere, 1..=3 a group, 4.. a CIDR.
+    /// 0 anywhere, 1..=3 a group, 4..=8 a CIDR, 9.. the service at that one of `VIPS` (if
+    /// there is none, anywhere).
     remote: usize,
 }
 
@@ -244,7 +245,7 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
         any::<bool>(),
         0..4usize,
         0..PORT_RANGES.len(),
-        0..(1 + GROUPS.len() + CIDRS.len()),
+        0..(1 + GROUPS.len() + CIDRS.len() + VIPS.len()),
     )
         .prop_map(|(ingress, protocol, ports, remote)| RuleSpec {
             ingress,
@@ -302,10 +303,19 @@ fn state_yaml(scenario: &Scenario, datapath: &str) -> String {
             if let (Some(ports), 0 | 1) = (PORT_RANGES[rule.ports], rule.protocol) {
                 line += &format!(", ports: \"{ports}\"");
             }
+            let cidrs = 1 + GROUPS.len()..1 + GROUPS.len() + CIDRS.len();
             match rule.remote {
                 0 => {}
                 group @ 1..=3 => line += &format!(", remote_group: {}", GROUPS[group - 1]),
-                cidr => line += &format!(", remote_cidr: {}", CIDRS[cidr - 1 - GROUPS.len()]),
+                cidr if cidrs.contains(&cidr) => {
+                    line += &format!(", remote_cidr: {}", CIDRS[cidr - cidrs.start]);
+                }
+                service => {
+                    let index = service - cidrs.end;
+                    if scenario.services[index].is_some() {
+                        line += &format!(", remote_service: s{index}");
+                    }
+                }
             }
             yaml += &line;
             yaml += " }\n";

@@ -124,7 +124,9 @@ pub fn admit<C: PacketContext>(
         }
     }
     let quoted = if summary.is_icmp_error() {
-        quoted(ctx, vni, packet).map(|quoted| {
+        // To the quoted packet's sender as conntrack sees it (translated, for an error to a
+        // service's virtual IP).
+        quoted(ctx, vni, packet, summary.dst).map(|quoted| {
             let q = &quoted.packet;
             ct_key(vni, q.protocol, q.src, q.dst, q.src_port, q.dst_port).0
         })
@@ -157,9 +159,15 @@ pub struct Quoted {
 }
 
 /// The packet the ICMP error `packet` on plane `vni` quotes, if the quote is an IPv4 header
-/// and 8 bytes within the error and goes back to its sender (Linux requires as much).
+/// and 8 bytes within the error and goes back to its sender, the error's destination `to`
+/// (Linux requires as much).
 #[inline(always)]
-pub fn quoted<C: PacketContext>(ctx: &C, vni: u32, packet: &Ipv4Packet) -> Option<Quoted> {
+pub fn quoted<C: PacketContext>(
+    ctx: &C,
+    vni: u32,
+    packet: &Ipv4Packet,
+    to: [u8; 4],
+) -> Option<Quoted> {
     // Masked to its real range (at most 50 + 14 + 60 bytes): read back from the stack, the
     // offset has lost the bounds the verifier needs for packet access.
     let quoted_at = (packet.l4_offset & 0xff) + ICMP_HDR_LEN;
@@ -169,7 +177,7 @@ pub fn quoted<C: PacketContext>(ctx: &C, vni: u32, packet: &Ipv4Packet) -> Optio
     if quoted.version() != 4
         || quoted_len < IPV4_MIN_HDR_LEN
         || ICMP_HDR_LEN + quoted_len + ICMP_ERROR_QUOTED_PAYLOAD > error_len
-        || quoted.src != packet.header.dst
+        || quoted.src != to
     {
         return None;
     }

@@ -150,8 +150,8 @@ fn forward<C: PacketContext>(
         Translation::FromService => service::rewrite(ctx, ETH_HDR_LEN, packet, &routed.rewrite)?,
         Translation::ErrorFromService => {
             // Read again rather than kept from `translate`: the stack has no room for it.
-            let quoted =
-                conntrack::quoted(ctx, port.vni, packet).ok_or(DropReason::ServiceRewriteFailed)?;
+            let quoted = conntrack::quoted(ctx, port.vni, packet, packet.header.dst)
+                .ok_or(DropReason::ServiceRewriteFailed)?;
             service::rewrite_error(ctx, ETH_HDR_LEN, packet, &quoted, &routed.rewrite)?
         }
         _ => {}

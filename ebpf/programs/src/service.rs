@@ -133,7 +133,7 @@ pub fn of_error<C: PacketContext>(
     to_service: bool,
     packet: &Ipv4Packet,
 ) -> Option<(Quoted, Rewrite)> {
-    let quoted = conntrack::quoted(ctx, vni, packet)?;
+    let quoted = conntrack::quoted(ctx, vni, packet, packet.header.dst)?;
     let rewrite = service::of_error(&mut KernelServices, node, to_service, &quoted.packet)?;
     Some((quoted, rewrite))
 }
