@@ -512,21 +512,21 @@ fn route<'a>(
     message: &[u8],
     now_ns: u64,
 ) -> Result<Routed<'a>, DropReason> {
-    let to_service = matches!(topology.endpoint(vni, ip.dst), Some(Endpoint::Service(_)));
+    let to_virtual_ip = matches!(topology.endpoint(vni, ip.dst), Some(Endpoint::Service(_)));
     let translation = if topology.services.is_empty() {
         Translation::None
     } else if is_error(ip) {
         let found = quoted(message, ip.dst)
-            .and_then(|quoted| services.of_error(topology, vni, to_service, &quoted, now_ns));
+            .and_then(|quoted| services.of_error(topology, vni, to_virtual_ip, &quoted, now_ns));
         match found {
-            Some(rewrite) if to_service => Translation::ErrorToBackend(rewrite),
+            Some(rewrite) if to_virtual_ip => Translation::ErrorToBackend(rewrite),
             Some(rewrite) => Translation::ErrorFromService(rewrite),
-            None if to_service => return Err(DropReason::ServiceUnsupported),
+            None if to_virtual_ip => return Err(DropReason::ServiceUnsupported),
             None => Translation::None,
         }
     } else if let Some(rewrite) = services.from_backend(topology, vni, ip, now_ns) {
         Translation::FromService(rewrite)
-    } else if to_service {
+    } else if to_virtual_ip {
         Translation::ToBackend(services.to_service(topology, vni, ip, now_ns)?)
     } else {
         Translation::None

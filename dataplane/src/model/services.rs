@@ -230,13 +230,13 @@ impl ServiceState {
 
     /// The translation of an ICMP error on plane `vni` about `quoted`, if that packet belongs
     /// to a live translated connection: that of the connection's packets sent the error's
-    /// way, the client's if the error goes to a service (`to_service`), else the backend's
+    /// way, the client's if the error goes to a service (`to_virtual_ip`), else the backend's
     /// (module doc). Nothing is refreshed.
     pub fn of_error(
         &self,
         topology: &Topology,
         vni: u32,
-        to_service: bool,
+        to_virtual_ip: bool,
         quoted: &QuotedPacket,
         now_ns: u64,
     ) -> Option<Rewrite> {
@@ -248,7 +248,7 @@ impl ServiceState {
             src_port: quoted.dst.1,
             dst_port: quoted.src.1,
         };
-        let table = if to_service {
+        let table = if to_virtual_ip {
             &self.flows
         } else {
             &self.replies

@@ -258,9 +258,9 @@ pub fn from_backend<T: ServiceTables>(
 /// The translation of an ICMP error about the quoted packet `quoted` (its connection's key, as
 /// [`from_backend`] and [`to_service`] take a packet's), if that packet belongs to a live
 /// translated connection: what a packet of the connection sent the error's way (from the
-/// quoted packet's receiver to its sender) becomes. `to_service`: the error goes to a service's
-/// virtual IP (a client's, about a reply from the service), else it may be a backend's (or a
-/// hop's on its way) about a packet from a client.
+/// quoted packet's receiver to its sender) becomes. `to_virtual_ip`: the error goes to a
+/// service's virtual IP (a client's, about a reply from the service), else it may be a
+/// backend's (or a hop's on its way) about a packet from a client.
 ///
 /// The error's addresses become the rewrite's; its quote, the reverse (source and destination
 /// swapped, and TCP or UDP ports). An error does not keep its connection alive: the entry is
@@ -269,7 +269,7 @@ pub fn from_backend<T: ServiceTables>(
 pub fn of_error<T: ServiceTables>(
     tables: &mut T,
     node: &NodeConfig,
-    to_service: bool,
+    to_virtual_ip: bool,
     quoted: &Packet,
 ) -> Option<Rewrite> {
     let key = FlowKey {
@@ -282,7 +282,7 @@ pub fn of_error<T: ServiceTables>(
         _pad: [0; 3],
     };
     let now = tables.now_ns();
-    let entry = if to_service {
+    let entry = if to_virtual_ip {
         tables.flow(&key)?
     } else {
         tables.reply(&key)?

@@ -293,14 +293,14 @@ fn translate_error<C: PacketContext>(
     packet: &Ipv4Packet,
 ) -> Result<Routed, DropReason> {
     let destination = endpoint(vni, packet.header.dst)?;
-    let to_service = destination.kind == endpoint_kind::SERVICE;
-    let Some((quoted, rewrite)) = service::of_error(ctx, node, vni, to_service, packet) else {
-        if to_service {
+    let to_virtual_ip = destination.kind == endpoint_kind::SERVICE;
+    let Some((quoted, rewrite)) = service::of_error(ctx, node, vni, to_virtual_ip, packet) else {
+        if to_virtual_ip {
             return Err(DropReason::ServiceUnsupported);
         }
         return Ok(Routed::direct(destination));
     };
-    let translation = if to_service {
+    let translation = if to_virtual_ip {
         service::rewrite_error(ctx, ETH_HDR_LEN, packet, &quoted, &rewrite)?;
         Translation::ErrorToBackend
     } else {

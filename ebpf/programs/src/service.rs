@@ -130,11 +130,11 @@ pub fn of_error<C: PacketContext>(
     ctx: &C,
     node: &NodeConfig,
     vni: u32,
-    to_service: bool,
+    to_virtual_ip: bool,
     packet: &Ipv4Packet,
 ) -> Option<(Quoted, Rewrite)> {
     let quoted = conntrack::quoted(ctx, vni, packet, packet.header.dst)?;
-    let rewrite = service::of_error(&mut KernelServices, node, to_service, &quoted.packet)?;
+    let rewrite = service::of_error(&mut KernelServices, node, to_virtual_ip, &quoted.packet)?;
     Some((quoted, rewrite))
 }
 
