@@ -153,7 +153,7 @@ pub fn load_with(conntrack_entries: u32) -> Result<Ebpf, DatapathError> {
 /// no pin and creates them (the programs it replaces never used them); their contents are
 /// written again by every agent (`DEVICES` from the plan, `NEXT_HOPS` from its first
 /// resolution), so a pinned one is only reused while the agent starts.
-pub const PINNED_MAPS: [&str; 23] = [
+pub const PINNED_MAPS: [&str; 24] = [
     names::NODE,
     names::POD_PORTS,
     names::ENDPOINTS,
@@ -172,6 +172,7 @@ pub const PINNED_MAPS: [&str; 23] = [
     names::SERVICES,
     names::MAGLEV_SMALL,
     names::MAGLEV_LARGE,
+    names::MAGLEV_MEMBERS,
     names::NAT_FLOWS,
     names::NAT_REPLIES,
     names::AFFINITY,
@@ -287,11 +288,11 @@ impl MapLayout {
     fn declared(name: &str, conntrack_entries: u32) -> MapLayout {
         use ctpath_common::maps::{
             AffinityEntry, AffinityKey, CtEntry, CtKey, Endpoint, EndpointKey, FlowKey,
-            MaglevLarge, MaglevSmall, NatEntry, Network, PodPort, PolicyRuleKey, ServiceEntry,
-            ServiceKey, AFFINITY_ENTRIES, BPF_F_MMAPABLE, MAX_DEVICES, MAX_ENDPOINTS,
-            MAX_IDENTITIES, MAX_MAGLEV_LARGE, MAX_MAGLEV_SMALL, MAX_NETWORKS, MAX_POD_PORTS,
-            MAX_POLICY_ENTRIES, MAX_RULES, MAX_SERVICE_PORTS, MAX_SOURCES, MAX_VTEPS,
-            MAX_XSK_SLOTS, NAT_ENTRIES, XSK_QUEUES_PER_INTERFACE,
+            MaglevLarge, MaglevSmall, MemberKey, NatEntry, Network, PodPort, PolicyRuleKey,
+            ServiceEntry, ServiceKey, AFFINITY_ENTRIES, BPF_F_MMAPABLE, MAX_DEVICES, MAX_ENDPOINTS,
+            MAX_IDENTITIES, MAX_MAGLEV_LARGE, MAX_MAGLEV_MEMBERS, MAX_MAGLEV_SMALL, MAX_NETWORKS,
+            MAX_POD_PORTS, MAX_POLICY_ENTRIES, MAX_RULES, MAX_SERVICE_PORTS, MAX_SOURCES,
+            MAX_VTEPS, MAX_XSK_SLOTS, NAT_ENTRIES, XSK_QUEUES_PER_INTERFACE,
         };
         fn layout<K, V>(map_type: MapType, max_entries: u32) -> MapLayout {
             MapLayout {
@@ -327,6 +328,7 @@ impl MapLayout {
             names::SERVICES => layout::<ServiceKey, ServiceEntry>(MapType::Hash, MAX_SERVICE_PORTS),
             names::MAGLEV_SMALL => layout::<u64, MaglevSmall>(MapType::Hash, MAX_MAGLEV_SMALL),
             names::MAGLEV_LARGE => layout::<u64, MaglevLarge>(MapType::Hash, MAX_MAGLEV_LARGE),
+            names::MAGLEV_MEMBERS => layout::<MemberKey, u8>(MapType::Hash, MAX_MAGLEV_MEMBERS),
             names::NAT_FLOWS | names::NAT_REPLIES => {
                 layout::<FlowKey, NatEntry>(MapType::LruHash, NAT_ENTRIES)
             }
@@ -714,6 +716,13 @@ fn sync_services(
             }
         }
     }
+    sync_hash(
+        ebpf,
+        names::MAGLEV_MEMBERS,
+        &old.members,
+        &new.members,
+        phase,
+    )?;
     if phase == Phase::Upsert {
         sync_hash(ebpf, names::SERVICES, &old.entries, &new.entries, phase)?;
     }
@@ -846,8 +855,8 @@ pub struct Reconciled {
 /// not known): a reconcile, never a flush, so the programs still attached see the old
 /// configuration or the new one and never an empty one. Every entry of `plan` is upserted,
 /// then the node entry, then every key of the configuration maps (`POD_PORTS`, `ENDPOINTS`,
-/// `NETWORKS`, `VTEPS`, `SOURCES`, `PAIR_MACS`, `IDENTITIES`, `POLICY`, `DEVICES`, `SERVICES`
-/// and the Maglev tables) that `plan` does not have is deleted (`NEXT_HOPS` is made whole by [`write_next_hops`]). Conntrack, the services' translated connections (`NAT_FLOWS`, `NAT_REPLIES`, `AFFINITY`), the counters and the rule hits are left as they are. The policy
+/// `NETWORKS`, `VTEPS`, `SOURCES`, `PAIR_MACS`, `IDENTITIES`, `POLICY`, `DEVICES`, `SERVICES`,
+/// the Maglev tables and their members) that `plan` does not have is deleted (`NEXT_HOPS` is made whole by [`write_next_hops`]). Conntrack, the services' translated connections (`NAT_FLOWS`, `NAT_REPLIES`, `AFFINITY`), the counters and the rule hits are left as they are. The policy
 /// generation continues from the one in the node entry found (+1), so connections are checked
 /// again against the new rules rather than trusted; fresh maps start at 1.
 pub fn reconcile(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<Reconciled, DatapathError> {
@@ -888,6 +897,7 @@ pub fn reconcile(ebpf: &mut Ebpf, plan: &NodePlan) -> Result<Reconciled, Datapat
                 .get(key)
                 .is_some_and(|table| table.large)
         })?,
+        prune_hash(ebpf, names::MAGLEV_MEMBERS, &plan.services.members)?,
     ]
     .iter()
     .sum();

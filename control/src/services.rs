@@ -7,7 +7,9 @@
 //! table contents. A table's key is a hash of its size class and its backends, so services
 //! with the same backends share a table, and a service whose backends change names a new
 //! table: `apply_plan` writes the new table before the entry that switches to it and removes
-//! the old one after, so no packet ever finds a half-built table (hitless rebuild).
+//! the old one after, so no packet ever finds a half-built table (hitless rebuild). The
+//! backends of the tables of services with client-IP affinity are listed too
+//! ([`ServicePlan::members`]), written and removed with their tables.
 //!
 //! Pure; nothing here touches the kernel.
 
@@ -15,8 +17,8 @@ use std::collections::BTreeMap;
 
 use ctpath_common::{
     maps::{
-        service_flags, ServiceEntry, ServiceKey, MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_MAX_BACKENDS,
-        MAGLEV_SMALL_SLOTS, NO_TABLE,
+        service_flags, MemberKey, ServiceEntry, ServiceKey, MAGLEV_LARGE_SLOTS,
+        MAGLEV_SMALL_MAX_BACKENDS, MAGLEV_SMALL_SLOTS, NO_TABLE,
     },
     wire::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
@@ -37,6 +39,9 @@ pub struct ServicePlan {
     pub entries: BTreeMap<ServiceKey, ServiceEntry>,
     /// By table key.
     pub tables: BTreeMap<u64, MaglevTable>,
+    /// The backends of the tables of services with client-IP affinity (value 1): a client
+    /// keeps its backend across a change of the service's backends if it is still one.
+    pub members: BTreeMap<MemberKey, u8>,
 }
 
 impl ServicePlan {
@@ -74,6 +79,16 @@ pub fn compile(state: &ClusterState) -> ServicePlan {
             }
             None => (NO_TABLE, false),
         };
+        if table != NO_TABLE && service.affinity_timeout().is_some() {
+            for backend in &backends {
+                let member = MemberKey {
+                    table,
+                    backend: *backend,
+                    _pad: [0; 4],
+                };
+                plan.members.insert(member, 1);
+            }
+        }
         let entry = |target_port| ServiceEntry {
             table,
             target_port,

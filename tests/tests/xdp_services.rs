@@ -73,6 +73,11 @@ pods:
     labels: { app: web }
     interfaces:
       - { network: std, host_interface: vweb1, ip: 10.244.2.2, mac: "02:00:00:00:02:02", security_groups: [web] }
+  - name: web-2
+    node: node-b
+    labels: { app: spare }
+    interfaces:
+      - { network: std, host_interface: vweb2, ip: 10.244.2.3, mac: "02:00:00:00:02:03", security_groups: [web] }
 services:
   - name: web
     network: std
@@ -105,6 +110,7 @@ type Pod = ([u8; 6], [u8; 4]);
 const CLIENT: Pod = ([2, 0, 0, 0, 1, 3], [10, 244, 1, 3]);
 const WEB0: Pod = ([2, 0, 0, 0, 1, 2], [10, 244, 1, 2]);
 const WEB1: Pod = ([2, 0, 0, 0, 2, 2], [10, 244, 2, 2]);
+const WEB2: Pod = ([2, 0, 0, 0, 2, 3], [10, 244, 2, 3]);
 const WEB_VIP: [u8; 4] = [10, 96, 0, 10];
 const IP_LEVEL_VIP: [u8; 4] = [10, 244, 0, 53];
 const STICKY_VIP: [u8; 4] = [10, 96, 0, 12];
@@ -475,12 +481,10 @@ fn services_on(hook: Hook) {
 
             // web-1 leaves the service (its label changes): new connections go to web-0, the
             // established one stays on web-1 until a SYN starts a new one.
-            let changed_yaml = STATE.replacen("labels: { app: web }\n    interfaces:\n      - { network: std, host_interface: vweb1", "labels: { app: gone }\n    interfaces:\n      - { network: std, host_interface: vweb1", 1);
+            let changed_yaml = with_label(STATE, "vweb1", "web", "gone");
             let changed = on_hook(&changed_yaml, hook);
             assert_eq!(changed.service_backends(&changed.services[0]).len(), 1);
-            let new_plan = node.compile(&changed, "node-a");
-            datapath::apply_plan(runner.ebpf_mut(), Some(&plan), &new_plan, 2).unwrap();
-            runner.model_mut().set_policy(node.topology(&changed, "node-a"));
+            apply(&mut runner, &node, &plan, &changed, 2);
             runner.set_program(XdpProgram::FromPod);
             runner.set_ingress_ifindex(at("vcli"));
             let new_to_web1 = port_for(&webs, CLIENT, WEB_VIP, 6, 80, WEB1, 1);
@@ -553,7 +557,7 @@ fn client_ip_affinity_keeps_a_client_on_its_backend() {
         };
         node.ns
             .run_in(|| {
-                let (mut runner, _) = runner(&node, hook, &state);
+                let (mut runner, plan) = runner(&node, hook, &state);
                 runner.set_ingress_ifindex(node.ifindex["vcli"]);
                 runner.check_all(&[
                     row(
@@ -575,7 +579,70 @@ fn client_ip_affinity_keeps_a_client_on_its_backend() {
                         udp_counter,
                     ),
                 ]);
+
+                // web-2 joins the service: the client keeps its backend, still one of the
+                // service's, on a port the new table gives another.
+                let joined = with_label(STATE, "vweb2", "spare", "web");
+                let plan = apply(&mut runner, &node, &plan, &on_hook(&joined, hook), 2);
+                let all = [WEB0, WEB1, WEB2];
+                let elsewhere = if chosen == WEB0 { WEB2 } else { WEB0 };
+                let third = port_for(&all, CLIENT, STICKY_VIP, 6, 443, elsewhere, 0);
+                let (third_out, third_counter) = delivered((third, 443), chosen, Flags::SYN);
+                runner.check_all(&[row(
+                    "after a backend joined: the same backend, on a port the new table gives another",
+                    tcp(CLIENT, to_vip(STICKY_VIP), (third, 443), Flags::SYN),
+                    third_out,
+                    third_counter,
+                )]);
+
+                // Its backend leaves the service: the client's next connection follows the
+                // new table.
+                let (interface, rest) = if chosen == WEB0 {
+                    ("vweb0", [WEB1, WEB2])
+                } else {
+                    ("vweb1", [WEB0, WEB2])
+                };
+                let left = with_label(&with_label(STATE, "vweb2", "spare", "web"), interface, "web", "gone");
+                apply(&mut runner, &node, &plan, &on_hook(&left, hook), 3);
+                let fourth = port_for(&rest, CLIENT, STICKY_VIP, 6, 443, rest[1], 0);
+                let (fourth_out, fourth_counter) = delivered((fourth, 443), rest[1], Flags::SYN);
+                runner.check_all(&[row(
+                    "after its backend left: the new table's backend",
+                    tcp(CLIENT, to_vip(STICKY_VIP), (fourth, 443), Flags::SYN),
+                    fourth_out,
+                    fourth_counter,
+                )]);
             })
             .unwrap();
     }
+}
+
+/// `state` with the pod behind `host_interface` relabelled from `app: from` to `app: to`.
+fn with_label(state: &str, host_interface: &str, from: &str, to: &str) -> String {
+    let label = |app: &str| {
+        format!("labels: {{ app: {app} }}\n    interfaces:\n      - {{ network: std, host_interface: {host_interface},")
+    };
+    let changed = state.replacen(&label(from), &label(to), 1);
+    assert_ne!(
+        changed, state,
+        "{host_interface} is not labelled app: {from}"
+    );
+    changed
+}
+
+/// Moves the runner's kernel maps and model from `plan` to the plan of `state`, policy
+/// generation `generation`, as the agent does; returns the new plan.
+fn apply(
+    runner: &mut FixtureRunner,
+    node: &FixtureNode,
+    plan: &NodePlan,
+    state: &ClusterState,
+    generation: u32,
+) -> NodePlan {
+    let new_plan = node.compile(state, "node-a");
+    datapath::apply_plan(runner.ebpf_mut(), Some(plan), &new_plan, generation).unwrap();
+    runner
+        .model_mut()
+        .set_policy(node.topology(state, "node-a"));
+    new_plan
 }

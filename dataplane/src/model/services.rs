@@ -17,8 +17,8 @@
 //! - A new connection needs a service port: the listed (protocol, port), or for an IP-level
 //!   service any TCP or UDP port and ICMP echo (`service_port_unknown`), and a backend
 //!   (`service_no_backend`). Under client-IP affinity it is the backend the client's last new
-//!   connection to the same service port got, if that was within the affinity timeout and the
-//!   service's backends are still the same set; else slot `flow_hash(client, vip, protocol,
+//!   connection to the same service port got, if that was within the affinity timeout and that
+//!   backend is still one of the service's (its backends may have changed since); else slot `flow_hash(client, vip, protocol,
 //!   client port, service port) mod size` of the service's Maglev table
 //!   ([`crate::maglev::Maglev`], backend id the address as a big-endian `u32`; 1,021 slots up
 //!   to 10 backends, else 16,381). Affinity is refreshed by each new connection, not by the
@@ -55,7 +55,7 @@
 //!
 //! Panic contract: nothing here panics, whatever the frame or the topology.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ctpath_common::checksum::replace16;
@@ -147,8 +147,6 @@ type AffinityKey = (u32, Ipv4Addr, u8, u16, Ipv4Addr);
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Affinity {
     backend: Ipv4Addr,
-    /// The service's backends then: a service whose backends changed chooses again.
-    backends: BTreeSet<Ipv4Addr>,
     last_seen_ns: u64,
 }
 
@@ -350,13 +348,12 @@ impl ServiceState {
             .get(index)
             .and_then(Option::as_ref)
             .ok_or(DropReason::ServiceNoBackend)?;
-        let backends: BTreeSet<Ipv4Addr> = service.backends.iter().copied().collect();
         let client = (key.vni, key.dst, key.protocol, port, key.src);
         if let Some(timeout_s) = service.affinity_timeout_s {
             if let Some(last) = self.affinity.get_mut(&client) {
                 let fresh =
                     now_ns.saturating_sub(last.last_seen_ns) < u64::from(timeout_s) * 1_000_000_000;
-                if fresh && last.backends == backends {
+                if fresh && service.backends.contains(&last.backend) {
                     last.last_seen_ns = now_ns;
                     return Ok(last.backend);
                 }
@@ -376,7 +373,6 @@ impl ServiceState {
         if service.affinity_timeout_s.is_some() {
             let chosen = Affinity {
                 backend,
-                backends,
                 last_seen_ns: now_ns,
             };
             self.affinity.insert(client, chosen);

@@ -24,6 +24,7 @@ pub mod names {
     pub const SERVICES: &str = "SERVICES";
     pub const MAGLEV_SMALL: &str = "MAGLEV_SMALL";
     pub const MAGLEV_LARGE: &str = "MAGLEV_LARGE";
+    pub const MAGLEV_MEMBERS: &str = "MAGLEV_MEMBERS";
     pub const NAT_FLOWS: &str = "NAT_FLOWS";
     pub const NAT_REPLIES: &str = "NAT_REPLIES";
     pub const AFFINITY: &str = "AFFINITY";
@@ -419,6 +420,9 @@ pub const MAGLEV_SMALL_MAX_BACKENDS: usize = 10;
 pub const MAX_MAGLEV_SMALL: u32 = 65_536;
 /// Capacity of `MAGLEV_LARGE`.
 pub const MAX_MAGLEV_LARGE: u32 = 4_096;
+/// Capacity of `MAGLEV_MEMBERS`: the backends of the tables of services with client-IP
+/// affinity.
+pub const MAX_MAGLEV_MEMBERS: u32 = 262_144;
 /// Capacity of `NAT_FLOWS` and `NAT_REPLIES` (LRU: the least recently used translated
 /// connection is forgotten when full).
 pub const NAT_ENTRIES: u32 = 262_144;
@@ -529,12 +533,25 @@ const _: () = assert!(core::mem::size_of::<AffinityKey>() == 16);
 pub struct AffinityEntry {
     /// CLOCK_MONOTONIC of the client's last new connection to the service.
     pub last_seen_ns: u64,
-    /// The table the backend was chosen from: a service whose backends changed chooses again.
+    /// The table the backend was chosen from or last confirmed in: under another table (the
+    /// service's backends changed) the client keeps its backend only if the backend is still
+    /// one of the service's (`MAGLEV_MEMBERS`).
     pub table: u64,
     pub backend: [u8; 4],
     pub _pad: [u8; 4],
 }
 const _: () = assert!(core::mem::size_of::<AffinityEntry>() == 24);
+
+/// Key of `MAGLEV_MEMBERS`: a backend of a Maglev table (of a service with client-IP
+/// affinity). The value is 1.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberKey {
+    pub table: u64,
+    pub backend: [u8; 4],
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<MemberKey>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -582,4 +599,6 @@ mod pod {
     unsafe impl aya::Pod for AffinityKey {}
     // SAFETY: see the module comment.
     unsafe impl aya::Pod for AffinityEntry {}
+    // SAFETY: see the module comment.
+    unsafe impl aya::Pod for MemberKey {}
 }

@@ -32,8 +32,9 @@ use crate::{
     conntrack::Packet,
     flow::flow_hash,
     maps::{
-        ct_state, service_flags, AffinityEntry, AffinityKey, FlowKey, NatEntry, NodeConfig,
-        Rewrite, ServiceEntry, ServiceKey, MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_SLOTS, NO_TABLE,
+        ct_state, service_flags, AffinityEntry, AffinityKey, FlowKey, MemberKey, NatEntry,
+        NodeConfig, Rewrite, ServiceEntry, ServiceKey, MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_SLOTS,
+        NO_TABLE,
     },
     wire::{ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
     DropReason,
@@ -50,6 +51,9 @@ pub trait ServiceTables {
     fn flow(&mut self, key: &FlowKey) -> Option<&mut NatEntry>;
     fn reply(&mut self, key: &FlowKey) -> Option<&mut NatEntry>;
     fn affinity(&mut self, key: &AffinityKey) -> Option<&mut AffinityEntry>;
+    /// Whether `key.backend` is a backend of table `key.table` (known for the tables of
+    /// services with client-IP affinity).
+    fn is_member(&self, key: &MemberKey) -> bool;
     /// Stores (creates or replaces) an entry. The tables are LRU: a store makes room.
     fn store_flow(&mut self, key: &FlowKey, entry: &NatEntry);
     fn store_reply(&mut self, key: &FlowKey, entry: &NatEntry);
@@ -66,8 +70,9 @@ pub struct Scratch {
     pub nat: NatEntry,
     pub affinity_key: AffinityKey,
     pub affinity: AffinityEntry,
+    pub member: MemberKey,
 }
-const _: () = assert!(core::mem::size_of::<Scratch>() == 96);
+const _: () = assert!(core::mem::size_of::<Scratch>() == 112);
 
 /// The key of `packet`'s direction of its connection in `NAT_FLOWS` and `NAT_REPLIES`.
 #[inline(always)]
@@ -181,8 +186,9 @@ pub fn to_service<T: ServiceTables>(
 }
 
 /// The backend of a new connection to `service` (its key in `scratch.service`): the client's
-/// last one under client-IP affinity (while the service's table is the same and the timeout
-/// has not run out), else its Maglev slot.
+/// last one under client-IP affinity (while the timeout has not run out and the backend is
+/// still one of the service's: under the same table, or a member of the service's new one),
+/// else its Maglev slot.
 #[inline(always)]
 fn backend_for<T: ServiceTables>(
     tables: &mut T,
@@ -201,10 +207,33 @@ fn backend_for<T: ServiceTables>(
             client: tuple.src,
         };
         let timeout = service.affinity_timeout_s as u64 * 1_000_000_000;
-        if let Some(last) = tables.affinity(&scratch.affinity_key) {
-            if last.table == service.table && now.saturating_sub(last.last_seen_ns) < timeout {
-                last.last_seen_ns = now;
-                return Ok(last.backend);
+        let kept = match tables.affinity(&scratch.affinity_key) {
+            Some(last) if now.saturating_sub(last.last_seen_ns) < timeout => {
+                if last.table == service.table {
+                    last.last_seen_ns = now;
+                    return Ok(last.backend);
+                }
+                Some(last.backend)
+            }
+            _ => None,
+        };
+        // The service's backends changed since: kept if still one of them, under the new
+        // table from now on.
+        if let Some(backend) = kept {
+            scratch.member = MemberKey {
+                table: service.table,
+                backend,
+                _pad: [0; 4],
+            };
+            if tables.is_member(&scratch.member) {
+                scratch.affinity = AffinityEntry {
+                    last_seen_ns: now,
+                    table: service.table,
+                    backend,
+                    _pad: [0; 4],
+                };
+                tables.store_affinity(&scratch.affinity_key, &scratch.affinity);
+                return Ok(backend);
             }
         }
     }

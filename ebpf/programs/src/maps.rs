@@ -11,12 +11,13 @@ use aya_ebpf::{
 use ctpath_common::{
     maps::{
         AffinityEntry, AffinityKey, CtEntry, CtKey, Endpoint, EndpointKey, FlowKey, MaglevLarge,
-        MaglevSmall, NatEntry, Network, NextHopEntry, NodeConfig, PodPort, PolicyRuleKey, ScopedIp,
-        ScopedMac, ServiceEntry, ServiceKey, SourceMac, Vtep, AFFINITY_ENTRIES, BPF_F_MMAPABLE,
-        BPF_F_NO_PREALLOC, DEFAULT_CONNTRACK_ENTRIES, IDENTITY_WORLD, MAX_DEVICES, MAX_ENDPOINTS,
-        MAX_IDENTITIES, MAX_MAGLEV_LARGE, MAX_MAGLEV_SMALL, MAX_NETWORKS, MAX_POD_PORTS,
-        MAX_POLICY_ENTRIES, MAX_RULES, MAX_SERVICE_PORTS, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS,
-        NAT_ENTRIES, POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
+        MaglevSmall, MemberKey, NatEntry, Network, NextHopEntry, NodeConfig, PodPort,
+        PolicyRuleKey, ScopedIp, ScopedMac, ServiceEntry, ServiceKey, SourceMac, Vtep,
+        AFFINITY_ENTRIES, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, DEFAULT_CONNTRACK_ENTRIES,
+        IDENTITY_WORLD, MAX_DEVICES, MAX_ENDPOINTS, MAX_IDENTITIES, MAX_MAGLEV_LARGE,
+        MAX_MAGLEV_MEMBERS, MAX_MAGLEV_SMALL, MAX_NETWORKS, MAX_POD_PORTS, MAX_POLICY_ENTRIES,
+        MAX_RULES, MAX_SERVICE_PORTS, MAX_SOURCES, MAX_VTEPS, MAX_XSK_SLOTS, NAT_ENTRIES,
+        POLICY_KEY_FIXED_BITS, XSK_QUEUES_PER_INTERFACE,
     },
     Tally,
 };
@@ -95,6 +96,11 @@ pub static NAT_FLOWS: LruHashMap<FlowKey, NatEntry> = LruHashMap::with_max_entri
 #[map]
 pub static NAT_REPLIES: LruHashMap<FlowKey, NatEntry> =
     LruHashMap::with_max_entries(NAT_ENTRIES, 0);
+
+/// The backends of the Maglev tables of services with client-IP affinity.
+#[map]
+pub static MAGLEV_MEMBERS: HashMap<MemberKey, u8> =
+    HashMap::with_max_entries(MAX_MAGLEV_MEMBERS, BPF_F_NO_PREALLOC);
 
 /// Client-IP affinity: a client's backend per service port.
 #[map]

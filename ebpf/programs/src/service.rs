@@ -8,8 +8,8 @@ use ctpath_common::{
     checksum::{replace16, replace32},
     conntrack::Packet,
     maps::{
-        AffinityEntry, AffinityKey, FlowKey, NatEntry, NodeConfig, Rewrite, ServiceEntry,
-        ServiceKey, MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_SLOTS,
+        AffinityEntry, AffinityKey, FlowKey, MemberKey, NatEntry, NodeConfig, Rewrite,
+        ServiceEntry, ServiceKey, MAGLEV_LARGE_SLOTS, MAGLEV_SMALL_SLOTS,
     },
     service::{self, Scratch, ServiceTables},
     wire::{IPPROTO_TCP, IPPROTO_UDP},
@@ -23,7 +23,9 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 use crate::{
     conntrack::{self, Quoted},
     context::{replaced, Change, PacketContext},
-    maps::{AFFINITY, MAGLEV_LARGE, MAGLEV_SMALL, NAT_FLOWS, NAT_REPLIES, SERVICES},
+    maps::{
+        AFFINITY, MAGLEV_LARGE, MAGLEV_MEMBERS, MAGLEV_SMALL, NAT_FLOWS, NAT_REPLIES, SERVICES,
+    },
     packet::{header_at, write_at},
     parse::Ipv4Packet,
 };
@@ -85,6 +87,11 @@ impl ServiceTables for KernelServices {
         AFFINITY
             .get_ptr_mut(*key)
             .map(|entry| unsafe { &mut *entry })
+    }
+
+    #[inline(always)]
+    fn is_member(&self, key: &MemberKey) -> bool {
+        MAGLEV_MEMBERS.get_ptr(*key).is_some()
     }
 
     // An LRU map makes room for every store; a failure (out of memory) leaves the connection
