@@ -226,13 +226,7 @@ fn backend_for<T: ServiceTables>(
                 _pad: [0; 4],
             };
             if tables.is_member(&scratch.member) {
-                scratch.affinity = AffinityEntry {
-                    last_seen_ns: now,
-                    table: service.table,
-                    backend,
-                    _pad: [0; 4],
-                };
-                tables.store_affinity(&scratch.affinity_key, &scratch.affinity);
+                remember(tables, scratch, service, backend, now);
                 return Ok(backend);
             }
         }
@@ -254,15 +248,28 @@ fn backend_for<T: ServiceTables>(
         .maglev_slot(service.table, large, (hash % size as u64) as usize)
         .ok_or(DropReason::ServiceNoBackend)?;
     if affinity {
-        scratch.affinity = AffinityEntry {
-            last_seen_ns: now,
-            table: service.table,
-            backend,
-            _pad: [0; 4],
-        };
-        tables.store_affinity(&scratch.affinity_key, &scratch.affinity);
+        remember(tables, scratch, service, backend, now);
     }
     Ok(backend)
+}
+
+/// Stores `backend` as the client's (its affinity key in `scratch.affinity_key`) under the
+/// table of `service`, at `now`.
+#[inline(always)]
+fn remember<T: ServiceTables>(
+    tables: &mut T,
+    scratch: &mut Scratch,
+    service: &ServiceEntry,
+    backend: [u8; 4],
+    now: u64,
+) {
+    scratch.affinity = AffinityEntry {
+        last_seen_ns: now,
+        table: service.table,
+        backend,
+        _pad: [0; 4],
+    };
+    tables.store_affinity(&scratch.affinity_key, &scratch.affinity);
 }
 
 /// The translation back of `tuple`, if it is a live translated connection's reply (from its
