@@ -1,4 +1,5 @@
-//! End to end: services on a two-node cluster of real agents. TCP and UDP clients on both
+//! End to end, on the tc and on the XDP datapath: services on a two-node cluster of real
+//! agents. TCP and UDP clients on both
 //! nodes reach a service's three backends (one on the client's node or not), every connection
 //! to the backend its Maglev slot names and the shares the table's; the client only ever sees
 //! the service's address; a backend reaching its own service (hairpin); an IP-level service
@@ -149,9 +150,26 @@ fn check_shares(
 }
 
 #[test]
-fn clients_on_both_nodes_are_spread_over_the_backends_by_maglev() {
+fn clients_on_both_nodes_are_spread_over_the_backends_by_maglev_on_tc() {
     require_root();
-    let mut cluster = Cluster::start("services", STATE, ClusterOptions::default());
+    spread_on("svc-tc", "tc");
+}
+
+#[test]
+fn clients_on_both_nodes_are_spread_over_the_backends_by_maglev_on_xdp() {
+    require_root();
+    spread_on("svc-xdp", "xdp");
+}
+
+/// The whole test on a cluster whose plane is on `datapath`.
+fn spread_on(label: &str, datapath: &str) {
+    let state = STATE.replacen(
+        "mtu: 1450 }",
+        &format!("mtu: 1450, datapath: {datapath} }}"),
+        1,
+    );
+    assert_ne!(state, STATE);
+    let mut cluster = Cluster::start(label, &state, ClusterOptions::default());
     let stop = AtomicBool::new(false);
     let backends = web_backends(&cluster, &["web-a", "web-b1", "web-b2"]);
     let namespaces: Vec<_> = ["web-a", "web-b1", "web-b2"]
@@ -164,7 +182,7 @@ fn clients_on_both_nodes_are_spread_over_the_backends_by_maglev() {
             .map(|(ns, name)| serve_name(scope, ns, name, BACKEND_PORT, &stop))
             .collect();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            spread_and_churn(&mut cluster, &backends)
+            spread_and_churn(&mut cluster, &backends, &state)
         }));
         stop.store(true, Ordering::Relaxed);
         for server in servers {
@@ -177,7 +195,7 @@ fn clients_on_both_nodes_are_spread_over_the_backends_by_maglev() {
     });
 }
 
-fn spread_and_churn(cluster: &mut Cluster, backends: &BTreeMap<Ipv4Addr, String>) {
+fn spread_and_churn(cluster: &mut Cluster, backends: &BTreeMap<Ipv4Addr, String>, state: &str) {
     const CONNECTIONS: usize = 150;
     let mut total = BTreeMap::new();
     for client in ["cli-a", "cli-b"] {
@@ -255,12 +273,12 @@ fn spread_and_churn(cluster: &mut Cluster, backends: &BTreeMap<Ipv4Addr, String>
             connection.answer
         );
     }
-    let without_b2 = STATE.replacen(
+    let without_b2 = state.replacen(
         "  - name: web-b2\n    node: node-b\n    labels: { app: web }",
         "  - name: web-b2\n    node: node-b\n    labels: { app: retired }",
         1,
     );
-    assert_ne!(without_b2, STATE);
+    assert_ne!(without_b2, state);
     cluster.update_state(&without_b2);
     for connection in &mut held {
         assert!(
