@@ -1,6 +1,6 @@
 //! End to end, on the tc and on the XDP datapath: services on a two-node cluster of real
-//! agents. TCP and UDP clients on both
-//! nodes reach a service's three backends (one on the client's node or not), every connection
+//! agents. TCP and UDP clients on both nodes reach a service's three backends (one on the
+//! client's node or not), every connection
 //! to the backend its Maglev slot names and the shares the table's; the client only ever sees
 //! the service's address; a backend reaching its own service (hairpin); an IP-level service
 //! (every port, and ping); a backend's port unreachable reaching the client's socket from
