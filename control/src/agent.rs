@@ -150,10 +150,7 @@ impl AgentError {
     /// Whether the error is the input's fault (exit status 2) rather than the system's.
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            AgentError::State(_)
-            | AgentError::Compile(
-                CompileError::UnknownNode(_) | CompileError::ServiceOnFastPath { .. },
-            ) => true,
+            AgentError::State(_) | AgentError::Compile(CompileError::UnknownNode(_)) => true,
             AgentError::Store(error) => error.is_invalid_input(),
             _ => false,
         }
@@ -337,9 +334,7 @@ fn first_plan(
                     }))
                 }
                 Err(
-                    error @ (CompileError::UnknownNode(_)
-                    | CompileError::MissingInterfaces { .. }
-                    | CompileError::ServiceOnFastPath { .. }),
+                    error @ (CompileError::UnknownNode(_) | CompileError::MissingInterfaces { .. }),
                 ) if follower.is_etcd() => {
                     retry_at = Some(Instant::now() + RETRY_EVERY);
                     format!("{error}; waiting for a state this node can run")

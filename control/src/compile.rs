@@ -3,8 +3,7 @@
 //! planes and VTEPs the node accepts. Pure: interfaces are looked up through [`Links`], so the
 //! whole translation is unit-tested without a kernel.
 //!
-//! Services are compiled by [`crate::services`]; a service on a fast-path plane is refused
-//! ([`CompileError::ServiceOnFastPath`]): the AF_XDP forwarder does not translate them yet.
+//! Services are compiled by [`crate::services`], the same for every datapath.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,9 +69,6 @@ pub enum CompileError {
     UnderlayMtuTooSmall { interface: String, mtu: u32 },
     #[error("{wanted} pod interfaces on fast-path planes on this node; the forwarder has socket slots for {}", MAX_XSK_INTERFACES - 1)]
     XskSlotsExhausted { wanted: usize },
-    /// A service on a fast-path plane, whose forwarder cannot translate it yet.
-    #[error("services on fast-path planes are not carried yet (the AF_XDP forwarder does not translate them): {}", services.join(", "))]
-    ServiceOnFastPath { services: Vec<String> },
 }
 
 /// The underlay's `XSKS` slots come first; pod interfaces' follow, a block each.
@@ -170,24 +166,12 @@ pub fn mark_pod_napi(plan: &mut NodePlan, runs_napi: impl Fn(u32) -> bool) {
     }
 }
 
-/// Compiles `state` for the node named `node_name`, whose interfaces `links` reports. A
-/// state with a service on a fast-path plane is refused, whatever the node.
+/// Compiles `state` for the node named `node_name`, whose interfaces `links` reports.
 pub fn compile(
     state: &ClusterState,
     node_name: &str,
     links: &impl Links,
 ) -> Result<NodePlan, CompileError> {
-    let on_fast_path: Vec<String> = state
-        .services
-        .iter()
-        .filter(|service| state.network(&service.network).is_some_and(|n| n.fast_path))
-        .map(|service| service.name.clone())
-        .collect();
-    if !on_fast_path.is_empty() {
-        return Err(CompileError::ServiceOnFastPath {
-            services: on_fast_path,
-        });
-    }
     let node = state
         .node(node_name)
         .ok_or_else(|| CompileError::UnknownNode(node_name.to_owned()))?;
@@ -789,20 +773,14 @@ mod tests {
     }
 
     #[test]
-    fn a_service_on_a_fast_path_plane_is_refused() {
+    fn a_service_on_a_fast_path_plane_compiles_as_on_any_other() {
         let services = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/services.yaml");
         let mut state = ClusterState::from_path(std::path::Path::new(services)).unwrap();
+        let slow = compile(&state, "node-a", &node_a_links()).unwrap();
         state.networks[0].fast_path = true;
-        let error = compile(&state, "node-a", &node_a_links()).unwrap_err();
-        assert!(
-            matches!(&error, CompileError::ServiceOnFastPath { services } if services == &["web", "dns"]),
-            "{error:?}"
-        );
-        assert_eq!(
-            error.to_string(),
-            "services on fast-path planes are not carried yet (the AF_XDP forwarder does not \
-             translate them): web, dns"
-        );
+        let fast = compile(&state, "node-a", &node_a_links()).unwrap();
+        assert!(!fast.services.is_empty());
+        assert_eq!(fast.services, slow.services);
     }
 
     #[test]

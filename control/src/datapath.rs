@@ -481,6 +481,14 @@ pub fn contents(plan: &NodePlan) -> MapContents {
             .iter()
             .map(|((key, bits), rule)| ((policy_prefix_len(*bits), *key), *rule))
             .collect(),
+        services: plan.services.entries.clone(),
+        maglev: plan
+            .services
+            .tables
+            .iter()
+            .map(|(key, table)| (*key, table.slots.clone()))
+            .collect(),
+        members: plan.services.members.keys().copied().collect(),
     }
 }
 

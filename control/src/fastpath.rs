@@ -21,12 +21,13 @@ use std::{
 
 use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData, XskMap},
-    Ebpf,
+    Ebpf, Pod,
 };
 use ctpath_common::maps::{names, network_flags, port_flags, NodeConfig};
 use ctpath_dataplane::forwarder::{
     flows::BpfMirror,
     lease::Lease,
+    nat::{BpfNat, Shared},
     port::{PortSpec, Role},
     stats::ForwarderReport,
     tables::{NextHop, Tables},
@@ -149,12 +150,21 @@ impl FastPath {
             planes: fast_planes(plan),
         };
         let conntrack = map_handle(ebpf, names::CONNTRACK)?;
+        let nat_flows = map_handle(ebpf, names::NAT_FLOWS)?;
+        let nat_replies = map_handle(ebpf, names::NAT_REPLIES)?;
+        let affinity = map_handle(ebpf, names::AFFINITY)?;
         let xsks = map_handle(ebpf, names::XSKS)?;
         let leases = map_handle(ebpf, names::LEASES)?;
         let forwarder = Forwarder::start(&config, tables, ports(plan), |queue| {
-            let mirror = BpfHashMap::try_from(Map::HashMap(clone_handle(conntrack)?))
+            let conntrack = BpfHashMap::try_from(Map::HashMap(clone_handle(conntrack)?))
                 .map(BpfMirror::new)
                 .map_err(|error| error.to_string())?;
+            let nat = BpfNat {
+                flows: lru_map(nat_flows)?,
+                replies: lru_map(nat_replies)?,
+                affinity: lru_map(affinity)?,
+            };
+            let mirror = Shared { conntrack, nat };
             let xsks = XskMap::try_from(Map::XskMap(clone_handle(xsks)?))
                 .map_err(|error| error.to_string())?;
             let lease = Lease::new(clone_handle(leases)?, queue)
@@ -244,9 +254,16 @@ fn tables(plan: &NodePlan, generation: u32, next_hops: &BTreeMap<[u8; 4], NextHo
 
 fn map_handle<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a MapData, FastPathError> {
     match ebpf.map(name) {
-        Some(Map::HashMap(data) | Map::XskMap(data) | Map::Array(data)) => Ok(data),
+        Some(Map::HashMap(data) | Map::LruHashMap(data) | Map::XskMap(data) | Map::Array(data)) => {
+            Ok(data)
+        }
         _ => Err(FastPathError::MissingMap(name)),
     }
+}
+
+/// A worker's handle on the LRU hash map `data`.
+fn lru_map<K: Pod, V: Pod>(data: &MapData) -> Result<BpfHashMap<MapData, K, V>, String> {
+    BpfHashMap::try_from(Map::LruHashMap(clone_handle(data)?)).map_err(|error| error.to_string())
 }
 
 /// A second handle on a map (its descriptor duplicated), for a worker thread.

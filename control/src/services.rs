@@ -14,6 +14,7 @@
 //! Pure; nothing here touches the kernel.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ctpath_common::{
     maps::{
@@ -30,7 +31,8 @@ use crate::state::{ClusterState, Service, ServiceProtocol};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MaglevTable {
     pub large: bool,
-    pub slots: Vec<[u8; 4]>,
+    /// Shared with the AF_XDP forwarder's snapshots, not copied into each.
+    pub slots: Arc<[[u8; 4]]>,
 }
 
 /// The service maps of one node (the same on every node: services are cluster-wide).

@@ -154,6 +154,7 @@ fn contents() -> MapContents {
         sources: BTreeMap::from([source(OPEN), source(GUARDED)]),
         identities: BTreeMap::new(),
         policy: BTreeMap::from([((POLICY_KEY_FIXED_BITS + 16, rule), RULE)]),
+        ..MapContents::default()
     }
 }
 
@@ -188,7 +189,7 @@ fn pipeline() -> Pipeline<MemoryMirror> {
 /// Runs `frame` through `pipeline` in a buffer with `room` bytes after it; the verdict and
 /// what leaves.
 fn run(
-    pipeline: &mut Pipeline<impl ctpath_dataplane::forwarder::flows::CtMirror>,
+    pipeline: &mut Pipeline<impl ctpath_dataplane::forwarder::nat::Mirror>,
     ingress: Ingress,
     frame: &[u8],
     room: usize,

@@ -36,10 +36,9 @@
 //! ports or all ports, backends by label selector or by list, client-IP affinity sometimes);
 //! sequences send to the virtual IPs, the backends (local or remote) answer the connections
 //! they were given (the model's delivered frame says which), and the backends change in the
-//! middle of a sequence (`BackendsChange`). The AF_XDP forwarder's pipeline does not translate
-//! services yet (the agent refuses services on fast-path planes): for a sequence whose cluster
-//! has services the pipeline subject is skipped, frames and tables, and the three other
-//! subjects are compared as for everything else.
+//! middle of a sequence (`BackendsChange`). The AF_XDP forwarder's pipeline translates them
+//! too, its translation caches over the `NAT_FLOWS`, `NAT_REPLIES` and `AFFINITY` maps of the
+//! same third object.
 //!
 //! Proptest shrinks a failure to a small cluster and sequence.
 
@@ -67,6 +66,7 @@ use ctpath_control::{
 use ctpath_dataplane::{
     forwarder::{
         flows::BpfMirror,
+        nat::{BpfNat, Shared},
         pipeline::{Action, FrameBuf, Ingress, Pipeline},
         tables::{NextHop, Tables},
     },
@@ -820,23 +820,23 @@ fn run_sequence(
     node: &FixtureNode,
     kernel: &mut Kernel,
     tc: &mut Kernel,
-    mirror: &mut BpfMirror,
+    mirror: &mut Shared<BpfMirror, BpfNat>,
     base: &Scenario,
     compiled: &Compiled,
     packets: &[Packet],
 ) -> Result<(), String> {
     kernel.clear_tables();
     tc.clear_tables();
-    clear(mirror.map_mut());
+    clear(mirror.conntrack.map_mut());
+    clear(&mut mirror.nat.flows);
+    clear(&mut mirror.nat.replies);
+    clear(&mut mirror.nat.affinity);
     if kernel.plan != compiled.xdp {
         kernel.apply(compiled.xdp.clone());
     }
     if tc.plan != compiled.tc {
         tc.apply(compiled.tc.clone());
     }
-    // The forwarder's pipeline does not translate services yet (module doc): with services
-    // it is not a subject of this sequence.
-    let pipeline_runs = base.services.iter().all(Option::is_none);
     let mut model = NodeModel::new(node.topology(&compiled.state, "node-a"));
     let mut rule_ids = RuleIds::of(&compiled.state);
     let mut pipeline = Pipeline::new(kernel.tables(), MIRROR_ENTRIES, &mut *mirror);
@@ -1045,7 +1045,7 @@ fn run_sequence(
         }
 
         // The pipeline, on the same frame in a buffer with room to grow.
-        if pipeline_runs {
+        {
             let mut buf = vec![0u8; input.len() + FORWARDER_ROOM];
             buf[..input.len()].copy_from_slice(&input);
             let mut frame = FrameBuf {
@@ -1165,10 +1165,11 @@ fn run_sequence(
         ("kernel", live(kernel.conntrack())),
         ("tc programs", live(tc.conntrack())),
     ];
-    if pipeline_runs {
-        subjects.push(("pipeline", pipeline_table));
-        subjects.push(("pipeline's mirror", live(entries(mirror.map_mut()))));
-    }
+    subjects.push(("pipeline", pipeline_table));
+    subjects.push((
+        "pipeline's mirror",
+        live(entries(mirror.conntrack.map_mut())),
+    ));
     for (subject, table) in subjects {
         agree(&modelled, subject, &table)?;
     }
@@ -1331,11 +1332,17 @@ fn kernel_pipeline_and_model_agree_on_random_sequences() {
             };
             let kernel = loaded(Hook::Xdp, empty.xdp);
             let tc = loaded(Hook::Tc, empty.tc);
-            // The pipeline's mirror: the conntrack map of a third object, as the forwarder
-            // shares the agent's.
+            // The pipeline's mirror: the conntrack and translation maps of a third object, as
+            // the forwarder shares the agent's.
             let mut third = datapath::load_with(MIRROR_ENTRIES).unwrap();
             let map = third.take_map(names::CONNTRACK).unwrap();
-            let mirror = RefCell::new(BpfMirror::new(BpfHashMap::try_from(map).unwrap()));
+            let conntrack = BpfMirror::new(BpfHashMap::try_from(map).unwrap());
+            let nat = BpfNat {
+                flows: BpfHashMap::try_from(third.take_map(names::NAT_FLOWS).unwrap()).unwrap(),
+                replies: BpfHashMap::try_from(third.take_map(names::NAT_REPLIES).unwrap()).unwrap(),
+                affinity: BpfHashMap::try_from(third.take_map(names::AFFINITY).unwrap()).unwrap(),
+            };
+            let mirror = RefCell::new(Shared { conntrack, nat });
             proptest!(config, |(scenario in scenario(), sequences in sequences())| {
                 let compiled = compile_scenario(&scenario);
                 let mut kernel = kernel.borrow_mut();

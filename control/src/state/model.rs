@@ -7,8 +7,7 @@
 //! `ctpath state get` and the values stored in etcd (`crate::store`). Cross-references and value ranges are checked by `validate`, not here.
 //!
 //! The optional `services:` section (and the pods' `labels`, which its selectors match) is
-//! compiled by `crate::services` (services on fast-path planes are refused:
-//! `crate::compile::CompileError::ServiceOnFastPath`).
+//! compiled by `crate::services`, for every datapath.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

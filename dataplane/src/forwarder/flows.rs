@@ -44,8 +44,10 @@ use foldhash::{HashMap, HashMapExt};
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use ctpath_common::{
     conntrack::{Change, CtTable, InsertError, BPF_ANY, BPF_NOEXIST, EEXIST},
-    maps::{CtEntry, CtKey, CtTimeouts},
+    maps::{AffinityEntry, AffinityKey, CtEntry, CtKey, CtTimeouts, FlowKey, NatEntry},
 };
+
+use super::nat::{MemoryNat, NatMap, NatMirror};
 use thiserror::Error;
 
 /// A refresh of an entry (its `last_seen_ns` only) is published at most this often.
@@ -142,12 +144,14 @@ impl CtMirror for BpfMirror {
 }
 
 /// A mirror in memory, of a fixed capacity: a forwarder without the kernel's map (tests, a
-/// standalone run), whose connections then do not survive a move to the XDP path.
+/// standalone run), whose connections then do not survive a move to the XDP path. Its
+/// translation maps ([`MemoryNat`]) are beside it.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryMirror {
     entries: BTreeMap<CtKey, CtEntry>,
     capacity: usize,
     writes: usize,
+    pub nat: MemoryNat,
 }
 
 impl MemoryMirror {
@@ -195,6 +199,24 @@ impl CtMirror for MemoryMirror {
     }
 }
 
+impl NatMirror for MemoryMirror {
+    fn nat(&self, map: NatMap, key: &FlowKey) -> Option<NatEntry> {
+        self.nat.nat(map, key)
+    }
+
+    fn store_nat(&mut self, map: NatMap, key: &FlowKey, entry: &NatEntry) {
+        self.nat.store_nat(map, key, entry)
+    }
+
+    fn affinity(&self, key: &AffinityKey) -> Option<AffinityEntry> {
+        self.nat.affinity(key)
+    }
+
+    fn store_affinity(&mut self, key: &AffinityKey, entry: &AffinityEntry) {
+        self.nat.store_affinity(key, entry)
+    }
+}
+
 /// A local entry and when it was last written to the mirror.
 #[derive(Clone, Copy, Debug)]
 struct Cached {
@@ -218,6 +240,11 @@ impl<M: CtMirror> Flows<M> {
             capacity,
             mirror,
         }
+    }
+
+    /// The mirror (the forwarder's other shared maps go through it too).
+    pub fn mirror_mut(&mut self) -> &mut M {
+        &mut self.mirror
     }
 
     /// The table as [`admit`](ctpath_common::conntrack::admit) uses it, at time `now_ns`.

@@ -6,6 +6,8 @@
 //!   map contents the agent writes into the BPF maps.
 //! - [`flows`]: the forwarder's connection tracking, mirrored into the kernel's conntrack map
 //!   so a connection survives moving between the forwarder and the XDP programs.
+//! - [`nat`]: the services' translated connections and affinities, mirrored likewise into the
+//!   kernel's `NAT_FLOWS`, `NAT_REPLIES` and `AFFINITY`.
 //! - [`pipeline`]: the per-packet logic, a plain function over a frame and the tables (no
 //!   sockets), tested against the reference model ([`crate::model`]).
 //! - [`port`]: one AF_XDP socket on one (interface, receive queue).
@@ -21,6 +23,7 @@
 pub mod cpu;
 pub mod flows;
 pub mod lease;
+pub mod nat;
 pub mod pipeline;
 pub mod port;
 pub mod stats;
@@ -39,7 +42,7 @@ use aya::maps::{MapData, XskMap};
 use crossbeam_channel::Sender;
 use thiserror::Error;
 
-use flows::CtMirror;
+use nat::Mirror;
 use pipeline::Pipeline;
 use port::PortSpec;
 use stats::{ForwarderReport, WorkerStats};
@@ -113,7 +116,7 @@ impl Forwarder {
         mut maps: F,
     ) -> Result<Forwarder, ForwarderError>
     where
-        M: CtMirror + Send + 'static,
+        M: Mirror + Send + 'static,
         F: FnMut(u32) -> Result<WorkerMaps<M>, String>,
     {
         if config.cores.is_empty() {

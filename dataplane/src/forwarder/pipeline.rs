@@ -10,7 +10,11 @@
 //! those of [`crate::model::replies`] and [`crate::model::vxlan`], conntrack and policy are
 //! `ctpath_common::conntrack::admit` over [`Flows`] and the [`Tables`], the very code the XDP
 //! programs run. Anti-spoofing and the ARP responder are the programs' rules over the same
-//! lookups.
+//! lookups. Services are the programs' too: the decision is `ctpath_common::service` over
+//! [`NatView`] (the snapshot's service tables, the local translation caches over the
+//! kernel's maps), translated at the same steps (a packet or ICMP error to a virtual IP
+//! before conntrack, a backend's reply or ICMP error after it), the bytes those of
+//! [`crate::model::services`].
 //!
 //! What the programs get from the kernel comes from the tables here: the underlay next hop
 //! ([`Tables::next_hop`]: `no_neighbor` without one), and a frame that cannot grow
@@ -29,19 +33,22 @@ use ctpath_common::{
     conntrack::{self, Packet},
     flow::{flow_hash, vxlan_source_port},
     maps::{
-        endpoint_kind, port_flags, CtEntry, CtKey, Endpoint, NodeConfig, PodPort, MAX_RULES,
-        NO_POLICY, NO_RULE,
+        endpoint_kind, node_flags, port_flags, CtEntry, CtKey, Endpoint, NodeConfig, PodPort,
+        Rewrite, MAX_RULES, NO_POLICY, NO_RULE,
     },
     policy::Allowed,
+    service::{self, Scratch},
     wire::{ETH_HDR_LEN, VXLAN_ENCAP_LEN},
     Counter, DropReason, Tally,
 };
 
-use super::flows::{CtMirror, Flows};
+use super::flows::Flows;
+use super::nat::{Mirror, NatCache, NatView};
 use super::tables::Tables;
 use crate::model::classify::{classify, Classified, Ipv4Summary, L3, L4};
-use crate::model::conntrack::{key_ports, quoted_key};
+use crate::model::conntrack::{is_icmp_error, key_ports, quoted, quoted_key};
 use crate::model::replies::{readdress, write_arp_reply, write_frag_needed};
+use crate::model::services::{self as model_services, rewrite_error_in_place, rewrite_in_place};
 use crate::model::vxlan::{self, decapsulate_in_place, encapsulate_in_place, write_outer, Outer};
 use crate::model::Counted;
 use crate::wire::{arp, ipv4, MacAddr};
@@ -114,20 +121,24 @@ pub struct FrameBuf<'a> {
     pub len: usize,
 }
 
-/// One worker's pipeline: the tables it reads, its conntrack table, its rule counters.
-pub struct Pipeline<M: CtMirror> {
+/// One worker's pipeline: the tables it reads, its conntrack table and translation caches,
+/// its rule counters.
+pub struct Pipeline<M: Mirror> {
     tables: Arc<Tables>,
     flows: Flows<M>,
+    nat: NatCache,
     rule_hits: Vec<Tally>,
 }
 
-impl<M: CtMirror> Pipeline<M> {
+impl<M: Mirror> Pipeline<M> {
     /// A pipeline over `tables` with a conntrack table of `conntrack_capacity` entries (the
-    /// size of the kernel's map, `mirror`).
+    /// size of the kernel's map) and translation caches as large, over the kernel's maps
+    /// `mirror`.
     pub fn new(tables: Arc<Tables>, conntrack_capacity: u32, mirror: M) -> Self {
         Pipeline {
             tables,
             flows: Flows::new(conntrack_capacity, mirror),
+            nat: NatCache::new(conntrack_capacity),
             rule_hits: vec![Tally::default(); MAX_RULES as usize],
         }
     }
@@ -145,11 +156,13 @@ impl<M: CtMirror> Pipeline<M> {
         let Pipeline {
             tables,
             flows,
+            nat,
             rule_hits,
         } = self;
         let mut step = Step {
             tables,
             flows,
+            nat,
             rule_hits,
             now_ns,
         };
@@ -179,10 +192,11 @@ impl<M: CtMirror> Pipeline<M> {
         }
     }
 
-    /// Drops the conntrack entries expired at `now_ns` from the local table; returns how many.
+    /// Drops the conntrack entries and translations expired at `now_ns` from the local
+    /// tables; returns how many.
     pub fn collect_expired(&mut self, now_ns: u64) -> usize {
-        self.flows
-            .collect_expired(&self.tables.node().ct_timeouts, now_ns)
+        let timeouts = &self.tables.node().ct_timeouts;
+        self.flows.collect_expired(timeouts, now_ns) + self.nat.collect_expired(timeouts, now_ns)
     }
 
     /// Every local conntrack entry, expired ones included until collected.
@@ -195,11 +209,112 @@ impl<M: CtMirror> Pipeline<M> {
 struct Step<'a, M> {
     tables: &'a Tables,
     flows: &'a mut Flows<M>,
+    nat: &'a mut NatCache,
     rule_hits: &'a mut [Tally],
     now_ns: u64,
 }
 
-impl<M: CtMirror> Step<'_, M> {
+/// How a packet was translated on its way (as the programs' `pod.rs` has it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Translation {
+    None,
+    /// A packet to a service, now to one of its backends.
+    ToBackend(Rewrite),
+    /// A backend's reply, now from the service.
+    FromService(Rewrite),
+    /// An ICMP error to a service's virtual IP about a reply from it, now to the backend.
+    ErrorToBackend(Rewrite),
+    /// An ICMP error about a packet from a client to a backend, now from the service.
+    ErrorFromService(Rewrite),
+}
+
+impl Translation {
+    fn rewrite(&self) -> Option<&Rewrite> {
+        match self {
+            Translation::None => None,
+            Translation::ToBackend(rewrite)
+            | Translation::FromService(rewrite)
+            | Translation::ErrorToBackend(rewrite)
+            | Translation::ErrorFromService(rewrite) => Some(rewrite),
+        }
+    }
+}
+
+impl<M: Mirror> Step<'_, M> {
+    /// The service tables as the shared decision uses them, now.
+    fn nat_view(&mut self) -> NatView<'_, M> {
+        NatView {
+            tables: self.tables,
+            cache: self.nat,
+            mirror: self.flows.mirror_mut(),
+            now_ns: self.now_ns,
+        }
+    }
+
+    /// How `ip` (of `frame`, sent on plane `vni` of a node with services) is translated, as
+    /// the programs' `translate` decides; a packet or ICMP error to a virtual IP is rewritten
+    /// in place here, one from the backend's side is left to [`Step::rewrite_from_service`]
+    /// (after conntrack saw it as it came).
+    fn translate(
+        &mut self,
+        node: &NodeConfig,
+        vni: u32,
+        ip: &Ipv4Summary,
+        frame: &mut FrameBuf<'_>,
+    ) -> Result<Translation, DropReason> {
+        let to_virtual_ip = self
+            .tables
+            .endpoint(vni, ip.dst.octets())
+            .is_some_and(|endpoint| endpoint.kind == endpoint_kind::SERVICE);
+        if let L4::Icmp { icmp_type, .. } = ip.l4 {
+            if is_icmp_error(icmp_type) {
+                let datagram = &frame.buf[ETH_HDR_LEN..frame.len];
+                let found = quoted_packet(vni, datagram, ip.dst).and_then(|quoted| {
+                    service::of_error(&mut self.nat_view(), node, to_virtual_ip, &quoted)
+                });
+                return match found {
+                    Some(rewrite) if to_virtual_ip => {
+                        let model = model_rewrite(&rewrite);
+                        rewrite_error_in_place(&mut frame.buf[..frame.len], ETH_HDR_LEN, &model);
+                        Ok(Translation::ErrorToBackend(rewrite))
+                    }
+                    Some(rewrite) => Ok(Translation::ErrorFromService(rewrite)),
+                    None if to_virtual_ip => Err(DropReason::ServiceUnsupported),
+                    None => Ok(Translation::None),
+                };
+            }
+        }
+        let packet = packet_of(vni, ip);
+        if let Some(rewrite) = service::from_backend(&mut self.nat_view(), node, &packet) {
+            return Ok(Translation::FromService(rewrite));
+        }
+        if !to_virtual_ip {
+            return Ok(Translation::None);
+        }
+        let rewrite =
+            service::to_service(&mut self.nat_view(), &mut Scratch::default(), node, &packet)?;
+        rewrite_in_place(
+            &mut frame.buf[..frame.len],
+            ETH_HDR_LEN,
+            &model_rewrite(&rewrite),
+        );
+        Ok(Translation::ToBackend(rewrite))
+    }
+
+    /// A backend's reply, or an ICMP error about a client's packet to a backend, rewritten in
+    /// place to come from the service (its IPv4 header at `l3`).
+    fn rewrite_from_service(frame: &mut [u8], l3: usize, translation: &Translation) {
+        match translation {
+            Translation::FromService(rewrite) => {
+                rewrite_in_place(frame, l3, &model_rewrite(rewrite));
+            }
+            Translation::ErrorFromService(rewrite) => {
+                rewrite_error_in_place(frame, l3, &model_rewrite(rewrite));
+            }
+            _ => {}
+        }
+    }
+
     fn frame_from_pod(
         &mut self,
         ifindex: u32,
@@ -220,7 +335,7 @@ impl<M: CtMirror> Step<'_, M> {
                 let target = arp_target(tables, request, port.vni)?;
                 let mac = match target.kind {
                     endpoint_kind::LOCAL | endpoint_kind::REMOTE => target.mac,
-                    endpoint_kind::GATEWAY => node.router_mac,
+                    endpoint_kind::GATEWAY | endpoint_kind::SERVICE => node.router_mac,
                     _ => return Err(DropReason::ArpUnknownTarget),
                 };
                 write_arp_reply(&mut frame.buf[..frame.len], request, MacAddr(mac));
@@ -256,16 +371,32 @@ impl<M: CtMirror> Step<'_, M> {
                 Action::Bounce,
             ));
         }
+        let translation = if node.flags & node_flags::SERVICES == 0 {
+            Translation::None
+        } else {
+            self.translate(node, port.vni, ip, frame)?
+        };
+        let leaving = match translation.rewrite() {
+            Some(rewrite) => model_rewrite(rewrite).applied_to(ip),
+            None => *ip,
+        };
         let destination = self
             .tables
-            .endpoint(port.vni, ip.dst.octets())
+            .endpoint(port.vni, leaving.dst.octets())
             .ok_or(DropReason::UnknownDestination)?;
         let receiver_policy = match destination.kind {
             endpoint_kind::LOCAL => destination.policy,
             endpoint_kind::REMOTE => NO_POLICY,
             _ => return Err(DropReason::UnknownDestination),
         };
-        let allowed = self.admit(port.vni, ip, frame, port.policy, receiver_policy)?;
+        // Conntrack and the rules see the connection between the client and the backend: a
+        // packet (or ICMP error) to a service as translated, one from the backend as it came.
+        let tracked = match translation {
+            Translation::ToBackend(_) | Translation::ErrorToBackend(_) => &leaving,
+            _ => ip,
+        };
+        let allowed = self.admit(port.vni, tracked, frame, port.policy, receiver_policy)?;
+        Self::rewrite_from_service(&mut frame.buf[..frame.len], ETH_HDR_LEN, &translation);
         // A routed frame (to the router MAC) leaves from the router MAC, as from a router.
         let src_mac = if classified.dst_mac.0 == node.router_mac {
             node.router_mac
@@ -288,11 +419,11 @@ impl<M: CtMirror> Step<'_, M> {
             ));
         }
         let hop = self.tables.next_hop(destination.vtep)?;
-        let (src_port, dst_port) = key_ports(&ip.l4);
+        let (src_port, dst_port) = key_ports(&leaving.l4);
         let hash = flow_hash(
-            ip.src.octets(),
-            ip.dst.octets(),
-            ip.protocol,
+            leaving.src.octets(),
+            leaving.dst.octets(),
+            leaving.protocol,
             src_port,
             dst_port,
         );
@@ -367,6 +498,9 @@ impl<M: CtMirror> Step<'_, M> {
             _ => return Err(DropReason::UnknownDestination),
         };
         let allowed = self.admit_inner(received.vni, ip, frame, destination.policy)?;
+        if node.flags & node_flags::SERVICES != 0 {
+            self.translate_inner_from_service(node, received.vni, ip, frame);
+        }
         frame.len = decapsulate_in_place(frame.buf, frame.len);
         readdress(
             &mut frame.buf[..frame.len],
@@ -381,6 +515,32 @@ impl<M: CtMirror> Step<'_, M> {
             action,
             allowed,
         ))
+    }
+
+    /// A remote backend's reply to a client of this node, or an ICMP error about the client's
+    /// packet to it, comes from the service (the programs' `underlay.rs`): translated in place
+    /// inside the VXLAN frame.
+    fn translate_inner_from_service(
+        &mut self,
+        node: &NodeConfig,
+        vni: u32,
+        ip: &Ipv4Summary,
+        frame: &mut FrameBuf<'_>,
+    ) {
+        const INNER_L3: usize = VXLAN_ENCAP_LEN + ETH_HDR_LEN;
+        let translation = match ip.l4 {
+            L4::Icmp { icmp_type, .. } if is_icmp_error(icmp_type) => {
+                let datagram = &frame.buf[INNER_L3..frame.len];
+                quoted_packet(vni, datagram, ip.dst)
+                    .and_then(|quoted| {
+                        service::of_error(&mut self.nat_view(), node, false, &quoted)
+                    })
+                    .map_or(Translation::None, Translation::ErrorFromService)
+            }
+            _ => service::from_backend(&mut self.nat_view(), node, &packet_of(vni, ip))
+                .map_or(Translation::None, Translation::FromService),
+        };
+        Self::rewrite_from_service(&mut frame.buf[..frame.len], INNER_L3, &translation);
     }
 
     /// Conntrack and policy for the IPv4 packet `ip` of the frame a pod sent.
@@ -419,22 +579,7 @@ impl<M: CtMirror> Step<'_, M> {
         sender_policy: u32,
         receiver_policy: u32,
     ) -> Result<Allowed, DropReason> {
-        let (src_port, dst_port) = key_ports(&ip.l4);
-        let (tcp_flags, icmp_type) = match ip.l4 {
-            L4::Tcp { flags, .. } => (flags.0, 0),
-            L4::Icmp { icmp_type, .. } => (0, icmp_type),
-            L4::Udp { .. } | L4::Other => (0, 0),
-        };
-        let packet = Packet {
-            vni,
-            protocol: ip.protocol,
-            src: ip.src.octets(),
-            dst: ip.dst.octets(),
-            src_port,
-            dst_port,
-            tcp_flags,
-            icmp_type,
-        };
+        let packet = packet_of(vni, ip);
         let quoted = if packet.is_icmp_error() {
             quoted_key(vni, icmp_message(datagram), ip.dst).map(CtKey::from)
         } else {
@@ -456,6 +601,52 @@ impl<M: CtMirror> Step<'_, M> {
             }
         }
         Ok(allowed)
+    }
+}
+
+/// `ip` on plane `vni` as conntrack and the service maps see it.
+fn packet_of(vni: u32, ip: &Ipv4Summary) -> Packet {
+    let (src_port, dst_port) = key_ports(&ip.l4);
+    let (tcp_flags, icmp_type) = match ip.l4 {
+        L4::Tcp { flags, .. } => (flags.0, 0),
+        L4::Icmp { icmp_type, .. } => (0, icmp_type),
+        L4::Udp { .. } | L4::Other => (0, 0),
+    };
+    Packet {
+        vni,
+        protocol: ip.protocol,
+        src: ip.src.octets(),
+        dst: ip.dst.octets(),
+        src_port,
+        dst_port,
+        tcp_flags,
+        icmp_type,
+    }
+}
+
+/// The packet the ICMP error `datagram` (classified, header first) on plane `vni`, sent to
+/// `to`, quotes, as the service maps key its connection.
+fn quoted_packet(vni: u32, datagram: &[u8], to: Ipv4Addr) -> Option<Packet> {
+    let quote = quoted(icmp_message(datagram), to)?;
+    Some(Packet {
+        vni,
+        protocol: quote.protocol,
+        src: quote.src.0.octets(),
+        dst: quote.dst.0.octets(),
+        src_port: quote.src.1,
+        dst_port: quote.dst.1,
+        tcp_flags: 0,
+        icmp_type: 0,
+    })
+}
+
+/// A shared decision's rewrite as the model's rewrite of the bytes takes it.
+fn model_rewrite(rewrite: &Rewrite) -> model_services::Rewrite {
+    model_services::Rewrite {
+        src: Ipv4Addr::from(rewrite.src),
+        dst: Ipv4Addr::from(rewrite.dst),
+        src_port: rewrite.src_port,
+        dst_port: rewrite.dst_port,
     }
 }
 

@@ -15,14 +15,16 @@
 //!
 //! Panic contract: nothing here panics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashSet};
 
 use ctpath_common::{
     maps::{
-        Endpoint, EndpointKey, Network, NodeConfig, PodPort, PolicyRuleKey, ScopedIp, ScopedMac,
-        SourceMac, Vtep, IDENTITY_WORLD, POLICY_KEY_FIXED_BITS,
+        Endpoint, EndpointKey, MemberKey, Network, NodeConfig, PodPort, PolicyRuleKey, ScopedIp,
+        ScopedMac, ServiceEntry, ServiceKey, SourceMac, Vtep, IDENTITY_WORLD, MAGLEV_LARGE_SLOTS,
+        MAGLEV_SMALL_SLOTS, POLICY_KEY_FIXED_BITS,
     },
     policy::PolicyTables,
     DropReason,
@@ -40,6 +42,11 @@ pub struct MapContents {
     pub sources: BTreeMap<(u32, ScopedIp), SourceMac>,
     pub identities: BTreeMap<(u32, ScopedIp), u32>,
     pub policy: BTreeMap<(u32, PolicyRuleKey), u32>,
+    pub services: BTreeMap<ServiceKey, ServiceEntry>,
+    /// `MAGLEV_SMALL` and `MAGLEV_LARGE` by table key (the slots say which: a table is as
+    /// long as its class's tables), shared rather than copied between snapshots.
+    pub maglev: BTreeMap<u64, Arc<[[u8; 4]]>>,
+    pub members: BTreeSet<MemberKey>,
 }
 
 /// The underlay next hop towards a remote VTEP: the MACs of the outer Ethernet header.
@@ -158,6 +165,9 @@ pub struct Tables {
     identities: Lpm<ScopedIp, u32>,
     policy: Lpm<PolicyRuleKey, u32>,
     next_hops: HashMap<[u8; 4], NextHop>,
+    services: HashMap<ServiceKey, ServiceEntry>,
+    maglev: HashMap<u64, Arc<[[u8; 4]]>>,
+    members: HashSet<MemberKey>,
 }
 
 impl Tables {
@@ -179,6 +189,9 @@ impl Tables {
             identities: Lpm::new(&contents.identities),
             policy: Lpm::new(&contents.policy),
             next_hops: next_hops.into_iter().collect(),
+            services: contents.services.clone().into_iter().collect(),
+            maglev: contents.maglev.clone().into_iter().collect(),
+            members: contents.members.iter().copied().collect(),
         }
     }
 
@@ -237,6 +250,31 @@ impl Tables {
     /// The rule of compiled policy `key.policy` that allows `key`, if any.
     pub fn policy_rule(&self, key: PolicyRuleKey) -> Option<u32> {
         self.policy.lookup(&key)
+    }
+
+    /// The service port `key` (`SERVICES`).
+    pub fn service(&self, key: &ServiceKey) -> Option<ServiceEntry> {
+        self.services.get(key).copied()
+    }
+
+    /// The backend in slot `slot` of Maglev table `table` of the large class (`large`) or the
+    /// small one, as the programs' `MAGLEV_LARGE` and `MAGLEV_SMALL` answer.
+    pub fn maglev_slot(&self, table: u64, large: bool, slot: usize) -> Option<[u8; 4]> {
+        let size = if large {
+            MAGLEV_LARGE_SLOTS
+        } else {
+            MAGLEV_SMALL_SLOTS
+        };
+        let slots = self
+            .maglev
+            .get(&table)
+            .filter(|slots| slots.len() == size)?;
+        slots.get(slot).copied()
+    }
+
+    /// Whether `key.backend` is a backend of table `key.table` (`MAGLEV_MEMBERS`).
+    pub fn is_member(&self, key: &MemberKey) -> bool {
+        self.members.contains(key)
     }
 
     /// The underlay next hop towards `vtep`.

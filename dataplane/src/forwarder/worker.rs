@@ -54,8 +54,8 @@ use xsk_rs::{
 
 use super::{
     cpu,
-    flows::CtMirror,
     lease::Lease,
+    nat::Mirror,
     pipeline::{Action, FrameBuf, Ingress, Pipeline},
     port::{Port, PortSpec, Role, RING_SIZE},
     stats::WorkerStats,
@@ -165,7 +165,7 @@ fn owners_set(owners: &mut [Owner], desc: &FrameDesc, owner: Owner) {
 }
 
 /// Everything a worker needs to start.
-pub struct WorkerSetup<M: CtMirror> {
+pub struct WorkerSetup<M: Mirror> {
     pub id: usize,
     /// The core the worker pins itself to (`None`: not pinned).
     pub core: Option<usize>,
@@ -184,7 +184,7 @@ pub struct WorkerSetup<M: CtMirror> {
     pub huge_pages: bool,
 }
 
-struct Worker<M: CtMirror> {
+struct Worker<M: Mirror> {
     setup: WorkerSetup<M>,
     umem: Umem,
     pool: Pool,
@@ -201,7 +201,7 @@ struct Worker<M: CtMirror> {
 }
 
 /// Runs a worker until `stop` is set or the agent is gone.
-pub fn run<M: CtMirror>(setup: WorkerSetup<M>) {
+pub fn run<M: Mirror>(setup: WorkerSetup<M>) {
     let id = setup.id;
     if let Some(core) = setup.core {
         match cpu::pin_current_thread(core) {
@@ -264,7 +264,7 @@ fn create_umem(huge_pages: bool) -> Result<(Umem, Vec<FrameDesc>), String> {
     Umem::new(config, count, false).map_err(|error| format!("creating the UMEM: {error}"))
 }
 
-impl<M: CtMirror> Worker<M> {
+impl<M: Mirror> Worker<M> {
     fn run_loop(&mut self) {
         let mut idle_rounds = 0u32;
         let mut started = false;

@@ -385,26 +385,32 @@ impl ServiceState {
 /// addresses and ports of `rewrite`, checksums updated (module doc).
 pub fn rewritten(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
     let mut frame = frame.to_vec();
+    rewrite_in_place(&mut frame, l3, rewrite);
+    frame
+}
+
+/// [`rewritten`], in place.
+pub fn rewrite_in_place(frame: &mut [u8], l3: usize, rewrite: &Rewrite) {
     let Some((src, dst, protocol)) = frame
         .get(l3..)
         .and_then(|datagram| ipv4::Packet::new_checked(datagram).ok())
         .map(|packet| (packet.src_addr(), packet.dst_addr(), packet.protocol()))
     else {
-        return frame;
+        return;
     };
-    let Some(l4) = readdressed(&mut frame, l3, rewrite.src, rewrite.dst) else {
-        return frame;
+    let Some(l4) = readdressed(frame, l3, rewrite.src, rewrite.dst) else {
+        return;
     };
-    let Some(segment) = datagram_l4(&mut frame, l3 + l4) else {
-        return frame;
+    let Some(segment) = datagram_l4(frame, l3 + l4) else {
+        return;
     };
     let (check_at, udp) = match protocol {
         IPPROTO_TCP => (16, false),
         IPPROTO_UDP => (6, true),
-        _ => return frame,
+        _ => return,
     };
     if segment.len() < check_at + 2 {
-        return frame;
+        return;
     }
     let ports = [
         u16::from_be_bytes([segment[0], segment[1]]),
@@ -420,7 +426,6 @@ pub fn rewritten(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
     segment[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
     segment[0..2].copy_from_slice(&rewrite.src_port.to_be_bytes());
     segment[2..4].copy_from_slice(&rewrite.dst_port.to_be_bytes());
-    frame
 }
 
 /// `frame`, a classified ICMP error whose IPv4 header starts at `l3` and whose quote
@@ -428,8 +433,14 @@ pub fn rewritten(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
 /// rewrite's, its quote's the reverse, checksums updated (module doc).
 pub fn rewritten_error(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
     let mut frame = frame.to_vec();
-    let Some(header_len) = readdressed(&mut frame, l3, rewrite.src, rewrite.dst) else {
-        return frame;
+    rewrite_error_in_place(&mut frame, l3, rewrite);
+    frame
+}
+
+/// [`rewritten_error`], in place.
+pub fn rewrite_error_in_place(frame: &mut [u8], l3: usize, rewrite: &Rewrite) {
+    let Some(header_len) = readdressed(frame, l3, rewrite.src, rewrite.dst) else {
+        return;
     };
     let quote_at = l3 + header_len + ICMP_HDR_LEN;
     let Some((quoted_src, quoted_dst)) = frame.get(quote_at + 12..quote_at + 20).map(|bytes| {
@@ -437,17 +448,17 @@ pub fn rewritten_error(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
             |at: usize| Ipv4Addr::new(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]);
         (address(0), address(4))
     }) else {
-        return frame;
+        return;
     };
-    let Some(quote_len) = readdressed(&mut frame, quote_at, rewrite.dst, rewrite.src) else {
-        return frame;
+    let Some(quote_len) = readdressed(frame, quote_at, rewrite.dst, rewrite.src) else {
+        return;
     };
     if !matches!(frame.get(quote_at + 9), Some(&(IPPROTO_TCP | IPPROTO_UDP))) {
-        return frame;
+        return;
     }
     let (check_at, ports_at) = (l3 + header_len + 2, quote_at + quote_len);
     let Some(bytes) = frame.get(ports_at..ports_at + 4) else {
-        return frame;
+        return;
     };
     let old = [
         u16::from_be_bytes([bytes[0], bytes[1]]),
@@ -483,7 +494,6 @@ pub fn rewritten_error(frame: &[u8], l3: usize, rewrite: &Rewrite) -> Vec<u8> {
         }
     }
     frame[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
-    frame
 }
 
 /// Sets the addresses of the IPv4 header at `at` in `frame` to `src` and `dst`, its checksum
