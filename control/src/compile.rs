@@ -744,16 +744,7 @@ mod tests {
     fn services_become_endpoints_service_entries_and_the_node_flag() {
         let services = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/services.yaml");
         let state = ClusterState::from_path(std::path::Path::new(services)).unwrap();
-        let links = FakeLinks(HashMap::from(
-            [("eth0", 2), ("vweb0", 10), ("vdns0", 11)].map(|(name, ifindex)| {
-                let link = Link {
-                    ifindex,
-                    mac: [0x52, 0, 0, 0, 0, ifindex as u8],
-                    mtu: 1500,
-                };
-                (name, link)
-            }),
-        ));
+        let links = services_node_a_links();
         let plan = compile(&state, "node-a", &links).unwrap();
         assert_eq!(plan.node.flags, node_flags::SERVICES);
         for vip in [[10, 96, 0, 10], [10, 244, 0, 53]] {
@@ -772,13 +763,27 @@ mod tests {
         assert!(plan.services.is_empty());
     }
 
+    /// Node A's interfaces in `examples/services.yaml`.
+    fn services_node_a_links() -> FakeLinks {
+        FakeLinks(HashMap::from(
+            [("eth0", 2), ("vweb0", 10), ("vdns0", 11)].map(|(name, ifindex)| {
+                let link = Link {
+                    ifindex,
+                    mac: [0x52, 0, 0, 0, 0, ifindex as u8],
+                    mtu: 1500,
+                };
+                (name, link)
+            }),
+        ))
+    }
+
     #[test]
     fn a_service_on_a_fast_path_plane_compiles_as_on_any_other() {
         let services = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/services.yaml");
         let mut state = ClusterState::from_path(std::path::Path::new(services)).unwrap();
-        let slow = compile(&state, "node-a", &node_a_links()).unwrap();
+        let slow = compile(&state, "node-a", &services_node_a_links()).unwrap();
         state.networks[0].fast_path = true;
-        let fast = compile(&state, "node-a", &node_a_links()).unwrap();
+        let fast = compile(&state, "node-a", &services_node_a_links()).unwrap();
         assert!(!fast.services.is_empty());
         assert_eq!(fast.services, slow.services);
     }
