@@ -1,5 +1,5 @@
-//! End to end, on the tc and on the XDP datapath: services on a two-node cluster of real
-//! agents. TCP and UDP clients on both nodes reach a service's three backends (one on the
+//! End to end, on the tc, the XDP and the AF_XDP datapath: services on a two-node cluster of
+//! real agents. TCP and UDP clients on both nodes reach a service's three backends (one on the
 //! client's node or not), every connection
 //! to the backend its Maglev slot names and the shares the table's; the client only ever sees
 //! the service's address; a backend reaching its own service (hairpin); an IP-level service
@@ -161,7 +161,15 @@ fn clients_on_both_nodes_are_spread_over_the_backends_by_maglev_on_xdp() {
     spread_on("svc-xdp", "xdp");
 }
 
-/// The whole test on a cluster whose plane is on `datapath`.
+#[test]
+fn clients_on_both_nodes_are_spread_over_the_backends_by_maglev_on_the_fast_path() {
+    require_root();
+    spread_on("svc-fast", "xdp, fast_path: true");
+}
+
+/// The whole test on a cluster whose plane is on `datapath` (the rest of the plane's line:
+/// `fast_path: true` puts it on the AF_XDP forwarder, which must then have carried the
+/// traffic, not the XDP programs in its place).
 fn spread_on(label: &str, datapath: &str) {
     let state = STATE.replacen(
         "mtu: 1450 }",
@@ -182,7 +190,16 @@ fn spread_on(label: &str, datapath: &str) {
             .map(|(ns, name)| serve_name(scope, ns, name, BACKEND_PORT, &stop))
             .collect();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            spread_and_churn(&mut cluster, &backends, &state)
+            spread_and_churn(&mut cluster, &backends, &state);
+            if datapath.contains("fast_path: true") {
+                for node in ["node-a", "node-b"] {
+                    let carried = forwarded_by_forwarder(&cluster, node);
+                    assert!(
+                        carried > 1000,
+                        "{node}'s forwarder carried {carried} packets"
+                    );
+                }
+            }
         }));
         stop.store(true, Ordering::Relaxed);
         for server in servers {
@@ -193,6 +210,20 @@ fn spread_on(label: &str, datapath: &str) {
             std::panic::resume_unwind(panic);
         }
     });
+}
+
+/// Packets the AF_XDP forwarder of `node` forwarded, all workers together.
+fn forwarded_by_forwarder(cluster: &Cluster, node: &str) -> u64 {
+    let status = cluster
+        .fast_path(node)
+        .unwrap_or_else(|| panic!("{node} runs no forwarder"));
+    status
+        .report
+        .workers
+        .iter()
+        .flat_map(|worker| worker.counters.values())
+        .map(|count| count.packets)
+        .sum()
 }
 
 fn spread_and_churn(cluster: &mut Cluster, backends: &BTreeMap<Ipv4Addr, String>, state: &str) {
