@@ -160,8 +160,8 @@ pub enum StateCommand {
     /// Parse and validate a cluster-state file; print a summary, or every problem found.
     ///
     /// On success prints `FILE: ok (...)` with the number of networks, nodes, security groups,
-    /// pods and interfaces, and exits 0; a state with services gets a second line saying they
-    /// are validated but not carried by the datapath yet (the agent refuses such a state).
+    /// pods and interfaces, and exits 0; a state with services gets a line more, then one
+    /// per service with its virtual IP and the backends its Maglev table balances over.
     /// Otherwise prints each problem on its own line to stderr
     /// as `FILE: PATH: MESSAGE` and exits 2.
     Check {
