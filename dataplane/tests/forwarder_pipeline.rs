@@ -20,6 +20,7 @@ use ctpath_common::{
 use ctpath_dataplane::{
     forwarder::{
         flows::MemoryMirror,
+        nat::{MemoryNat, Shared},
         pipeline::{Action, FrameBuf, Ingress, Pipeline, Verdict},
         tables::{MapContents, NextHop, Tables},
     },
@@ -182,8 +183,8 @@ fn tables(node: NodeConfig) -> Arc<Tables> {
     ))
 }
 
-fn pipeline() -> Pipeline<MemoryMirror> {
-    Pipeline::new(tables(node()), 1024, MemoryMirror::new(1024))
+fn pipeline() -> Pipeline<Shared<MemoryMirror, MemoryNat>> {
+    Pipeline::new(tables(node()), 1024, Shared::in_memory(1024))
 }
 
 /// Runs `frame` through `pipeline` in a buffer with `room` bytes after it; the verdict and
@@ -394,7 +395,7 @@ fn an_unconfigured_node_passes_everything() {
             ..node()
         }),
         16,
-        MemoryMirror::new(16),
+        Shared::in_memory(16),
     );
     let (verdict, _) = run(&mut idle, from(OPEN), &udp(OPEN, REMOTE), 64);
     assert_eq!(
@@ -462,7 +463,7 @@ fn vxlan_from_the_underlay_is_decapsulated_in_place() {
 
 #[test]
 fn connections_are_tracked_through_the_mirror() {
-    let mut mirror = MemoryMirror::new(1024);
+    let mut mirror = Shared::in_memory(1024);
     let mut pipeline = Pipeline::new(tables(node()), 1024, &mut mirror);
     let syn = tcp(OPEN, GUARDED, 40000, 80, Flags::SYN);
     let (verdict, _) = run(&mut pipeline, from(OPEN), &syn, 0);
@@ -486,7 +487,12 @@ fn connections_are_tracked_through_the_mirror() {
     assert_eq!(pipeline.collect_expired(NOW), 0);
     drop(pipeline);
     // Published at once: the XDP path would find the connection established.
-    let published: Vec<_> = mirror.entries().values().map(|entry| entry.state).collect();
+    let published: Vec<_> = mirror
+        .conntrack
+        .entries()
+        .values()
+        .map(|entry| entry.state)
+        .collect();
     assert_eq!(published, vec![ct_state::ESTABLISHED]);
 
     // A new forwarder adopts it: the reply direction passes without a first packet.
@@ -497,7 +503,7 @@ fn connections_are_tracked_through_the_mirror() {
     assert_eq!(restarted.conntrack().count(), 1);
 
     // Full: a new connection is dropped, the established one still passes.
-    let mut full = Pipeline::new(tables(node()), 1024, MemoryMirror::new(1));
+    let mut full = Pipeline::new(tables(node()), 1024, Shared::in_memory(1));
     run(&mut full, from(OPEN), &syn, 0);
     let other = tcp(OPEN, GUARDED, 40001, 80, Flags::SYN);
     let (verdict, _) = run(&mut full, from(OPEN), &other, 0);

@@ -44,10 +44,8 @@ use foldhash::{HashMap, HashMapExt};
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use ctpath_common::{
     conntrack::{Change, CtTable, InsertError, BPF_ANY, BPF_NOEXIST, EEXIST},
-    maps::{AffinityEntry, AffinityKey, CtEntry, CtKey, CtTimeouts, FlowKey, NatEntry},
+    maps::{CtEntry, CtKey, CtTimeouts},
 };
-
-use super::nat::{MemoryNat, NatMap, NatMirror};
 use thiserror::Error;
 
 /// A refresh of an entry (its `last_seen_ns` only) is published at most this often.
@@ -144,14 +142,12 @@ impl CtMirror for BpfMirror {
 }
 
 /// A mirror in memory, of a fixed capacity: a forwarder without the kernel's map (tests, a
-/// standalone run), whose connections then do not survive a move to the XDP path. Its
-/// translation maps ([`MemoryNat`]) are beside it.
+/// standalone run), whose connections then do not survive a move to the XDP path.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryMirror {
     entries: BTreeMap<CtKey, CtEntry>,
     capacity: usize,
     writes: usize,
-    pub nat: MemoryNat,
 }
 
 impl MemoryMirror {
@@ -196,24 +192,6 @@ impl CtMirror for MemoryMirror {
 
     fn remove(&mut self, key: &CtKey) {
         self.entries.remove(key);
-    }
-}
-
-impl NatMirror for MemoryMirror {
-    fn nat(&self, map: NatMap, key: &FlowKey) -> Option<NatEntry> {
-        self.nat.nat(map, key)
-    }
-
-    fn store_nat(&mut self, map: NatMap, key: &FlowKey, entry: &NatEntry) {
-        self.nat.store_nat(map, key, entry)
-    }
-
-    fn affinity(&self, key: &AffinityKey) -> Option<AffinityEntry> {
-        self.nat.affinity(key)
-    }
-
-    fn store_affinity(&mut self, key: &AffinityKey, entry: &AffinityEntry) {
-        self.nat.store_affinity(key, entry)
     }
 }
 

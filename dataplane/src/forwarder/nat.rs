@@ -36,7 +36,7 @@ use ctpath_common::{
     service::ServiceTables,
 };
 
-use super::flows::{CtMirror, FlowsError, REFRESH_PUBLISH_NS};
+use super::flows::{CtMirror, FlowsError, MemoryMirror, REFRESH_PUBLISH_NS};
 use super::tables::Tables;
 
 /// Which of the kernel's two translation maps.
@@ -69,6 +69,16 @@ impl<M: CtMirror + NatMirror> Mirror for M {}
 pub struct Shared<C, N> {
     pub conntrack: C,
     pub nat: N,
+}
+
+impl Shared<MemoryMirror, MemoryNat> {
+    /// Both stores in memory (tests, a standalone run), conntrack of `capacity` entries.
+    pub fn in_memory(capacity: u32) -> Self {
+        Shared {
+            conntrack: MemoryMirror::new(capacity),
+            nat: MemoryNat::default(),
+        }
+    }
 }
 
 impl<C: CtMirror, N> CtMirror for Shared<C, N> {
@@ -399,6 +409,23 @@ impl<M: NatMirror> ServiceTables for NatView<'_, M> {
 mod tests {
     use super::*;
 
+    fn empty_tables() -> Tables {
+        Tables::new(&Default::default(), Default::default(), Default::default())
+    }
+
+    fn view<'a>(
+        tables: &'a Tables,
+        cache: &'a mut NatCache,
+        mirror: &'a mut MemoryNat,
+    ) -> NatView<'a, MemoryNat> {
+        NatView {
+            tables,
+            cache,
+            mirror,
+            now_ns: 0,
+        }
+    }
+
     fn entry(last_seen_ns: u64) -> NatEntry {
         NatEntry {
             last_seen_ns,
@@ -411,14 +438,8 @@ mod tests {
         let key = FlowKey::default();
         let mut mirror = MemoryNat::default();
         mirror.store_nat(NatMap::Flows, &key, &entry(5));
-        let mut cache = NatCache::new(4);
-        let tables = Tables::new(&Default::default(), Default::default(), Default::default());
-        let mut view = NatView {
-            tables: &tables,
-            cache: &mut cache,
-            mirror: &mut mirror,
-            now_ns: 0,
-        };
+        let (tables, mut cache) = (empty_tables(), NatCache::new(4));
+        let mut view = view(&tables, &mut cache, &mut mirror);
         let adopted = view.flow(&key).expect("adopted from the mirror");
         assert_eq!(adopted.last_seen_ns, 5);
         adopted.last_seen_ns = 5 + REFRESH_PUBLISH_NS / 2;
@@ -439,14 +460,8 @@ mod tests {
     #[test]
     fn a_full_cache_makes_room_and_stores_write_through() {
         let mut mirror = MemoryNat::default();
-        let mut cache = NatCache::new(1);
-        let tables = Tables::new(&Default::default(), Default::default(), Default::default());
-        let mut view = NatView {
-            tables: &tables,
-            cache: &mut cache,
-            mirror: &mut mirror,
-            now_ns: 0,
-        };
+        let (tables, mut cache) = (empty_tables(), NatCache::new(1));
+        let mut view = view(&tables, &mut cache, &mut mirror);
         let first = FlowKey::default();
         let second = FlowKey {
             src_port: 1,

@@ -48,7 +48,7 @@ use super::tables::Tables;
 use crate::model::classify::{classify, Classified, Ipv4Summary, L3, L4};
 use crate::model::conntrack::{is_icmp_error, key_ports, quoted, quoted_key};
 use crate::model::replies::{readdress, write_arp_reply, write_frag_needed};
-use crate::model::services::{self as model_services, rewrite_error_in_place, rewrite_in_place};
+use crate::model::services::{self as model_services, Translation};
 use crate::model::vxlan::{self, decapsulate_in_place, encapsulate_in_place, write_outer, Outer};
 use crate::model::Counted;
 use crate::wire::{arp, ipv4, MacAddr};
@@ -214,32 +214,6 @@ struct Step<'a, M> {
     now_ns: u64,
 }
 
-/// How a packet was translated on its way (as the programs' `pod.rs` has it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Translation {
-    None,
-    /// A packet to a service, now to one of its backends.
-    ToBackend(Rewrite),
-    /// A backend's reply, now from the service.
-    FromService(Rewrite),
-    /// An ICMP error to a service's virtual IP about a reply from it, now to the backend.
-    ErrorToBackend(Rewrite),
-    /// An ICMP error about a packet from a client to a backend, now from the service.
-    ErrorFromService(Rewrite),
-}
-
-impl Translation {
-    fn rewrite(&self) -> Option<&Rewrite> {
-        match self {
-            Translation::None => None,
-            Translation::ToBackend(rewrite)
-            | Translation::FromService(rewrite)
-            | Translation::ErrorToBackend(rewrite)
-            | Translation::ErrorFromService(rewrite) => Some(rewrite),
-        }
-    }
-}
-
 impl<M: Mirror> Step<'_, M> {
     /// The service tables as the shared decision uses them, now.
     fn nat_view(&mut self) -> NatView<'_, M> {
@@ -272,11 +246,11 @@ impl<M: Mirror> Step<'_, M> {
                 let found = quoted_packet(vni, datagram, ip.dst).and_then(|quoted| {
                     service::of_error(&mut self.nat_view(), node, to_virtual_ip, &quoted)
                 });
-                return match found {
+                return match found.map(|rewrite| model_rewrite(&rewrite)) {
                     Some(rewrite) if to_virtual_ip => {
-                        let model = model_rewrite(&rewrite);
-                        rewrite_error_in_place(&mut frame.buf[..frame.len], ETH_HDR_LEN, &model);
-                        Ok(Translation::ErrorToBackend(rewrite))
+                        let translation = Translation::ErrorToBackend(rewrite);
+                        translation.rewrite_in_place(&mut frame.buf[..frame.len], ETH_HDR_LEN);
+                        Ok(translation)
                     }
                     Some(rewrite) => Ok(Translation::ErrorFromService(rewrite)),
                     None if to_virtual_ip => Err(DropReason::ServiceUnsupported),
@@ -286,32 +260,26 @@ impl<M: Mirror> Step<'_, M> {
         }
         let packet = packet_of(vni, ip);
         if let Some(rewrite) = service::from_backend(&mut self.nat_view(), node, &packet) {
-            return Ok(Translation::FromService(rewrite));
+            return Ok(Translation::FromService(model_rewrite(&rewrite)));
         }
         if !to_virtual_ip {
             return Ok(Translation::None);
         }
         let rewrite =
             service::to_service(&mut self.nat_view(), &mut Scratch::default(), node, &packet)?;
-        rewrite_in_place(
-            &mut frame.buf[..frame.len],
-            ETH_HDR_LEN,
-            &model_rewrite(&rewrite),
-        );
-        Ok(Translation::ToBackend(rewrite))
+        let translation = Translation::ToBackend(model_rewrite(&rewrite));
+        translation.rewrite_in_place(&mut frame.buf[..frame.len], ETH_HDR_LEN);
+        Ok(translation)
     }
 
     /// A backend's reply, or an ICMP error about a client's packet to a backend, rewritten in
     /// place to come from the service (its IPv4 header at `l3`).
     fn rewrite_from_service(frame: &mut [u8], l3: usize, translation: &Translation) {
-        match translation {
-            Translation::FromService(rewrite) => {
-                rewrite_in_place(frame, l3, &model_rewrite(rewrite));
-            }
-            Translation::ErrorFromService(rewrite) => {
-                rewrite_error_in_place(frame, l3, &model_rewrite(rewrite));
-            }
-            _ => {}
+        if matches!(
+            translation,
+            Translation::FromService(_) | Translation::ErrorFromService(_)
+        ) {
+            translation.rewrite_in_place(frame, l3);
         }
     }
 
@@ -376,10 +344,9 @@ impl<M: Mirror> Step<'_, M> {
         } else {
             self.translate(node, port.vni, ip, frame)?
         };
-        let leaving = match translation.rewrite() {
-            Some(rewrite) => model_rewrite(rewrite).applied_to(ip),
-            None => *ip,
-        };
+        let leaving = translation
+            .rewrite()
+            .map_or(*ip, |rewrite| rewrite.applied_to(ip));
         let destination = self
             .tables
             .endpoint(port.vni, leaving.dst.octets())
@@ -535,10 +502,14 @@ impl<M: Mirror> Step<'_, M> {
                     .and_then(|quoted| {
                         service::of_error(&mut self.nat_view(), node, false, &quoted)
                     })
-                    .map_or(Translation::None, Translation::ErrorFromService)
+                    .map_or(Translation::None, |rewrite| {
+                        Translation::ErrorFromService(model_rewrite(&rewrite))
+                    })
             }
             _ => service::from_backend(&mut self.nat_view(), node, &packet_of(vni, ip))
-                .map_or(Translation::None, Translation::FromService),
+                .map_or(Translation::None, |rewrite| {
+                    Translation::FromService(model_rewrite(&rewrite))
+                }),
         };
         Self::rewrite_from_service(&mut frame.buf[..frame.len], INNER_L3, &translation);
     }
@@ -717,7 +688,7 @@ mod tests {
     use ctpath_common::maps::NodeConfig;
 
     use super::*;
-    use crate::forwarder::{flows::MemoryMirror, tables::MapContents};
+    use crate::forwarder::{nat::Shared, tables::MapContents};
 
     #[test]
     fn rule_hits_follow_their_rules_to_new_ids() {
@@ -726,7 +697,7 @@ mod tests {
             NodeConfig::default(),
             Default::default(),
         ));
-        let mut pipeline = Pipeline::new(tables, 16, MemoryMirror::new(16));
+        let mut pipeline = Pipeline::new(tables, 16, Shared::in_memory(16));
         let tally = |packets| Tally {
             packets,
             bytes: packets * 100,

@@ -78,7 +78,7 @@ use super::conntrack::{
 };
 use super::policy::{self, Connection, RuleHits};
 use super::replies;
-use super::services::{self, Rewrite, ServiceState};
+use super::services::{self, ServiceState, Translation};
 use super::spoofing;
 use super::topology::{Endpoint, LocalPort, Topology};
 use super::vxlan::{self, Outer};
@@ -446,37 +446,10 @@ impl NodeModel {
     }
 }
 
-/// How a packet from a pod was translated on its way.
-#[derive(Clone, Copy, Debug)]
-enum Translation {
-    None,
-    /// A packet to a service, now to one of its backends.
-    ToBackend(Rewrite),
-    /// A backend's reply, now from the service.
-    FromService(Rewrite),
-    /// An ICMP error to a service's virtual IP about a reply from it, now to the backend.
-    ErrorToBackend(Rewrite),
-    /// An ICMP error about a packet from a client to a service's backend, now from the
-    /// service.
-    ErrorFromService(Rewrite),
-}
-
 /// Where a packet from a pod goes, and how it was translated on its way there.
 struct Routed<'a> {
     destination: Endpoint<'a>,
     translation: Translation,
-}
-
-impl Translation {
-    fn rewrite(&self) -> Option<&Rewrite> {
-        match self {
-            Translation::None => None,
-            Translation::ToBackend(rewrite)
-            | Translation::FromService(rewrite)
-            | Translation::ErrorToBackend(rewrite)
-            | Translation::ErrorFromService(rewrite) => Some(rewrite),
-        }
-    }
 }
 
 impl Routed<'_> {
@@ -489,15 +462,9 @@ impl Routed<'_> {
 
     /// The frame `frame` as it leaves, before its Ethernet header is readdressed.
     fn frame(&self, frame: &[u8]) -> Vec<u8> {
-        match &self.translation {
-            Translation::None => frame.to_vec(),
-            Translation::ToBackend(rewrite) | Translation::FromService(rewrite) => {
-                services::rewritten(frame, ETH_HDR_LEN, rewrite)
-            }
-            Translation::ErrorToBackend(rewrite) | Translation::ErrorFromService(rewrite) => {
-                services::rewritten_error(frame, ETH_HDR_LEN, rewrite)
-            }
-        }
+        let mut frame = frame.to_vec();
+        self.translation.rewrite_in_place(&mut frame, ETH_HDR_LEN);
+        frame
     }
 }
 

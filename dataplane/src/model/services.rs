@@ -132,9 +132,51 @@ impl Rewrite {
     }
 }
 
+/// How a packet from a pod is translated on its way (the reference model's and the AF_XDP
+/// forwarder's steps; the programs' `pod.rs` has its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Translation {
+    None,
+    /// A packet to a service, now to one of its backends.
+    ToBackend(Rewrite),
+    /// A backend's reply, now from the service.
+    FromService(Rewrite),
+    /// An ICMP error to a service's virtual IP about a reply from it, now to the backend.
+    ErrorToBackend(Rewrite),
+    /// An ICMP error about a packet from a client to a service's backend, now from the
+    /// service.
+    ErrorFromService(Rewrite),
+}
+
+impl Translation {
+    /// The addresses and ports the packet leaves with, unless it is not translated.
+    pub fn rewrite(&self) -> Option<&Rewrite> {
+        match self {
+            Translation::None => None,
+            Translation::ToBackend(rewrite)
+            | Translation::FromService(rewrite)
+            | Translation::ErrorToBackend(rewrite)
+            | Translation::ErrorFromService(rewrite) => Some(rewrite),
+        }
+    }
+
+    /// `frame` (whose IPv4 header starts at `l3`) rewritten in place as it leaves.
+    pub fn rewrite_in_place(&self, frame: &mut [u8], l3: usize) {
+        match self {
+            Translation::None => {}
+            Translation::ToBackend(rewrite) | Translation::FromService(rewrite) => {
+                rewrite_in_place(frame, l3, rewrite)
+            }
+            Translation::ErrorToBackend(rewrite) | Translation::ErrorFromService(rewrite) => {
+                rewrite_error_in_place(frame, l3, rewrite)
+            }
+        }
+    }
+}
+
 /// A live translation, and when it was last used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Translation {
+struct Kept {
     rewrite: Rewrite,
     last_seen_ns: u64,
 }
@@ -157,9 +199,9 @@ pub struct ServiceState {
     /// or a backend given twice).
     tables: Vec<Option<Maglev>>,
     /// The client's packets, by their connection: to the backend.
-    flows: BTreeMap<NatKey, Translation>,
+    flows: BTreeMap<NatKey, Kept>,
     /// The backend's packets, by their connection: from the service.
-    replies: BTreeMap<NatKey, Translation>,
+    replies: BTreeMap<NatKey, Kept>,
     affinity: BTreeMap<AffinityKey, Affinity>,
 }
 
@@ -190,7 +232,7 @@ fn lifetime_ns(topology: &Topology, protocol: u8) -> u64 {
     CtState::Established.timeout_ns(protocol, &topology.conntrack.timeouts)
 }
 
-fn live(translation: &Translation, lifetime_ns: u64, now_ns: u64) -> bool {
+fn live(translation: &Kept, lifetime_ns: u64, now_ns: u64) -> bool {
     now_ns.saturating_sub(translation.last_seen_ns) < lifetime_ns
 }
 
@@ -324,7 +366,7 @@ impl ServiceState {
             src_port: forward.dst_port,
             dst_port: forward.src_port,
         };
-        let fresh = |rewrite| Translation {
+        let fresh = |rewrite| Kept {
             rewrite,
             last_seen_ns: now_ns,
         };
