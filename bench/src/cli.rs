@@ -56,7 +56,8 @@ pub enum Command {
     /// pods, 2,000 groups, 50,000 rules), agent memory. Writes scale.json and scale.txt.
     Scale(ScaleArgs),
     /// Services: kube-proxy's iptables rules on the kernel topology against ctpath's services,
-    /// 1 to 10,000 UDP services of three backends: load time per service count. Writes
+    /// 1 to 10,000 UDP services of three backends: load time, new connections per second and
+    /// one flow's pps to a service's address, per service count. Writes
     /// results.json, table.txt and README.md.
     Services(ServicesArgs),
     /// Internal: the AF_XDP flood, run by the harness inside the source pod's namespace.

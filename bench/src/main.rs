@@ -93,7 +93,7 @@ fn main() -> ExitCode {
                 println!("written to {}", args.out.display());
                 let problems = results.problems();
                 if problems.is_empty() {
-                    println!("every load produced a sane time");
+                    println!("every sample ran and produced non-zero, sane figures");
                     ExitCode::SUCCESS
                 } else {
                     eprintln!("ctpath-bench services: {} problem(s)", problems.len());

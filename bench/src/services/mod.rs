@@ -1,18 +1,23 @@
 //! `ctpath-bench services` (issue 11, item 5): kube-proxy's iptables mode on the kernel
 //! topology against ctpath, with 1 to 10,000 UDP services of three backends each.
 //!
-//! What this module measures so far: the **load time** of the services, per service count and
-//! dataplane, `runs` times: on the kernel topology (the testbed's bridge + vxlan nodes), the nat
-//! table kube-proxy writes ([`rules::kube_proxy_nat`]) loaded with one `iptables-restore` per
-//! node, timed around the command (and the loaded `KUBE-SERVICES` chain counted afterwards); on
-//! `ctpath-xdp` and `ctpath-tc`, the same services in the cluster state, from the state write
-//! (the state file the agents follow) to both agents' "applied" log lines; each ctpath sample
-//! starts from the state without services (written and taken in before it). The traffic
-//! figures the issue asks for (new connections per second and one flow's pps to the service
-//! address) are not measured yet: see `bench/README.md`, "Services".
+//! Per service count and dataplane a fresh two-node cluster (the testbed's [`Cluster`]): the
+//! source pod on node-a, the three backends on node-b ([`rules::BACKENDS`]). Then:
+//! - **load**, `runs` times: on the kernel topology (bridge + vxlan nodes, wired for
+//!   kube-proxy's DNAT by [`wire_kernel`]) the nat table kube-proxy writes
+//!   ([`rules::kube_proxy_nat`]) loaded with one `iptables-restore` per node, timed around the
+//!   command (and node-a's `KUBE-SERVICES` counted afterwards); on `ctpath-xdp` and
+//!   `ctpath-tc` the same services in the cluster state (in etcd), from before
+//!   `ctpath state apply` to both agents' "applied" log lines, each sample from the state
+//!   without services;
+//! - **new connections per second** to the last service's VIP, `runs` times: the main bench's
+//!   new-flow flood ([`measure::pps`]) keeping the service's port, a new source port per
+//!   frame, counted at the three backends' sinks, summed;
+//! - **one flow's pps** to the same VIP, `runs` times, 64 bytes.
 //!
-//! Writes `results.json`, `table.txt` and `README.md` into `--out`. Exit status 1 when a load
-//! failed or produced a zero or insane time ([`ServicesResults::problems`]).
+//! Writes `results.json`, `table.txt` and `README.md` into `--out`. Exit status 1 when a
+//! sample failed or produced a zero or insane figure ([`ServicesResults::problems`]); speeds
+//! are never asserted.
 //!
 //! Owns [`ServicesError`]. Panic contract: [`Cluster::start`] panics when the testbed cannot
 //! be built (the namespaces are removed while unwinding).
@@ -39,6 +44,7 @@ use crate::{
     machine::Machine,
     measure::{self, Destination, FloodTiming, PpsSample, Traffic},
     report::Stats,
+    scale,
     topology::{Topology, TopologyError, TopologyKind, NODE_A, NODE_B, SRC_HOST_IF, SRC_MAC, VNI},
 };
 use rules::RulesError;
@@ -147,7 +153,7 @@ pub struct LoadSample {
     pub dataplane: String,
     pub services: usize,
     pub run: usize,
-    /// kernel: `iptables-restore` per node (node-a, node-b); ctpath: the state write to the
+    /// kernel: `iptables-restore` per node (node-a, node-b); ctpath: the etcd write to the
     /// last agent's "applied" line (one figure). Milliseconds.
     pub ms: Vec<f64>,
     /// kernel: rules found in node-a's `KUBE-SERVICES` after the load (services + 1).
@@ -407,9 +413,18 @@ fn build(dataplane: Dataplane) -> Result<Cluster, ServicesError> {
         Dataplane::Kernel => NodeKind::KernelVxlan,
         Dataplane::CtpathXdp | Dataplane::CtpathTc => NodeKind::Ctpath,
     };
+    let ctpath = kind == NodeKind::Ctpath;
     let options = ClusterOptions {
         node_kinds: [(NODE_A.to_owned(), kind), (NODE_B.to_owned(), kind)].into(),
         underlay: Some(Offloads::Wire),
+        // The agents take a state from etcd in as it comes (a state file is looked at every
+        // 250 ms); the scale bench's limits let one transaction hold 10,000 services.
+        state_in_etcd: ctpath,
+        etcd_args: if ctpath {
+            scale::ETCD_ARGS.map(String::from).to_vec()
+        } else {
+            Vec::new()
+        },
         ..ClusterOptions::default()
     };
     let yaml = rules::state_yaml(0, dataplane.datapath())?;
@@ -651,7 +666,7 @@ pub fn table(results: &ServicesResults) -> String {
     let _ = writeln!(
         out,
         "\nLoad time of the services (median ms; kernel: kube-proxy's nat table, one \
-         iptables-restore per node, the slower node; ctpath: state write to both agents' \
+         iptables-restore per node, the slower node; ctpath: etcd write (ctpath state apply) to both agents' \
          \"applied\")"
     );
     let _ = write!(out, "{:>9}", "services");
@@ -746,13 +761,20 @@ fn write_outputs(results: &ServicesResults, dir: &Path) -> Result<(), ServicesEr
     write("results.json", &serde_json::to_string_pretty(results)?)?;
     let table = table(results);
     write("table.txt", &table)?;
+    let mut notes = format!(
+        "- CPUs: {}\n- The traffic goes to {}; {} new connections per run at most.\n",
+        results.placement, results.config.measured_service, results.config.conn_budget
+    );
+    for w in &results.wiring {
+        let _ = writeln!(notes, "- {w}");
+    }
     write(
         "README.md",
         &format!(
             "# ctpath-bench services\n\nkube-proxy's iptables mode (its nat table, written by \
              the bench, loaded with iptables-restore) on the kernel topology against ctpath's \
-             services in the cluster state. See `bench/README.md`, \"Services\". Only load \
-             times are measured so far.\n\n```\n{table}```\n"
+             services in the cluster state. What is measured and how: `bench/README.md`, \
+             \"Services\".\n\n```\n{table}```\n\n## Notes\n\n{notes}"
         ),
     )?;
     Ok(())

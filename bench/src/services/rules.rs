@@ -234,7 +234,7 @@ mod tests {
         let last = text
             .lines()
             .filter(|l| l.starts_with("-A KUBE-SERVICES -d "))
-            .last()
+            .next_back()
             .unwrap();
         assert!(last.contains(&format!("-d {}/32", vip(measured_service(3)))));
         assert!(kube_proxy_nat(0).is_err());
