@@ -233,8 +233,7 @@ mod tests {
         // The measured service is the last one in KUBE-SERVICES (before the node ports).
         let last = text
             .lines()
-            .filter(|l| l.starts_with("-A KUBE-SERVICES -d "))
-            .next_back()
+            .rfind(|l| l.starts_with("-A KUBE-SERVICES -d "))
             .unwrap();
         assert!(last.contains(&format!("-d {}/32", vip(measured_service(3)))));
         assert!(kube_proxy_nat(0).is_err());
