@@ -55,6 +55,11 @@ pub enum Command {
     /// allowed flow during consecutive updates, compile and load of a large state (10,000
     /// pods, 2,000 groups, 50,000 rules), agent memory. Writes scale.json and scale.txt.
     Scale(ScaleArgs),
+    /// Services: kube-proxy's iptables rules on the kernel topology against ctpath's services,
+    /// 1 to 10,000 UDP services of three backends: load time, new connections per second and
+    /// one flow's pps to a service's address, per service count. Writes
+    /// results.json, table.txt and README.md.
+    Services(ServicesArgs),
     /// Internal: the AF_XDP flood, run by the harness inside the source pod's namespace.
     #[command(hide = true)]
     Generate(GenerateCli),
@@ -132,6 +137,18 @@ pub struct ScaleArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// 1 and 100 services, 2 runs (the smoke test).
+    #[arg(long)]
+    pub quick: bool,
+    #[arg(long, default_value = "ctpath-bench-services")]
+    pub out: PathBuf,
+    /// Runs per service count and dataplane (default 5, 2 with --quick).
+    #[arg(long)]
+    pub runs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
 pub struct GenerateCli {
     #[arg(long)]
     pub ifname: String,
@@ -162,6 +179,9 @@ pub struct GenerateCli {
     /// New-flow mode: the number of the first flow.
     #[arg(long, default_value_t = 0)]
     pub flow_base: u64,
+    /// New-flow mode: keep --dst-port, vary the source port only.
+    #[arg(long)]
+    pub fixed_dst_port: bool,
 }
 
 impl From<GenerateCli> for GenerateArgs {
@@ -180,6 +200,7 @@ impl From<GenerateCli> for GenerateArgs {
             duration: Duration::from_millis(c.duration_ms),
             new_flows: c.new_flows,
             flow_base: c.flow_base,
+            fixed_dst_port: c.fixed_dst_port,
         }
     }
 }

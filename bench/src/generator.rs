@@ -17,6 +17,8 @@
 //! 1024..=65535, then the next destination port of 1..=19999, below the security group's
 //! non-matching ports) and its UDP checksum updated incrementally (RFC 1624); the frame was
 //! copied by the kernel when it was sent, so rewriting it after its completion is safe. After
+//! With `fixed_dst_port` (a service's port) only the source port changes, so a run has at most
+//! 64,512 new flows. After
 //! `new_flows` frames the generator produces no more: the window then ends early, so a run
 //! never creates more connections than its budget (see `bench/README.md` on table capacity).
 //!
@@ -65,8 +67,8 @@ pub enum GeneratorError {
     FrameSize(usize),
     #[error("flows must be 1..=16384, got {0}")]
     Flows(u32),
-    #[error("new flows {base} + {count} run past the {NEW_FLOW_SPACE} distinct port pairs")]
-    NewFlows { base: u64, count: u64 },
+    #[error("new flows {base} + {count} run past the {space} distinct port pairs")]
+    NewFlows { base: u64, count: u64, space: u64 },
     #[error("source port base {base} + {flows} flows runs past port 65535")]
     PortRange { base: u16, flows: u32 },
     #[error("interface name {0:?} is not valid")]
@@ -112,6 +114,8 @@ pub struct GenerateArgs {
     pub new_flows: u64,
     /// New-flow mode: the number of the first flow (so runs never repeat a 5-tuple).
     pub flow_base: u64,
+    /// New-flow mode: keep `dst_port` (a service's port) and vary the source port only.
+    pub fixed_dst_port: bool,
 }
 
 /// New-flow mode's source ports (1024..=65535) and destination ports (1..=19999).
@@ -171,10 +175,16 @@ impl GenerateArgs {
                 flows: self.flows,
             });
         }
-        if self.new_flows > 0 && self.flow_base.saturating_add(self.new_flows) > NEW_FLOW_SPACE {
+        let space = if self.fixed_dst_port {
+            NEW_FLOW_SRC_PORTS
+        } else {
+            NEW_FLOW_SPACE
+        };
+        if self.new_flows > 0 && self.flow_base.saturating_add(self.new_flows) > space {
             return Err(GeneratorError::NewFlows {
                 base: self.flow_base,
                 count: self.new_flows,
+                space,
             });
         }
         // Ethernet 14 + IPv4 20 + UDP 8 = 42 bytes of headers.
@@ -222,6 +232,8 @@ struct Sender {
     next_flow: u64,
     end_flow: u64,
     new_flows: bool,
+    /// New-flow mode: the destination port every frame keeps (`fixed_dst_port`).
+    fixed_dst_port: Option<u16>,
 }
 
 impl Sender {
@@ -285,6 +297,7 @@ impl Sender {
             next_flow: args.flow_base,
             end_flow: args.flow_base + args.new_flows,
             new_flows: args.new_flows > 0,
+            fixed_dst_port: args.fixed_dst_port.then_some(args.dst_port),
         })
     }
 
@@ -302,6 +315,7 @@ impl Sender {
             if self.new_flows {
                 for (k, desc) in self.free[start..].iter_mut().enumerate() {
                     let (src, dst) = new_flow_ports(self.next_flow + k as u64);
+                    let dst = self.fixed_dst_port.unwrap_or(dst);
                     // SAFETY: `desc` is a frame of `self.umem` in no queue (never produced,
                     // or completed: the kernel copied it when it was sent), and no other
                     // reference to its data exists.
@@ -428,6 +442,7 @@ mod tests {
             duration: Duration::ZERO,
             new_flows: 0,
             flow_base: 0,
+            fixed_dst_port: false,
         }
     }
 

@@ -18,6 +18,8 @@
 //! - `plot`: the PNG plots.
 //! - `scale`: `ctpath-bench scale`, the control plane at scale (convergence, updates under
 //!   traffic, compile and load of a large state, agent memory).
+//! - `services`: `ctpath-bench services`, kube-proxy's iptables rules against ctpath's
+//!   services at 1 to 10,000 services.
 
 mod cli;
 mod cpus;
@@ -29,6 +31,7 @@ mod plot;
 mod report;
 mod run;
 mod scale;
+mod services;
 mod topology;
 
 use std::process::ExitCode;
@@ -81,6 +84,24 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("ctpath-bench scale: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Services(args)) => match services::run(&args) {
+            Ok(results) => {
+                print!("{}", services::table(&results));
+                println!("written to {}", args.out.display());
+                let problems = results.problems();
+                if problems.is_empty() {
+                    println!("every sample ran and produced non-zero, sane figures");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("ctpath-bench services: {} problem(s)", problems.len());
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("ctpath-bench services: {e}");
                 ExitCode::FAILURE
             }
         },

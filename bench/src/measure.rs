@@ -15,7 +15,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::{SocketAddrV4, UdpSocket},
+    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
     process::Stdio,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -77,6 +77,26 @@ impl From<TopologyError> for MeasureError {
     fn from(error: TopologyError) -> MeasureError {
         MeasureError::Forwarder(Box::new(error))
     }
+}
+
+/// Where the flood goes: the address, MAC and UDP port of its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub port: u16,
+    /// New-flow mode keeps `port` (a service's) and varies the source port only.
+    pub fixed_port: bool,
+}
+
+impl Destination {
+    /// The destination pod, as every case of the main bench floods it.
+    pub const DST_POD: Destination = Destination {
+        ip: DST_IP,
+        mac: DST_MAC,
+        port: FLOOD_PORT,
+        fixed_port: false,
+    };
 }
 
 /// One flood case.
@@ -204,7 +224,7 @@ pub fn pps(
     flow_base: u64,
 ) -> Result<PpsSample, MeasureError> {
     let kind = topology.kind;
-    let mut args = flood_args(traffic, timing);
+    let mut args = flood_args(traffic, timing, topology.destination);
     args.flow_base = flow_base;
     let exe = std::env::current_exe().map_err(|e| MeasureError::Start {
         topology: kind,
@@ -340,16 +360,16 @@ pub fn pps(
     })
 }
 
-/// The generator's arguments for `traffic` from the source pod to the destination pod.
-pub fn flood_args(traffic: Traffic, timing: FloodTiming) -> GenerateArgs {
+/// The generator's arguments for `traffic` from the source pod to `to`.
+pub fn flood_args(traffic: Traffic, timing: FloodTiming, to: Destination) -> GenerateArgs {
     GenerateArgs {
         ifname: POD_IF.into(),
         src_mac: SRC_MAC,
-        dst_mac: DST_MAC,
+        dst_mac: to.mac,
         src_ip: SRC_IP,
-        dst_ip: DST_IP,
+        dst_ip: to.ip,
         src_port: FLOOD_SRC_PORT,
-        dst_port: FLOOD_PORT,
+        dst_port: to.port,
         // New-flow mode rewrites the ports of one template per frame.
         flows: if traffic.new_flows { 1 } else { traffic.flows },
         frame_size: traffic.frame_size,
@@ -361,12 +381,13 @@ pub fn flood_args(traffic: Traffic, timing: FloodTiming) -> GenerateArgs {
             0
         },
         flow_base: 0,
+        fixed_dst_port: to.fixed_port,
     }
 }
 
 /// The `ctpath-bench generate` command line for `args`.
 pub fn generate_argv(exe: &str, args: &GenerateArgs) -> Vec<String> {
-    vec![
+    let mut argv = vec![
         exe.to_owned(),
         "generate".into(),
         "--ifname".into(),
@@ -395,7 +416,11 @@ pub fn generate_argv(exe: &str, args: &GenerateArgs) -> Vec<String> {
         args.new_flows.to_string(),
         "--flow-base".into(),
         args.flow_base.to_string(),
-    ]
+    ];
+    if args.fixed_dst_port {
+        argv.push("--fixed-dst-port".into());
+    }
+    argv
 }
 
 /// `round_trips` UDP request/response exchanges from the source pod to the destination pod
@@ -676,6 +701,7 @@ mod tests {
             duration: Duration::from_millis(2000),
             new_flows: 40000,
             flow_base: 80000,
+            fixed_dst_port: true,
         };
         let argv = generate_argv("ctpath-bench", &args);
         assert_eq!(crate::cli::parse_generate(&argv).unwrap(), args);

@@ -625,6 +625,7 @@ pub fn hold(
                 warmup: Duration::ZERO,
                 window: Duration::from_secs(10),
             },
+            topology.destination,
         ),
     );
     println!(

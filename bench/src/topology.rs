@@ -80,6 +80,7 @@ use thiserror::Error;
 use crate::{
     cpus::{CpuError, Placement},
     forwarder::{Facts, ForwarderError, ForwarderSample, Mark},
+    measure::Destination,
 };
 
 pub const NODE_A: &str = "node-a";
@@ -441,7 +442,12 @@ pub struct Topology {
     pub cluster: Cluster,
     /// The ceiling's redirect probe (kept for its lifetime).
     redirect: Option<Probe>,
-    sink: Option<Probe>,
+    /// The pods whose interface the sinks count on (the destination pod; the services bench's
+    /// backends).
+    sink_pods: Vec<String>,
+    sinks: Vec<Probe>,
+    /// Where the generator sends.
+    pub destination: Destination,
     /// ctpath-afxdp: the forwarders as found after the build.
     pub forwarder: Option<Facts>,
     /// The run's CPUs (threaded NAPI is applied again after a sink is attached).
@@ -493,7 +499,9 @@ impl Topology {
             rules,
             cluster,
             redirect: None,
-            sink: None,
+            sink_pods: vec![DST_POD.to_owned()],
+            sinks: Vec::new(),
+            destination: Destination::DST_POD,
             forwarder: None,
             wiring: String::new(),
             placement: placement.clone(),
@@ -517,18 +525,56 @@ impl Topology {
             TopologyKind::CtpathAfxdp => topology.check_forwarder(placement)?,
             TopologyKind::CtpathXdp | TopologyKind::CtpathTc | TopologyKind::GeneratorOnly => {}
         }
-        let c = &topology.cluster;
-        placement.prepare(
-            &[
-                c.node(NODE_A).ns(),
-                c.node(NODE_B).ns(),
-                c.pod(SRC_POD).ns(),
-                c.pod(DST_POD).ns(),
-            ],
-            (c.node(NODE_A).ns(), SRC_HOST_IF),
-        )?;
-        topology.wiring = topology.describe_wiring();
+        topology.prepare(placement)?;
         Ok(topology)
+    }
+
+    /// A topology of `kind` on a cluster the caller built and wired (the services bench: the
+    /// source pod, `sink_pods` as the backends, flooded towards `destination`); its CPUs
+    /// prepared as [`Topology::build`] prepares them.
+    pub fn from_cluster(
+        kind: TopologyKind,
+        cluster: Cluster,
+        placement: &Placement,
+        sink_pods: Vec<String>,
+        destination: Destination,
+    ) -> Result<Topology, TopologyError> {
+        let mut topology = Topology {
+            kind,
+            rules: 0,
+            cluster,
+            redirect: None,
+            sink_pods,
+            sinks: Vec::new(),
+            destination,
+            forwarder: None,
+            wiring: String::new(),
+            placement: placement.clone(),
+        };
+        topology.prepare(placement)?;
+        Ok(topology)
+    }
+
+    /// The nodes and pods whose CPUs the placement governs.
+    fn placed(&self) -> Vec<&Netns> {
+        let c = &self.cluster;
+        let mut placed = vec![
+            c.node(NODE_A).ns(),
+            c.node(NODE_B).ns(),
+            c.pod(SRC_POD).ns(),
+        ];
+        placed.extend(self.sink_pods.iter().map(|pod| c.pod(pod).ns()));
+        placed
+    }
+
+    /// The placement's CPUs prepared, and the wiring read back.
+    fn prepare(&mut self, placement: &Placement) -> Result<(), TopologyError> {
+        placement.prepare(
+            &self.placed(),
+            (self.cluster.node(NODE_A).ns(), SRC_HOST_IF),
+        )?;
+        self.wiring = self.describe_wiring();
+        Ok(())
     }
 
     /// In words, what this topology did, read back from the built namespaces: the offloads of
@@ -548,7 +594,7 @@ impl Topology {
             .iter()
             .map(|(what, ns, ifname)| format!("{what} {}", offloads(ns, ifname)))
             .collect();
-        let (sink_ns, sink_if) = self.sink_location();
+        let (sink_ns, sink_if) = self.sink_locations()[0];
         let sink_role = if sink_ns.name() == self.dst().name() {
             "the destination pod's"
         } else if sink_ns.name() == a.name() {
@@ -682,13 +728,17 @@ impl Topology {
         Ok(())
     }
 
-    /// Where the flood is counted: the destination pod's interface, or for the ceiling the far
-    /// node's underlay interface.
-    fn sink_location(&self) -> (&Netns, &str) {
+    /// Where the flood is counted: the destination pod's interface (each backend's in the
+    /// services bench), or for the ceiling the far node's underlay interface.
+    fn sink_locations(&self) -> Vec<(&Netns, &str)> {
         match self.kind {
-            TopologyKind::Ceiling => (self.cluster.node(NODE_B).ns(), UNDERLAY_IF),
-            TopologyKind::GeneratorOnly => (self.cluster.node(NODE_A).ns(), SRC_HOST_IF),
-            _ => (self.cluster.pod(DST_POD).ns(), POD_IF),
+            TopologyKind::Ceiling => vec![(self.cluster.node(NODE_B).ns(), UNDERLAY_IF)],
+            TopologyKind::GeneratorOnly => vec![(self.cluster.node(NODE_A).ns(), SRC_HOST_IF)],
+            _ => self
+                .sink_pods
+                .iter()
+                .map(|pod| (self.cluster.pod(pod).ns(), POD_IF))
+                .collect(),
         }
     }
 
@@ -705,36 +755,41 @@ impl Topology {
     }
 
     pub fn attach_sinks(&mut self) -> Result<(), TopologyError> {
-        if self.sink.is_none() {
-            let (ns, ifname) = self.sink_location();
-            self.sink = Some(Probe::sink(self.kind.name(), ns, ifname, self.sink_hook())?);
+        if self.sinks.is_empty() {
+            let sinks = self
+                .sink_locations()
+                .into_iter()
+                .map(|(ns, ifname)| Probe::sink(self.kind.name(), ns, ifname, self.sink_hook()))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.sinks = sinks;
             // The sink's XDP gave its veth NAPI: thread it too (split mode).
-            let c = &self.cluster;
-            self.placement.thread_napi(&[
-                c.node(NODE_A).ns(),
-                c.node(NODE_B).ns(),
-                c.pod(SRC_POD).ns(),
-                c.pod(DST_POD).ns(),
-            ])?;
+            self.placement.thread_napi(&self.placed())?;
         }
         Ok(())
     }
 
     pub fn detach_sinks(&mut self) {
-        self.sink = None;
+        self.sinks.clear();
     }
 
-    /// What the sink counted so far.
+    /// What the sinks counted so far, summed.
     pub fn received(&self) -> Tally {
-        self.sink.as_ref().map(Probe::received).unwrap_or_default()
+        self.sinks
+            .iter()
+            .map(Probe::received)
+            .fold(Tally::default(), |sum, t| Tally {
+                packets: sum.packets + t.packets,
+                bytes: sum.bytes + t.bytes,
+            })
     }
 
     pub fn src(&self) -> &Netns {
         self.cluster.pod(SRC_POD).ns()
     }
 
+    /// The destination pod (the services bench's first backend).
     pub fn dst(&self) -> &Netns {
-        self.cluster.pod(DST_POD).ns()
+        self.cluster.pod(&self.sink_pods[0]).ns()
     }
 
     /// (role, namespace name) of the nodes and pods.

@@ -82,7 +82,7 @@ const FLOW_INTERVAL: Duration = Duration::from_micros(200);
 /// etcd's limits raised for the large state: one transaction holds every key
 /// (`--max-txn-ops`, 128 by default) and the request is several MB (`--max-request-bytes`,
 /// 1.5 MiB by default).
-const ETCD_ARGS: [&str; 4] = ["--max-txn-ops", "100000", "--max-request-bytes", "67108864"];
+pub const ETCD_ARGS: [&str; 4] = ["--max-txn-ops", "100000", "--max-request-bytes", "67108864"];
 /// The issue's sizes, at which the size-dependent goals apply.
 pub const ISSUE_SHAPE: Shape = Shape {
     pods: 10_000,
