@@ -16,11 +16,11 @@
 //! UMEM to those of flow number `flow_base + k` ([`new_flow_ports`]: source ports
 //! 1024..=65535, then the next destination port of 1..=19999, below the security group's
 //! non-matching ports) and its UDP checksum updated incrementally (RFC 1624); the frame was
-//! copied by the kernel when it was sent, so rewriting it after its completion is safe. After
-//! With `fixed_dst_port` (a service's port) only the source port changes, so a run has at most
-//! 64,512 new flows. After
-//! `new_flows` frames the generator produces no more: the window then ends early, so a run
-//! never creates more connections than its budget (see `bench/README.md` on table capacity).
+//! copied by the kernel when it was sent, so rewriting it after its completion is safe. With
+//! `fixed_dst_port` (a service's port) only the source port changes, so a run has at most
+//! 64,512 new flows. After `new_flows` frames the generator produces no more: the window then
+//! ends early, so a run never creates more connections than its budget (see `bench/README.md`
+//! on table capacity).
 //!
 //! Protocol on stdout, one line each, for the harness: `ready` once the socket is bound, then
 //! `start <completed>` after the warm-up, `stop <completed> <elapsed_ns>` after the measured
