@@ -21,8 +21,9 @@
 //! (`adjust_failed`: no room after it in the buffer).
 //!
 //! The per-packet path takes no lock and allocates nothing: the tables are an immutable
-//! snapshot (swapped between batches by [`Pipeline::set_tables`]), the conntrack table and the
-//! rule counters are allocated once, at their full size.
+//! snapshot (swapped between batches by [`Pipeline::set_tables`]), the conntrack table, the
+//! translation caches and the rule counters are allocated once, at their full size (with the
+//! rehash caveat of [`super::flows`]).
 //!
 //! Panic contract: [`Pipeline::process`] never panics, whatever the frame and its buffer.
 
