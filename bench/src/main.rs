@@ -69,42 +69,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Scale(args)) => match scale::run(&args) {
-            Ok(results) => {
-                print!("{}", scale::summary(&results));
-                println!("written to {}", args.out.display());
-                let problems = results.problems();
-                if problems.is_empty() {
-                    println!("every phase produced its figures");
-                    ExitCode::SUCCESS
-                } else {
-                    eprintln!("ctpath-bench scale: {} problem(s)", problems.len());
-                    ExitCode::FAILURE
-                }
-            }
-            Err(e) => {
-                eprintln!("ctpath-bench scale: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some(Command::Services(args)) => match services::run(&args) {
-            Ok(results) => {
-                print!("{}", services::table(&results));
-                println!("written to {}", args.out.display());
-                let problems = results.problems();
-                if problems.is_empty() {
-                    println!("every sample ran and produced non-zero, sane figures");
-                    ExitCode::SUCCESS
-                } else {
-                    eprintln!("ctpath-bench services: {} problem(s)", problems.len());
-                    ExitCode::FAILURE
-                }
-            }
-            Err(e) => {
-                eprintln!("ctpath-bench services: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::Scale(args)) => finish(
+            "scale",
+            scale::run(&args).map(|r| (scale::summary(&r), r.problems())),
+            &args.out,
+            "every phase produced its figures",
+        ),
+        Some(Command::Services(args)) => finish(
+            "services",
+            services::run(&args).map(|r| (services::table(&r), r.problems())),
+            &args.out,
+            "every sample ran and produced non-zero, sane figures",
+        ),
         Some(Command::Report { results, out }) => {
             let dir = out.unwrap_or_else(|| {
                 results
@@ -156,5 +132,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// The end of a subcommand that wrote its results to `out`: its summary, then `fine` or the
+/// number of problems (exit status 1), or the error that stopped it.
+fn finish<E: std::fmt::Display>(
+    name: &str,
+    outcome: Result<(String, Vec<String>), E>,
+    out: &std::path::Path,
+    fine: &str,
+) -> ExitCode {
+    match outcome {
+        Ok((summary, problems)) => {
+            print!("{summary}");
+            println!("written to {}", out.display());
+            if problems.is_empty() {
+                println!("{fine}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("ctpath-bench {name}: {} problem(s)", problems.len());
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("ctpath-bench {name}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
